@@ -1,0 +1,39 @@
+"""Datasets: ``DATASETS``, ``get_dataset_class(name)``, ``num_environments(name)``."""
+
+import importlib
+
+from domainbed.datasets.base import DATASET_REGISTRY, MultipleDomainDataset, register_dataset
+
+# modules whose classes register themselves; a module that is absent is skipped
+_DATASET_MODULES = ["debug", "mnist", "image_folder", "embedded"]
+for _name in _DATASET_MODULES:
+    try:
+        importlib.import_module(f"domainbed.datasets.{_name}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"domainbed.datasets.{_name}":
+            raise
+
+
+def _registry():
+    from domainbed.plugins import load_plugins
+    load_plugins()
+    return DATASET_REGISTRY
+
+
+def get_dataset_class(dataset_name: str):
+    """The dataset class registered under ``dataset_name``."""
+    return _registry().get(dataset_name)
+
+
+def num_environments(dataset_name: str, data_dir=None) -> int:
+    return len(get_dataset_class(dataset_name).environments(data_dir))
+
+
+def __getattr__(name):
+    if name == "DATASETS":
+        return _registry().names()
+    raise AttributeError(name)
+
+
+__all__ = ["DATASETS", "MultipleDomainDataset", "get_dataset_class", "num_environments",
+           "register_dataset"]

@@ -1,0 +1,47 @@
+"""The multi-domain dataset contract and the dataset registry."""
+
+from typing import List, Optional, Sequence
+
+from domainbed.registry import Registry
+
+DATASET_REGISTRY: Registry = Registry("dataset")
+register_dataset = DATASET_REGISTRY.register
+
+
+class MultipleDomainDataset:
+    """A list of per-environment torch datasets plus the facts a training run needs.
+
+    Subclasses set ``ENVIRONMENTS``, ``INPUT_SHAPE``, and in ``__init__`` fill
+    ``self.datasets`` (one torch dataset per environment, same order as ENVIRONMENTS),
+    ``self.input_shape`` and ``self.num_classes``.
+    """
+
+    N_STEPS = 5001
+    CHECKPOINT_FREQ = 100
+    N_WORKERS = 8
+    ENVIRONMENTS: Optional[List[str]] = None
+    INPUT_SHAPE: Optional[Sequence[int]] = None
+
+    datasets: list
+    input_shape: Sequence[int]
+    num_classes: int
+
+    def __getitem__(self, index):
+        return self.datasets[index]
+
+    def __len__(self):
+        return len(self.datasets)
+
+    def __iter__(self):
+        return iter(self.datasets)
+
+    def eval_view(self, index):
+        """Environment ``index`` as scored at evaluation: never augmented."""
+        return self.datasets[index]
+
+    @classmethod
+    def environments(cls, root: Optional[str] = None) -> List[str]:
+        """Environment names; datasets whose domains come from disk read them from ``root``."""
+        if cls.ENVIRONMENTS is None:
+            raise ValueError(f"{cls.__name__} does not declare its environments")
+        return list(cls.ENVIRONMENTS)

@@ -1,0 +1,144 @@
+"""Small helpers with upstream DomainBed's names: seeding, splits, accuracy, class weights."""
+
+import hashlib
+import json
+import math
+import os
+import random
+import tempfile
+from collections import Counter
+from typing import Any, Iterable, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+def seed_hash(*args: Any) -> int:
+    """Derive an integer seed from the arguments: md5 of ``str(args)`` mod 2**31."""
+    return int(hashlib.md5(str(args).encode("utf-8")).hexdigest(), 16) % (2 ** 31)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class _SplitDataset(Dataset):
+    """A subset of ``underlying_dataset`` given by ``keys``."""
+
+    def __init__(self, underlying_dataset, keys: Sequence[int]):
+        super().__init__()
+        self.underlying_dataset = underlying_dataset
+        self.keys = list(keys)
+
+    def __getitem__(self, key):
+        return self.underlying_dataset[self.keys[key]]
+
+    def __len__(self):
+        return len(self.keys)
+
+    def with_dataset(self, dataset) -> "_SplitDataset":
+        """The same indices over another view (e.g. without augmentation) of the data."""
+        return _SplitDataset(dataset, self.keys)
+
+
+def split_dataset(dataset, n: int, seed: int = 0):
+    """Shuffle indices with ``RandomState(seed)``; the first ``n`` form the "out" split.
+
+    Returns ``(out_split, in_split)`` as upstream DomainBed does.
+    """
+    if not 0 <= n <= len(dataset):
+        raise ValueError(f"cannot hold out {n} of {len(dataset)} examples")
+    keys = list(range(len(dataset)))
+    np.random.RandomState(seed).shuffle(keys)
+    return _SplitDataset(dataset, keys[:n]), _SplitDataset(dataset, keys[n:])
+
+
+def dataset_labels(dataset) -> List[int]:
+    """Labels of a dataset without decoding inputs when the dataset can tell them."""
+    if isinstance(dataset, _SplitDataset):
+        inner = dataset_labels(dataset.underlying_dataset)
+        return [inner[k] for k in dataset.keys]
+    targets = getattr(dataset, "targets", None)
+    if targets is not None:
+        return [int(t) for t in targets]
+    tensors = getattr(dataset, "tensors", None)
+    if tensors is not None:
+        return [int(t) for t in tensors[1]]
+    return [int(dataset[i][1]) for i in range(len(dataset))]
+
+
+def make_weights_for_balanced_classes(dataset) -> torch.Tensor:
+    """Per-example sampling weights that give every class the same total weight."""
+    labels = dataset_labels(dataset)
+    counts = Counter(labels)
+    n_classes = len(counts)
+    weights = torch.zeros(len(labels))
+    for i, y in enumerate(labels):
+        weights[i] = 1.0 / (counts[y] * n_classes)
+    return weights
+
+
+@torch.no_grad()
+def accuracy(network, loader, weights=None, device=None) -> float:
+    """Accuracy of ``network.predict`` over ``loader``; ``weights`` weight each example."""
+    correct, total, weights_offset = 0.0, 0.0, 0
+    was_training = network.training
+    network.eval()
+    if device is None:
+        device = next(network.parameters()).device
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        p = network.predict(x)
+        if weights is None:
+            batch_weights = torch.ones(len(x), device=device)
+        else:
+            batch_weights = weights[weights_offset:weights_offset + len(x)].to(device)
+            weights_offset += len(x)
+        if p.size(1) == 1:
+            hits = p.gt(0).eq(y).float().view(-1)
+        else:
+            hits = p.argmax(1).eq(y).float()
+        correct += (hits * batch_weights).sum().item()
+        total += batch_weights.sum().item()
+    network.train(was_training)
+    return correct / total if total else float("nan")
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never a part."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def pretty_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, indent=2)
+
+
+def print_row(row: Iterable[Any], colwidth: int = 10, latex: bool = False) -> str:
+    """Format a table row with fixed-width columns (upstream's console layout)."""
+    sep, end = (" & ", "\\\\") if latex else ("  ", "")
+
+    def fmt(x):
+        if isinstance(x, float) and not math.isnan(x):
+            x = "{:.10f}".format(x)
+        return str(x).ljust(colwidth)[:colwidth]
+
+    return sep.join(fmt(x) for x in row) + " " + end

@@ -1,0 +1,98 @@
+"""The on-disk contract of one training run directory.
+
+- ``results.jsonl``: one JSON record per evaluation.
+- ``out.txt`` / ``err.txt``: the run's log and errors.
+- ``model.safetensors``: the final model (JSON metadata: args, hparams, shapes).
+- ``checkpoint.safetensors``: the full training state for resuming (removed once done).
+- ``done``: written last, when the run has finished.
+- ``failed``: JSON ``{"error", "traceback"}`` when the last attempt raised.
+- ``.lock``: held (``flock``) by the process that is training in this directory.
+"""
+
+import errno
+import fcntl
+import json
+import os
+from typing import Optional
+
+RESULTS = "results.jsonl"
+OUT = "out.txt"
+ERR = "err.txt"
+MODEL = "model.safetensors"
+CHECKPOINT = "checkpoint.safetensors"
+DONE = "done"
+FAILED = "failed"
+LOCK = ".lock"
+
+DONE_STATE, RUNNING_STATE, FAILED_STATE = "Done", "Running", "Failed"
+INCOMPLETE_STATE, NOT_LAUNCHED_STATE = "Incomplete", "Not launched"
+
+
+class RunLock:
+    """An exclusive, non-blocking ``flock`` on ``<run_dir>/.lock``; released at exit or death."""
+
+    def __init__(self, run_dir: str):
+        self.path = os.path.join(run_dir, LOCK)
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> bool:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        self._fd = fd
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def is_running(run_dir: str) -> bool:
+    """True while some process holds the run's lock."""
+    if not os.path.exists(os.path.join(run_dir, LOCK)):
+        return False
+    lock = RunLock(run_dir)
+    if lock.acquire():
+        lock.release()
+        return False
+    return True
+
+
+def read_failure(run_dir: str) -> Optional[dict]:
+    path = os.path.join(run_dir, FAILED)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {"error": "unreadable failure file", "traceback": ""}
+
+
+def run_state(run_dir: str) -> str:
+    """One of Done, Running, Failed, Incomplete, Not launched."""
+    if not os.path.isdir(run_dir):
+        return NOT_LAUNCHED_STATE
+    if os.path.exists(os.path.join(run_dir, DONE)):
+        return DONE_STATE
+    if is_running(run_dir):
+        return RUNNING_STATE
+    if os.path.exists(os.path.join(run_dir, FAILED)):
+        return FAILED_STATE
+    return INCOMPLETE_STATE

@@ -1,0 +1,160 @@
+"""Safe weight files: we write safetensors with JSON metadata; we never unpickle code.
+
+``save_state`` / ``load_state`` store any nested structure of tensors, numbers, strings,
+lists, tuples, dicts and numpy arrays (optimiser states, RNG states) in one safetensors
+file: tensors go to the tensor table, the rest to a JSON skeleton in the metadata.
+Foreign torch pickles (e.g. upstream's ``model.pkl``) are read with ``weights_only=True``.
+Every load maps tensors to the requested device.
+"""
+
+import json
+import os
+import pickle
+import struct
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from domainbed.errors import WeightFileError
+from domainbed.lib.misc import atomic_write_bytes
+
+_META_KEY = "domainbed"
+_SKELETON_KEY = "domainbed_skeleton"
+
+
+def _flatten(obj: Any, tensors: Dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = obj.detach().to("cpu").contiguous().clone()
+        return {"__tensor__": key}
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        # keys may be ints (optimiser states): keep their type
+        return {"__dict__": [[_flatten(k, tensors), _flatten(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_flatten(v, tensors) for v in obj]}
+    if isinstance(obj, list):
+        return [_flatten(v, tensors) for v in obj]
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return {"__float__": repr(obj)}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store a {type(obj).__name__} in a weight file")
+
+
+def _unflatten(obj: Any, tensors: Dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, list):
+        return [_unflatten(v, tensors) for v in obj]
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__ndarray__" in obj:
+            return np.array(obj["__ndarray__"], dtype=obj["dtype"])
+        if "__dict__" in obj:
+            return {_unflatten(k, tensors): _unflatten(v, tensors) for k, v in obj["__dict__"]}
+        if "__tuple__" in obj:
+            return tuple(_unflatten(v, tensors) for v in obj["__tuple__"])
+        if "__float__" in obj:
+            return float(obj["__float__"])
+    return obj
+
+
+def save_weights(path: str, state_dict: Dict[str, torch.Tensor],
+                 metadata: Optional[Dict[str, Any]] = None) -> None:
+    """Write a flat ``name -> tensor`` dict as safetensors, atomically, with JSON metadata."""
+    from safetensors.torch import save
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    meta = {_META_KEY: json.dumps(metadata or {}, sort_keys=True)}
+    atomic_write_bytes(path, save(tensors, metadata=meta))
+
+
+def save_state(path: str, state: Any, metadata: Optional[Dict[str, Any]] = None) -> None:
+    """Write any nested structure of tensors and plain values (see module docstring)."""
+    from safetensors.torch import save
+    tensors: Dict[str, torch.Tensor] = {}
+    skeleton = _flatten(state, tensors)
+    meta = {_META_KEY: json.dumps(metadata or {}, sort_keys=True),
+            _SKELETON_KEY: json.dumps(skeleton)}
+    atomic_write_bytes(path, save(tensors, metadata=meta))
+
+
+def _file_kind(path: str) -> str:
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head[:2] == b"PK":
+        return "torch-zip"
+    if head[:1] == b"\x80":
+        return "pickle"
+    if len(head) == 9 and head[8:9] == b"{":
+        (n,) = struct.unpack("<Q", head[:8])
+        if 0 < n < os.path.getsize(path):
+            return "safetensors"
+    return "unknown"
+
+
+def _read_safetensors(path: str, device) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    from safetensors import safe_open
+    tensors = {}
+    try:
+        with safe_open(path, framework="pt", device=str(device)) as f:
+            meta = f.metadata() or {}
+            for key in f.keys():
+                tensors[key] = f.get_tensor(key)
+    except Exception as exc:  # safetensors raises its own error types
+        raise WeightFileError(f"{path}: not a readable safetensors file ({exc}); "
+                              "re-create or re-download it") from None
+    return tensors, meta
+
+
+def _read_torch_pickle(path: str, device) -> Any:
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightFileError(
+            f"{path}: refused to load: the file holds Python objects or code that a weight "
+            f"file must not contain ({first}). Only plain tensors and containers are read "
+            "(torch.load with weights_only=True); re-save the weights as a state dict or as "
+            "safetensors") from None
+
+
+def load_file(path: str, device="cpu") -> Tuple[Any, Dict[str, Any]]:
+    """Load a weight file of any supported kind; returns ``(content, metadata)``.
+
+    safetensors files written by :func:`save_state` give back the nested structure, others
+    a flat tensor dict; torch pickles give whatever (safe) structure they hold.
+    """
+    if not os.path.isfile(path):
+        raise WeightFileError(f"{path}: no such weight file")
+    kind = _file_kind(path)
+    if kind == "safetensors":
+        tensors, meta = _read_safetensors(path, device)
+        metadata = json.loads(meta.get(_META_KEY, "{}"))
+        if _SKELETON_KEY in meta:
+            return _unflatten(json.loads(meta[_SKELETON_KEY]), tensors), metadata
+        return tensors, metadata
+    if kind in ("torch-zip", "pickle"):
+        return _read_torch_pickle(path, device), {}
+    raise WeightFileError(f"{path}: unknown weight file format (expected safetensors or a "
+                          "torch state dict)")
+
+
+def load_state(path: str, device="cpu") -> Tuple[Any, Dict[str, Any]]:
+    """Alias of :func:`load_file` for files written by :func:`save_state`."""
+    return load_file(path, device)
+
+
+def extract_state_dict(content: Any) -> Dict[str, torch.Tensor]:
+    """Find the model state dict in a loaded file (ours, upstream's ``model.pkl``, a raw one)."""
+    if isinstance(content, dict):
+        for key in ("model_dict", "state_dict", "model"):
+            if key in content and isinstance(content[key], dict):
+                return content[key]
+        if all(isinstance(v, torch.Tensor) for v in content.values()):
+            return content
+    raise WeightFileError("the weight file holds no model state dict "
+                          "(expected keys 'model_dict' or 'state_dict', or a flat tensor dict)")

@@ -1,0 +1,33 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="domainbed-ratatouille",
+    version="0.1.0",
+    description="DomainBed with model ratatouille: recycling auxiliary fine-tunings for "
+                "out-of-distribution generalisation",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["domainbed", "domainbed.*", "domainbed_aux", "domainbed_aux.*"]),
+    package_data={"": ["*.json"]},
+    install_requires=[
+        "torch",
+        "torchvision",
+        "numpy",
+        "Pillow",
+        "submitit>=1.5",
+        "tqdm",
+        "safetensors",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        "plots": ["matplotlib"],
+        "timm": ["timm"],
+        "wilds": ["wilds"],
+    },
+    entry_points={
+        # the core finds extensions here and never imports them by name
+        "domainbed.plugins": ["aux = domainbed_aux"],
+    },
+)
