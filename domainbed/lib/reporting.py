@@ -1,0 +1,187 @@
+"""Read the records of a sweep from disk and group them for model selection.
+
+A run directory holds ``results.jsonl`` (one JSON record per evaluation) and, once finished,
+``done`` (see ``domainbed.lib.run_dir``). Only finished runs count: the records of a run
+without ``done`` are never returned, and the loader reports how many such runs it ignored.
+"""
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from domainbed.errors import DomainBedError
+from domainbed.lib import run_dir as rd
+from domainbed.lib.query import Q
+
+log = logging.getLogger(__name__)
+
+# any of these files marks a directory as a run directory (not a folder of runs)
+_RUN_FILES = (rd.RESULTS, rd.DONE, rd.OUT, rd.ERR, rd.CHECKPOINT, rd.FAILED, rd.LOCK, rd.MODEL)
+
+DEFAULT_MAX_DEPTH = 2
+
+_ENV_KEY = re.compile(r"^env(\d+)_(?:in|out)_acc$")
+
+
+def record_n_envs(record: dict) -> int:
+    """Number of environments of a record, read from its ``env{i}_in/out_acc`` keys."""
+    indices = [int(m.group(1)) for m in map(_ENV_KEY.match, record) if m]
+    return max(indices) + 1 if indices else 0
+
+
+@dataclass
+class LoadReport:
+    """What ``load_records_with_report`` found besides the records."""
+
+    input_dir: str
+    n_runs: int = 0                # runs with ``done`` whose records were loaded
+    n_skipped: int = 0             # run directories without ``done``: ignored
+    n_bad_lines: int = 0           # undecodable lines (e.g. a truncated last line): skipped
+    n_records: int = 0
+    skipped_dirs: List[str] = field(default_factory=list)
+    empty_dirs: List[str] = field(default_factory=list)  # ``done`` but no record
+
+
+def _find_run_dirs(top: str, max_depth: int) -> List[str]:
+    """Run directories at depth 0..max_depth under ``top``, in sorted (deterministic) order."""
+    found = []
+
+    def visit(path: str, depth: int) -> None:
+        try:
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+        except OSError as exc:
+            log.warning("cannot list %s: %s", path, exc)
+            return
+        names = {e.name for e in entries}
+        if any(name in names for name in _RUN_FILES):
+            found.append(path)
+            return
+        if depth >= max_depth:
+            return
+        for entry in entries:
+            if entry.is_dir() and not entry.name.startswith("."):
+                visit(entry.path, depth + 1)
+
+    visit(top, 0)
+    return found
+
+
+def _read_results(path: str, report: LoadReport) -> List[dict]:
+    """The records of one ``results.jsonl``; undecodable lines are skipped with a warning."""
+    with open(path, "rb") as f:
+        data = f.read()
+    records = []
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            report.n_bad_lines += 1
+            where = "last line (truncated write?)" if i >= len(lines) - 2 else f"line {i + 1}"
+            log.warning("%s: skipping undecodable %s", path, where)
+            continue
+        records.append(record)
+    return records
+
+
+def load_records_with_report(input_dir: str,
+                             max_depth: int = DEFAULT_MAX_DEPTH) -> Tuple[Q, LoadReport]:
+    """Records of every finished run under ``input_dir``, and a ``LoadReport``.
+
+    A run directory is any directory holding one of the run-directory files; it is looked for
+    in ``input_dir`` itself and in sub-folders down to ``max_depth`` levels (depth 2 covers
+    ``AUX/<Dataset>_notest/<run>/``). Runs without ``done`` are counted in
+    ``report.n_skipped`` and contribute no record. Raises ``DomainBedError`` when
+    ``input_dir`` is missing or holds no run directory at all.
+    """
+    if not os.path.isdir(input_dir):
+        raise DomainBedError(
+            f"input directory {input_dir!r} does not exist or is not a directory; "
+            "pass the --output_dir of a sweep (the folder that holds the run directories)")
+    report = LoadReport(input_dir=input_dir)
+    run_dirs = _find_run_dirs(input_dir, max_depth)
+    if not run_dirs:
+        raise DomainBedError(
+            f"no run directory found in {input_dir!r} (searched {max_depth} levels deep for "
+            f"folders holding {rd.RESULTS} or {rd.DONE}); is this the sweep's output_dir?")
+    records: List[dict] = []
+    for path in run_dirs:
+        if not os.path.exists(os.path.join(path, rd.DONE)):
+            report.n_skipped += 1
+            report.skipped_dirs.append(path)
+            continue
+        results = os.path.join(path, rd.RESULTS)
+        try:
+            run_records = _read_results(results, report)
+        except FileNotFoundError:
+            run_records = []
+        if not run_records:
+            log.warning("%s has %s but no record; ignored", path, rd.DONE)
+            report.empty_dirs.append(path)
+            continue
+        report.n_runs += 1
+        records.extend(run_records)
+    report.n_records = len(records)
+    if report.n_skipped:
+        log.info("%d runs without %s ignored", report.n_skipped, rd.DONE)
+    return Q(records), report
+
+
+def load_records(input_dir: str, max_depth: int = DEFAULT_MAX_DEPTH) -> Q:
+    """Records (dicts, one per ``results.jsonl`` line) of the finished runs under ``input_dir``.
+
+    See ``load_records_with_report`` for the search rules and the count of ignored runs.
+    """
+    return load_records_with_report(input_dir, max_depth)[0]
+
+
+def _group_key(record: dict) -> Optional[Tuple[Any, str, str, List[int]]]:
+    args = record.get("args")
+    if not isinstance(args, dict):
+        return None
+    try:
+        return args["trial_seed"], args["dataset"], args["algorithm"], args["test_envs"]
+    except KeyError:
+        return None
+
+
+def get_grouped_records(records) -> Q:
+    """Group records by (trial_seed, dataset, algorithm, test_env), one group per test env.
+
+    A record of a run with several test envs (the pair runs of leave-one-domain-out) joins the
+    group of each of them. Records with no test env (``test_envs`` empty or ``[-1]``: the
+    auxiliary runs) and records without ``args`` are left out. Returns a ``Q`` of dicts
+    ``{trial_seed, dataset, algorithm, test_env, records: Q}`` sorted by
+    (dataset, algorithm, test_env, trial_seed).
+    """
+    groups: Dict[tuple, List[dict]] = {}
+    n_malformed = 0
+    for record in records:
+        key = _group_key(record)
+        if key is None:
+            n_malformed += 1
+            continue
+        trial_seed, dataset, algorithm, test_envs = key
+        if isinstance(test_envs, int):
+            test_envs = [test_envs]
+        for test_env in test_envs:
+            if test_env is None or test_env < 0:
+                continue
+            groups.setdefault((trial_seed, dataset, algorithm, test_env), []).append(record)
+    if n_malformed:
+        log.warning("%d records without args.trial_seed/dataset/algorithm/test_envs ignored",
+                    n_malformed)
+
+    def order(key):
+        trial_seed, dataset, algorithm, test_env = key
+        return str(dataset), str(algorithm), test_env, str(type(trial_seed)), trial_seed
+
+    return Q([{"trial_seed": k[0], "dataset": k[1], "algorithm": k[2], "test_env": k[3],
+               "records": Q(groups[k])} for k in sorted(groups, key=order)])

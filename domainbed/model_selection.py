@@ -1,0 +1,195 @@
+"""Model selection: choose, within one (trial_seed, dataset, algorithm, test_env) group of
+records, the hyperparameters to report, and the test accuracy they give.
+
+Vocabulary. A *record* is one evaluation (one ``results.jsonl`` line). An *hparams group* is
+the records sharing ``args.hparams_seed`` and the ``args.hparams`` JSON override; for
+leave-one-domain-out it holds the run with the single test env and its pair runs. A *run* is
+the records of one training run (same ``args.test_envs`` and ``args.seed``).
+
+Every method reports the test score ``env{t}_in_acc`` of a single-test-env run. Selection is
+deterministic: a NaN or missing validation score is never chosen; among equal validation
+scores the earliest step wins, then the run with the smaller ``args.seed``; among hparams
+groups with equal validation scores, the smaller ``hparams_seed`` wins.
+"""
+
+import json
+import math
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from domainbed.errors import DomainBedError
+from domainbed.lib.query import Q, hashable
+from domainbed.lib.reporting import record_n_envs
+from domainbed.registry import Registry
+
+SELECTION_METHODS: Registry = Registry("selection method")
+
+def _test_envs(record: dict) -> List[int]:
+    envs = record["args"]["test_envs"]
+    return [envs] if isinstance(envs, int) else list(envs)
+
+
+def _number(value: Any) -> Optional[float]:
+    """``value`` as a float, or None when it is missing or NaN (never selectable)."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _run_order(record: dict) -> Tuple:
+    seed = record["args"].get("seed")
+    return record.get("step", 0), str(type(seed)), seed if seed is not None else 0
+
+
+def _single_test_env_records(records: Iterable[dict]) -> Tuple[Optional[int], List[dict]]:
+    """The records of single-test-env runs (sorted by step, then seed) and their test env."""
+    single = [r for r in records if len(_test_envs(r)) == 1]
+    envs = {_test_envs(r)[0] for r in single}
+    if len(envs) > 1:
+        raise ValueError(
+            f"records of several test envs {sorted(envs)} were passed to one selection; group "
+            "them first with domainbed.lib.reporting.get_grouped_records")
+    single.sort(key=_run_order)
+    return (envs.pop() if envs else None), single
+
+
+def _best(candidates: Iterable[Tuple[Optional[float], Optional[float]]]) -> Optional[dict]:
+    """The first (val, test) pair with the highest non-None validation score."""
+    best = None
+    for val, test in candidates:
+        if val is not None and (best is None or val > best[0]):
+            best = (val, test)
+    return None if best is None else {"val_acc": best[0], "test_acc": best[1]}
+
+
+def _hparams_key(record: dict) -> Tuple:
+    args = record["args"]
+    override = args.get("hparams")
+    if isinstance(override, str):
+        try:
+            override = json.loads(override) if override.strip() else None
+        except ValueError:
+            pass
+    seed = args.get("hparams_seed")
+    return str(type(seed)), seed if seed is not None else 0, repr(hashable(override))
+
+
+class SelectionMethod:
+    """Base class: subclasses define ``name`` and ``run_acc``."""
+
+    name: str = "abstract"
+
+    @classmethod
+    def run_acc(cls, run_records) -> Optional[Dict[str, float]]:
+        """``{"val_acc", "test_acc"}`` chosen among the records of one hparams group, or
+        None when the group cannot be scored by this method."""
+        raise NotImplementedError
+
+    @classmethod
+    def hparams_accs(cls, records) -> Q:
+        """``Q`` of ``(run_acc, Q(records))`` per hparams group that can be scored, best
+        validation accuracy first (ties: smaller hparams_seed first)."""
+        groups: Dict[Tuple, List[dict]] = {}
+        for record in records:
+            groups.setdefault(_hparams_key(record), []).append(record)
+        scored = []
+        for key in sorted(groups):
+            acc = cls.run_acc(Q(groups[key]))
+            if acc is not None:
+                scored.append((acc, Q(groups[key])))
+        scored.sort(key=lambda item: -item[0]["val_acc"])  # stable: key order breaks ties
+        return Q(scored)
+
+    @classmethod
+    def sweep_acc(cls, records) -> Optional[float]:
+        """Test accuracy of the best hparams group, or None when no group can be scored."""
+        accs = cls.hparams_accs(records)
+        return accs[0][0]["test_acc"] if len(accs) else None
+
+
+@SELECTION_METHODS.register("training_domain")
+class IIDAccuracySelectionMethod(SelectionMethod):
+    """Training-domain validation: the (run, step) record with the best mean ``out``
+    accuracy over the training envs."""
+
+    name = "training-domain validation set"
+
+    @classmethod
+    def run_acc(cls, run_records):
+        test_env, records = _single_test_env_records(run_records)
+        if test_env is None:
+            return None
+        test_key = f"env{test_env}_in_acc"
+        keys = [f"env{j}_out_acc" for j in range(record_n_envs(records[0])) if j != test_env]
+
+        def candidates():
+            for record in records:
+                vals = [_number(record.get(k)) for k in keys]
+                val = None if not vals or None in vals else sum(vals) / len(vals)
+                yield val, record.get(test_key)
+        return _best(candidates())
+
+
+@SELECTION_METHODS.register("leave_one_out")
+class LeaveOneOutSelectionMethod(SelectionMethod):
+    """Leave-one-domain-out: at each step, the validation score is ``env{v}_in_acc`` of the
+    run whose test envs are {t, v}, averaged over every other env v; None when a pair run
+    (or its record at that step) is missing."""
+
+    name = "leave-one-domain-out cross-validation"
+
+    @classmethod
+    def run_acc(cls, run_records):
+        test_env, single = _single_test_env_records(run_records)
+        if test_env is None:
+            return None
+        pair_acc: Dict[Tuple[int, Any], float] = {}  # (v, step) -> env{v}_in_acc
+        for record in sorted(run_records, key=_run_order):
+            envs = _test_envs(record)
+            if len(envs) == 2 and test_env in envs:
+                v = envs[0] if envs[1] == test_env else envs[1]
+                pair_acc.setdefault((v, record.get("step")), record.get(f"env{v}_in_acc"))
+
+        others = [v for v in range(record_n_envs(single[0])) if v != test_env]
+
+        def candidates():
+            for record in single:
+                vals = [_number(pair_acc.get((v, record.get("step")))) for v in others]
+                val = None if not vals or None in vals else sum(vals) / len(vals)
+                yield val, record.get(f"env{test_env}_in_acc")
+        return _best(candidates())
+
+
+@SELECTION_METHODS.register("oracle")
+class OracleSelectionMethod(SelectionMethod):
+    """Test-domain validation (oracle): the last step of each run, chosen on
+    ``env{t}_out_acc``."""
+
+    name = "test-domain validation set (oracle)"
+
+    @classmethod
+    def run_acc(cls, run_records):
+        test_env, records = _single_test_env_records(run_records)
+        if test_env is None:
+            return None
+        last: Dict[Any, dict] = {}  # seed -> last record (records are sorted by step)
+        for record in records:
+            last[hashable(record["args"].get("seed"))] = record
+        runs = sorted(last.values(), key=lambda r: _run_order(r)[1:])
+        return _best((_number(r.get(f"env{test_env}_out_acc")), r.get(f"env{test_env}_in_acc"))
+                     for r in runs)
+
+
+def get_selection_method(name: str) -> type:
+    """A selection method by registry name (``training_domain``, ``leave_one_out``,
+    ``oracle``), class name, or display ``name``."""
+    for key in SELECTION_METHODS:
+        method = SELECTION_METHODS.get(key)
+        if name in (key, method.__name__, method.name):
+            return method
+    raise DomainBedError(f"unknown selection method {name!r}; known selection methods: "
+                         f"{', '.join(SELECTION_METHODS)}")
+
+
+__all__ = ["SELECTION_METHODS", "SelectionMethod", "IIDAccuracySelectionMethod",
+           "LeaveOneOutSelectionMethod", "OracleSelectionMethod", "get_selection_method"]

@@ -1,0 +1,261 @@
+"""Build result tables from records: one per dataset and selection method, then averages.
+
+A cell holds one accuracy per trial seed and shows ``mean +/- se`` in percent, with
+se = 100 * std(x) / sqrt(n) (population std). Avg columns are plain means of the cells of the
+row, "X" when any of them is missing. Rows are the algorithms (in the order of
+``domainbed.algorithms.ALGORITHMS``, unknown ones after, alphabetically), then the rows of the
+*row providers*: functions ``provider(records, dataset, method) -> [(row_name, values)]``,
+where ``values`` maps a test env (index or name) to its accuracies, one per trial seed (a
+``{trial_seed: acc}`` dict or a list). This is how other reports (e.g. weight-averaging rows)
+add rows without touching this module.
+"""
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from domainbed.lib.query import Q
+from domainbed.lib.reporting import LoadReport, get_grouped_records, record_n_envs
+from domainbed.model_selection import (IIDAccuracySelectionMethod, LeaveOneOutSelectionMethod,
+                                       OracleSelectionMethod)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SELECTION_METHODS = (IIDAccuracySelectionMethod, LeaveOneOutSelectionMethod,
+                             OracleSelectionMethod)
+
+Accs = Dict[Any, Optional[float]]  # trial_seed -> accuracy in [0, 1] (None: not selectable)
+RowProvider = Callable[[Q, str, type], Iterable[Tuple[str, Mapping[Any, Any]]]]
+
+
+def _missing(value: Optional[float]) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _seed_order(seed: Any) -> Tuple[str, Any]:
+    return str(type(seed)), seed
+
+
+def mean_se(values: Sequence[float]) -> Tuple[float, float]:
+    """Mean and standard error, in percent, of accuracies in [0, 1] (population std)."""
+    arr = np.asarray(values, dtype=float)
+    return 100.0 * float(arr.mean()), 100.0 * float(arr.std()) / math.sqrt(len(arr))
+
+
+def format_mean(values: Sequence[Optional[float]], pm: str = "+/-") -> str:
+    """``"{mean:.1f} +/- {se:.1f}"`` in percent, or "X" when empty or any value is missing."""
+    if not values or any(_missing(v) for v in values):
+        return "X"
+    mean, se = mean_se(values)
+    return f"{mean:.1f} {pm} {se:.1f}"
+
+
+@dataclass
+class Cell:
+    """Accuracies of one table cell, one per trial seed."""
+
+    trial_seeds: List[Any]
+    values: List[Optional[float]]
+
+    @classmethod
+    def from_accs(cls, accs: Accs) -> "Cell":
+        seeds = sorted(accs, key=_seed_order)
+        return cls(seeds, [accs[s] for s in seeds])
+
+    @property
+    def missing(self) -> bool:
+        return not self.values or any(_missing(v) for v in self.values)
+
+    @property
+    def mean(self) -> Optional[float]:
+        return None if self.missing else mean_se(self.values)[0]
+
+    @property
+    def se(self) -> Optional[float]:
+        return None if self.missing else mean_se(self.values)[1]
+
+    def format(self, pm: str = "+/-") -> str:
+        return format_mean(self.values, pm)
+
+
+@dataclass
+class Row:
+    name: str
+    cells: List[Cell]
+
+    @property
+    def avg(self) -> Optional[float]:
+        """Plain mean (percent) of the cell means; None ("X") when a cell is missing."""
+        if not self.cells or any(c.missing for c in self.cells):
+            return None
+        return float(np.mean([c.mean for c in self.cells]))
+
+
+@dataclass
+class Table:
+    title: str
+    columns: List[str]          # the cell columns; "Avg" is implied at the end
+    rows: List[Row]
+    dataset: Optional[str] = None  # None for the averages table
+
+
+@dataclass
+class Section:
+    """The tables of one selection method."""
+
+    method: type
+    tables: List[Table]
+
+
+@dataclass
+class Report:
+    sections: List[Section]
+    n_records: int
+    load: Optional[LoadReport] = None
+    notes: List[str] = field(default_factory=list)
+
+
+def _ordered(names: Iterable[str], known: Optional[List[str]]) -> List[str]:
+    """Known names in registry order, then the others alphabetically."""
+    names = set(names)
+    position = {n: i for i, n in enumerate(known or [])}
+    return sorted(names, key=lambda n: (0, position[n], "") if n in position else (1, 0, str(n)))
+
+
+def _registered_algorithms() -> Optional[List[str]]:
+    try:
+        from domainbed import algorithms
+        return list(algorithms.ALGORITHMS)
+    except Exception as exc:  # missing or half-written module: degrade to alphabetical rows
+        log.warning("cannot import domainbed.algorithms (%s); algorithm rows sorted by name",
+                    exc)
+        return None
+
+
+def _registered_datasets() -> Optional[List[str]]:
+    try:
+        from domainbed import datasets
+        return list(datasets.DATASETS)
+    except Exception as exc:  # as above: tables still come out, with env{i} column names
+        log.warning("cannot import domainbed.datasets (%s); environments named env0, env1, ...",
+                    exc)
+        return None
+
+
+def _environment_names(dataset: str, n_envs: int, known: Optional[List[str]],
+                       notes: List[str]) -> List[str]:
+    fallback = [f"env{i}" for i in range(n_envs)]
+    if known is None:
+        return fallback
+    if dataset not in known:
+        notes.append(f"dataset {dataset!r} is not registered in domainbed.datasets: its "
+                     f"environment columns are named env0..env{n_envs - 1}")
+        return fallback
+    try:
+        from domainbed.datasets import get_dataset_class
+        cls = get_dataset_class(dataset)
+        names = list(cls.ENVIRONMENTS) if cls.ENVIRONMENTS is not None else cls.environments()
+    except Exception as exc:  # e.g. environments read from a data_dir we do not have
+        notes.append(f"environment names of {dataset!r} unavailable ({exc}): columns are "
+                     "named env0, env1, ...")
+        return fallback
+    if len(names) != n_envs:
+        notes.append(f"records of {dataset!r} have {n_envs} environments but the dataset "
+                     f"declares {len(names)}: columns are named env0..env{n_envs - 1}")
+        return fallback
+    return [str(n) for n in names]
+
+
+def _normalise_values(values: Mapping[Any, Any], env_names: List[str]) -> Dict[int, Accs]:
+    """Provider values -> {env index: {trial_seed: acc}}."""
+    by_name = {name: i for i, name in enumerate(env_names)}
+    result: Dict[int, Accs] = {}
+    for env, accs in values.items():
+        index = env if isinstance(env, int) else by_name.get(env)
+        if index is None:
+            raise ValueError(f"row provider gave unknown environment {env!r}; "
+                             f"environments: {env_names} or their indices")
+        result[index] = dict(accs) if isinstance(accs, Mapping) else dict(enumerate(accs))
+    return result
+
+
+def _averages_cell(data: Optional[Dict[int, Accs]], n_envs: int) -> Cell:
+    """Per trial seed, the mean over all environments (None if one is missing)."""
+    if not data:
+        return Cell([], [])
+    seeds = sorted({s for env in range(n_envs) for s in data.get(env, {})}, key=_seed_order)
+    values = []
+    for seed in seeds:
+        accs = [data.get(env, {}).get(seed) for env in range(n_envs)]
+        values.append(None if any(_missing(a) for a in accs) else float(np.mean(accs)))
+    return Cell(seeds, values)
+
+
+def build_report(records, selection_methods: Sequence[type] = DEFAULT_SELECTION_METHODS,
+                 row_providers: Sequence[RowProvider] = (),
+                 load_report: Optional[LoadReport] = None) -> Report:
+    """Result tables for each selection method: one per dataset, then "Averages".
+
+    Records of unknown datasets or algorithms are reported too (``env{i}`` column names,
+    rows after the known algorithms) and a note says so.
+    """
+    notes: List[str] = []
+    grouped = get_grouped_records(records)
+    by_dataset: Dict[str, list] = {}
+    for group in grouped:
+        by_dataset.setdefault(group["dataset"], []).append(group)
+
+    known_datasets = _registered_datasets()
+    known_algorithms = _registered_algorithms()
+    datasets = _ordered(by_dataset, known_datasets)
+    algorithms = _ordered({g["algorithm"] for g in grouped}, known_algorithms)
+    if known_algorithms is not None:
+        for name in algorithms:
+            if name not in known_algorithms:
+                notes.append(f"algorithm {name!r} is not in domainbed.algorithms.ALGORITHMS: "
+                             "its rows come after the known ones")
+
+    env_names: Dict[str, List[str]] = {}
+    for dataset in datasets:
+        groups = by_dataset[dataset]
+        n_envs = max(max(record_n_envs(g["records"][0]), g["test_env"] + 1) for g in groups)
+        env_names[dataset] = _environment_names(dataset, n_envs, known_datasets, notes)
+
+    records_of: Dict[str, list] = {}
+    if row_providers:
+        for record in records:
+            dataset = record.get("args", {}).get("dataset")
+            records_of.setdefault(dataset, []).append(record)
+
+    sections = []
+    for method in selection_methods:
+        # dataset -> row name -> env -> {trial_seed: acc}
+        data: Dict[str, Dict[str, Dict[int, Accs]]] = {d: {} for d in datasets}
+        for g in grouped:
+            row = data[g["dataset"]].setdefault(g["algorithm"], {})
+            row.setdefault(g["test_env"], {})[g["trial_seed"]] = method.sweep_acc(g["records"])
+        extra_names: List[str] = []
+        for dataset in datasets:
+            for provider in row_providers:
+                for name, values in provider(Q(records_of.get(dataset, [])), dataset, method):
+                    data[dataset][name] = _normalise_values(values, env_names[dataset])
+                    if name not in extra_names:
+                        extra_names.append(name)
+
+        tables = []
+        for dataset in datasets:
+            n_envs = len(env_names[dataset])
+            names = [a for a in algorithms if a in data[dataset]]
+            names += [n for n in extra_names if n in data[dataset] and n not in names]
+            rows = [Row(name, [Cell.from_accs(data[dataset][name].get(env, {}))
+                               for env in range(n_envs)]) for name in names]
+            tables.append(Table(f"Dataset: {dataset}", env_names[dataset], rows, dataset))
+        row_names = algorithms + [n for n in extra_names if n not in algorithms]
+        avg_rows = [Row(name, [_averages_cell(data[d].get(name), len(env_names[d]))
+                               for d in datasets]) for name in row_names]
+        tables.append(Table("Averages", list(datasets), avg_rows))
+        sections.append(Section(method, tables))
+    return Report(sections, n_records=len(records), load=load_report, notes=notes)

@@ -1,0 +1,84 @@
+"""Result tables of a sweep: ``python -m domainbed.scripts.collect_results --input_dir DIR``.
+
+Prints the tables (text by default, or ``--markdown``, ``--latex``, ``--json``) for each model
+selection method, and writes them next to the sweep as ``DIR/results.{txt,md,tex,json}``.
+"""
+
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional, Sequence
+
+from domainbed.errors import DomainBedError
+from domainbed.lib.misc import atomic_write_text
+from domainbed.lib.reporting import DEFAULT_MAX_DEPTH, load_records_with_report
+from domainbed.model_selection import SELECTION_METHODS, get_selection_method
+from domainbed.reports import FORMATS, RowProvider, build_report, render
+
+log = logging.getLogger("domainbed.collect_results")
+
+
+def collect_results(input_dir: str, fmt: str = "text",
+                    selection_methods: Optional[Sequence[str]] = None,
+                    output: Optional[str] = None, save: bool = True,
+                    row_providers: Sequence[RowProvider] = (),
+                    max_depth: int = DEFAULT_MAX_DEPTH) -> str:
+    """Load the finished runs under ``input_dir`` and return the report in ``fmt``.
+
+    With ``save`` the report is also written to ``input_dir/results.<ext>``; with ``output``
+    to that file too. ``selection_methods`` are names accepted by ``get_selection_method``
+    (default: all registered). Raises ``DomainBedError`` for a missing or empty input dir.
+    """
+    if fmt not in FORMATS:
+        raise DomainBedError(f"unknown report format {fmt!r}; known formats: {', '.join(FORMATS)}")
+    names = list(selection_methods) if selection_methods else SELECTION_METHODS.names()
+    methods = [get_selection_method(name) for name in names]
+    records, load_report = load_records_with_report(input_dir, max_depth)
+    report = build_report(records, methods, row_providers, load_report)
+    text = render(report, fmt)
+    targets = [os.path.join(input_dir, FORMATS[fmt][1])] if save else []
+    targets += [output] if output else []
+    for path in targets:
+        try:
+            atomic_write_text(path, text)
+        except OSError as exc:
+            if path == output:
+                raise DomainBedError(f"cannot write the report to {path!r}: {exc}") from exc
+            log.warning("cannot write the report next to the sweep (%s): %s", path, exc)
+    return text
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input_dir", required=True, help="the sweep's output directory")
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--latex", dest="fmt", action="store_const", const="latex")
+    fmt.add_argument("--markdown", dest="fmt", action="store_const", const="markdown")
+    fmt.add_argument("--json", dest="fmt", action="store_const", const="json")
+    parser.set_defaults(fmt="text")
+    parser.add_argument("--selection_methods", nargs="+", default=None,
+                        help=f"default: all of {', '.join(SELECTION_METHODS)}")
+    parser.add_argument("--output", default=None, help="also write the report to this file")
+    parser.add_argument("--no_save", action="store_true",
+                        help="do not write results.<ext> into --input_dir")
+    parser.add_argument("--max_depth", type=int, default=DEFAULT_MAX_DEPTH,
+                        help="how many folder levels below --input_dir to look for runs")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    try:
+        text = collect_results(args.input_dir, args.fmt, args.selection_methods, args.output,
+                               save=not args.no_save, max_depth=args.max_depth)
+    except DomainBedError as exc:
+        print(f"collect_results: error: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
