@@ -1,0 +1,106 @@
+"""A running (weighted) sum of state dicts: memory stays one accumulator, whatever M is.
+
+Floating tensors are summed in ``accum_dtype`` (float64 by default: the sum of 60 float32
+members then carries no rounding error worth naming; float32 halves the memory and keeps
+the mean within about M * 6e-8 relative error). The mean is cast back to the first
+member's dtype. Tensors that are not averaged (see :mod:`.checks`) are taken from the first
+member after checking that later members agree.
+"""
+
+from typing import Dict, Mapping, Optional
+
+import torch
+
+from domainbed_aux.averaging.base import AveragingError, StateDict
+from domainbed_aux.averaging.checks import MemberSpec, is_averaged
+
+
+class StateAccumulator:
+    """``add`` members one at a time; ``mean`` gives ``sum_i w_i theta_i / sum_i w_i``."""
+
+    def __init__(self, accum_dtype: torch.dtype = torch.float64, allow_live_bn: bool = False):
+        if not accum_dtype.is_floating_point:
+            raise AveragingError(f"accum_dtype must be a floating dtype, got {accum_dtype}")
+        self.accum_dtype = accum_dtype
+        self.allow_live_bn = allow_live_bn
+        self.spec: Optional[MemberSpec] = None
+        self.count = 0
+        self.total_weight = 0.0
+        self._sums: Dict[str, torch.Tensor] = {}
+        self._kept: Dict[str, torch.Tensor] = {}   # not averaged: the first member's value
+        self._dtypes: Dict[str, torch.dtype] = {}
+
+    def check(self, state: Mapping[str, torch.Tensor], member_id: str) -> None:
+        """Raise unless ``state`` can join the members added so far."""
+        if self.spec is not None:
+            self.spec.check(state, member_id)
+
+    def add(self, state: Mapping[str, torch.Tensor], member_id: Optional[str] = None,
+            weight: float = 1.0) -> None:
+        """Add ``weight * state`` to the sum (the caller may drop ``state`` afterwards)."""
+        member_id = member_id or f"member{self.count}"
+        if self.spec is None:
+            self.spec = MemberSpec(state, member_id, self.allow_live_bn)
+            for key, value in state.items():
+                self._dtypes[key] = value.dtype
+                if is_averaged(key, value, self.allow_live_bn):
+                    dtype = torch.promote_types(value.dtype, self.accum_dtype)
+                    self._sums[key] = value.detach().to(dtype, copy=True)
+                    if weight != 1.0:
+                        self._sums[key].mul_(weight)
+                else:
+                    self._kept[key] = value.detach().clone()
+        else:
+            self.spec.check(state, member_id)
+            with torch.no_grad():
+                for key, total in self._sums.items():
+                    total.add_(state[key].to(total.device), alpha=weight)
+        self.count += 1
+        self.total_weight += weight
+
+    def _finish(self, key: str, total: torch.Tensor, denominator: float) -> torch.Tensor:
+        return (total / denominator).to(self._dtypes[key])
+
+    def mean(self, consume: bool = False) -> StateDict:
+        """The weighted mean, keys in the first member's order.
+
+        ``consume=True`` frees each running sum as soon as its mean is made (lowest peak
+        memory); the accumulator cannot be used afterwards.
+        """
+        self._require_members()
+        out = {}
+        for key in self._dtypes:
+            if key in self._kept:
+                out[key] = self._kept[key] if consume else self._kept[key].clone()
+            else:
+                total = self._sums.pop(key) if consume else self._sums[key]
+                out[key] = self._finish(key, total, self.total_weight)
+                del total
+        if consume:
+            self._kept, self.spec = {}, None
+        return out
+
+    def mean_with(self, state: Mapping[str, torch.Tensor], member_id: Optional[str] = None,
+                  weight: float = 1.0) -> StateDict:
+        """The mean if ``state`` were added, without adding it (greedy candidates)."""
+        self._require_members()
+        member_id = member_id or f"member{self.count}"
+        self.spec.check(state, member_id)
+        denominator = self.total_weight + weight
+        out = {}
+        with torch.no_grad():
+            for key in self._dtypes:
+                if key in self._kept:
+                    out[key] = self._kept[key].clone()
+                else:
+                    total = self._sums[key]
+                    candidate = torch.add(total, state[key].to(total.device, total.dtype),
+                                          alpha=weight)
+                    out[key] = self._finish(key, candidate, denominator)
+        return out
+
+    def _require_members(self) -> None:
+        if self.spec is None or self.count == 0:
+            raise AveragingError("no member was added (or the mean was already consumed)")
+        if self.total_weight == 0:
+            raise AveragingError("the members' weights sum to 0; the mean is undefined")

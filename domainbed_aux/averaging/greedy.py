@@ -1,0 +1,114 @@
+"""Greedy soup: add runs in order of ID-validation accuracy while the average does not degrade.
+
+Two acceptance rules, both offered:
+
+- ``"paper"`` (the ratatouille/DiWA released code): keep a candidate unless the pooled
+  ID-validation accuracy of the average becomes strictly lower (ties are kept);
+- ``"strict"`` (model soups): keep a candidate only on a strict improvement.
+"""
+
+import math
+from typing import Callable, Dict, Mapping, Union
+
+import torch
+
+from domainbed_aux.averaging.accumulator import StateAccumulator
+from domainbed_aux.averaging.base import (WEIGHT_SELECTIONS, AveragingError, Members,
+                                          SoupResult, StateDict, as_members, load_member)
+from domainbed_aux.averaging.checks import check_bn_options, recompute_bn_stats
+
+GREEDY_RULES = ("paper", "strict")
+ValAcc = Union[Mapping[str, float], Callable[[str], float]]
+
+
+def _accepts(rule: str, candidate_acc: float, soup_acc: float) -> bool:
+    return candidate_acc >= soup_acc if rule == "paper" else candidate_acc > soup_acc
+
+
+def _val_accs(val_acc_of_member: ValAcc, member_ids) -> Dict[str, float]:
+    accs = {}
+    for member_id in member_ids:
+        try:
+            acc = (val_acc_of_member(member_id) if callable(val_acc_of_member)
+                   else val_acc_of_member[member_id])
+        except KeyError:
+            raise AveragingError(f"no ID-validation accuracy for member {member_id!r}; "
+                                 "val_acc_of_member must cover every member") from None
+        if acc is None or not math.isfinite(float(acc)):
+            raise AveragingError(f"member {member_id!r} has ID-validation accuracy {acc!r}; "
+                                 "a finite number is needed to rank it")
+        accs[member_id] = float(acc)
+    return accs
+
+
+def greedy_soup(members: Members, val_acc_of_member: ValAcc,
+                evaluate_average: Callable[[StateDict], float], rule: str = "paper", *,
+                allow_live_bn: bool = False, recompute_bn=None,
+                accum_dtype: torch.dtype = torch.float64) -> SoupResult:
+    """Greedy selection of members on ID-validation accuracy.
+
+    Members are ranked by ``val_acc_of_member`` (a mapping or function of the member id),
+    descending, ties broken by member id ascending. The first is always kept; each next
+    candidate is tried as ``(sum + member) / (n + 1)`` (no earlier member is reloaded;
+    each member is loaded once), scored by ``evaluate_average(state_dict)`` and kept
+    according to ``rule``. The result lists the kept ids in order, the final average, its
+    accuracy and a trace of every candidate.
+    """
+    if rule not in GREEDY_RULES:
+        raise AveragingError(f"unknown greedy rule {rule!r}; known: {', '.join(GREEDY_RULES)} "
+                             "('paper' keeps ties, 'strict' needs an improvement)")
+    check_bn_options(allow_live_bn, recompute_bn)
+    pairs = as_members(members)
+    if not pairs:
+        raise AveragingError("greedy soup of zero members: give at least one run")
+    accs = _val_accs(val_acc_of_member, [m for m, _ in pairs])
+    ranked = sorted(pairs, key=lambda pair: (-accs[pair[0]], pair[0]))
+
+    def score(state: StateDict) -> float:
+        if allow_live_bn:
+            state = recompute_bn_stats(state, recompute_bn)
+        return float(evaluate_average(state))
+
+    acc = StateAccumulator(accum_dtype, allow_live_bn)
+    kept, trace, soup_acc = [], [], -math.inf
+    for member_id, source in ranked:
+        state = load_member(source, member_id)
+        if acc.count == 0:
+            acc.add(state, member_id)
+            candidate_acc, keep = score(acc.mean()), True
+        else:
+            candidate_acc = score(acc.mean_with(state, member_id))
+            keep = _accepts(rule, candidate_acc, soup_acc)
+            if keep:
+                acc.add(state, member_id)
+        del state  # the next member is loaded only after this one is released
+        if keep:
+            kept.append(member_id)
+            soup_acc = candidate_acc
+        trace.append({"member": member_id, "val_acc": accs[member_id],
+                      "soup_acc": candidate_acc, "kept": keep, "n_in_soup": len(kept)})
+    final = acc.mean(consume=True)
+    if allow_live_bn:
+        final = recompute_bn_stats(final, recompute_bn)
+    return SoupResult(rule="greedy" if rule == "paper" else "greedy_strict", state_dict=final,
+                      members=kept, n_candidates=len(pairs), trace=trace, val_acc=soup_acc,
+                      bn_recomputed=allow_live_bn)
+
+
+def _require(name, value):
+    if value is None:
+        raise AveragingError(f"weight selection {name!r} needs val_acc_of_member and "
+                             "evaluate_average (the ID-validation accuracy of a state dict)")
+    return value
+
+
+@WEIGHT_SELECTIONS.register("greedy")
+def _select_greedy(members, val_acc_of_member=None, evaluate_average=None, **options):
+    return greedy_soup(members, _require("greedy", val_acc_of_member),
+                       _require("greedy", evaluate_average), rule="paper", **options)
+
+
+@WEIGHT_SELECTIONS.register("greedy_strict")
+def _select_greedy_strict(members, val_acc_of_member=None, evaluate_average=None, **options):
+    return greedy_soup(members, _require("greedy_strict", val_acc_of_member),
+                       _require("greedy_strict", evaluate_average), rule="strict", **options)
