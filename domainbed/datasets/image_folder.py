@@ -1,0 +1,256 @@
+"""Multi-domain image-folder datasets: ``<dataset dir>/<domain>/<class>/<image>``.
+
+The benchmark datasets (VLCS, PACS, OfficeHome, TerraIncognita, DomainNet) live in a fixed
+sub-folder of ``--data_dir``; ``ImageFolder`` reads the user's own data from ``--data_dir``
+itself. Every dataset has ONE sorted class list (the union over its domains), so a class
+missing from one domain cannot shift the label indices of the others.
+"""
+
+import logging
+import os
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from PIL import Image
+from torch.utils.data import Dataset
+
+from domainbed.datasets import transforms as T
+from domainbed.datasets.base import MultipleDomainDataset, register_dataset
+from domainbed.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+DOWNLOAD_COMMAND = "python -m domainbed.scripts.download --data_dir {root} --datasets {name}"
+
+ImageLoader = Callable[[str], Image.Image]
+
+
+def pil_loader(path: str) -> Image.Image:
+    """Open ``path`` with Pillow and decode it fully as an RGB image."""
+    with open(path, "rb") as f:
+        image = Image.open(f)
+        return image.convert("RGB")
+
+
+_default_loader: ImageLoader = pil_loader
+
+
+def set_default_loader(loader: Optional[ImageLoader]) -> None:
+    """Make ``loader`` (path -> PIL RGB image) the loader of datasets built from now on.
+
+    ``None`` restores ``pil_loader``. This is the hook for, e.g., a decoded-image cache.
+    """
+    global _default_loader
+    _default_loader = loader if loader is not None else pil_loader
+
+
+def get_default_loader() -> ImageLoader:
+    return _default_loader
+
+
+class ImageEnvironment(Dataset):
+    """One domain: ``samples`` = [(path, label)], items are ``(transform(image), label)``."""
+
+    def __init__(self, samples: Sequence[Tuple[str, int]], transform=None,
+                 loader: Optional[ImageLoader] = None):
+        super().__init__()
+        self.samples = list(samples)
+        self.targets = [label for _, label in self.samples]
+        self.transform = transform
+        self.loader = loader if loader is not None else get_default_loader()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        image = self.load(path)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, label
+
+    def load(self, path: str) -> Image.Image:
+        """The decoded image at ``path``; an unreadable file raises a one-line DataError."""
+        try:
+            return self.loader(path)
+        except DataError:
+            raise
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise DataError(
+                f"cannot read image file {path!r} ({reason}); delete or replace the file, or "
+                f"delete the dataset folder and download it again with "
+                f"`python -m domainbed.scripts.download`") from exc
+
+    def with_transform(self, transform) -> "ImageEnvironment":
+        """The same samples and loader under another transform."""
+        return ImageEnvironment(self.samples, transform, self.loader)
+
+
+def _visible_entries(path: str):
+    with os.scandir(path) as it:
+        return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+
+
+def list_subfolders(path: str) -> List[str]:
+    """Sorted names of the non-hidden sub-folders of ``path``."""
+    return [e.name for e in _visible_entries(path) if e.is_dir()]
+
+
+def is_image_file(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def list_images(folder: str) -> List[str]:
+    """Paths of the image files under ``folder`` (recursive, sorted, hidden entries skipped)."""
+    paths = []
+    for entry in _visible_entries(folder):
+        if entry.is_dir():
+            paths.extend(list_images(entry.path))
+        elif is_image_file(entry.name):
+            paths.append(entry.path)
+    return paths
+
+
+def find_classes(domain_dirs: Sequence[str]) -> List[str]:
+    """The sorted union of class folder names over ``domain_dirs``."""
+    classes = set()
+    for domain_dir in domain_dirs:
+        classes.update(list_subfolders(domain_dir))
+    return sorted(classes)
+
+
+def scan_domain(domain_dir: str, class_to_idx: Dict[str, int]) -> List[Tuple[str, int]]:
+    """``(path, label)`` for every image of ``domain_dir``, class by class in sorted order."""
+    samples = []
+    for name in list_subfolders(domain_dir):
+        samples.extend((path, class_to_idx[name])
+                       for path in list_images(os.path.join(domain_dir, name)))
+    return samples
+
+
+class MultipleEnvironmentImageFolder(MultipleDomainDataset):
+    """Domains are sub-folders of ``<root>/<SUBDIR>``, classes are sub-folders of a domain.
+
+    Training environments (not in ``test_envs``) use the train augmentation when
+    ``hparams['data_augmentation']`` is true (the default); ``eval_view(i)`` always gives
+    environment ``i`` under the deterministic eval transform.
+    """
+
+    SUBDIR = ""
+    DOWNLOAD_NAME: Optional[str] = None
+    N_STEPS = 5001
+    CHECKPOINT_FREQ = 300
+    N_WORKERS = 8
+    INPUT_SHAPE = (3, 224, 224)
+
+    def __init__(self, root, test_envs, hparams, loader: Optional[ImageLoader] = None):
+        super().__init__()
+        dataset_dir = self.dataset_dir(root)
+        environments = self.environments(root)
+        domain_dirs = [os.path.join(dataset_dir, env) for env in environments]
+        missing = [env for env, d in zip(environments, domain_dirs) if not os.path.isdir(d)]
+        if missing:
+            raise DataError(
+                f"{type(self).__name__}: domain folder(s) {missing} missing in {dataset_dir!r} "
+                f"(found {list_subfolders(dataset_dir)}; expected {environments}); "
+                f"{self._fix(root)}")
+        self.ENVIRONMENTS = list(environments)
+        self.classes = find_classes(domain_dirs)
+        if not self.classes:
+            raise DataError(f"{type(self).__name__}: no class folders under {dataset_dir!r}; "
+                            f"expected <domain>/<class>/<image>; {self._fix(root)}")
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+        augment = bool(hparams.get("data_augmentation", True)) if hparams else True
+        test_envs = set(test_envs or [])
+        self.datasets = []
+        for i, domain_dir in enumerate(domain_dirs):
+            samples = scan_domain(domain_dir, self.class_to_idx)
+            if not samples:
+                raise DataError(
+                    f"{type(self).__name__}: domain folder {domain_dir!r} holds no images "
+                    f"(accepted extensions: {', '.join(IMAGE_EXTENSIONS)}); {self._fix(root)}")
+            augmented = augment and i not in test_envs
+            self.datasets.append(ImageEnvironment(samples, T.image_transform(augmented), loader))
+        self._augmented = [augment and i not in test_envs for i in range(len(domain_dirs))]
+        self._eval_views: Dict[int, ImageEnvironment] = {}
+        self.input_shape = self.INPUT_SHAPE
+        self.num_classes = len(self.classes)
+
+    def eval_view(self, index: int) -> ImageEnvironment:
+        """Environment ``index`` with the eval transform (same samples, no augmentation)."""
+        if not self._augmented[index]:
+            return self.datasets[index]
+        if index not in self._eval_views:
+            self._eval_views[index] = self.datasets[index].with_transform(T.eval_transform())
+        return self._eval_views[index]
+
+    @classmethod
+    def dataset_dir(cls, root) -> str:
+        """``<root>/<SUBDIR>``; a missing folder raises DataError naming the fix."""
+        if root is None:
+            raise DataError(f"{cls.__name__} reads images from disk: pass --data_dir")
+        path = os.path.join(root, cls.SUBDIR) if cls.SUBDIR else root
+        if not os.path.isdir(path):
+            raise DataError(f"{cls.__name__}: data folder {path!r} does not exist; "
+                            f"{cls._fix(root)}")
+        return path
+
+    @classmethod
+    def _fix(cls, root) -> str:
+        if cls.DOWNLOAD_NAME is None:
+            return "lay the images out as <data_dir>/<domain>/<class>/<image>"
+        return "download it with `" + DOWNLOAD_COMMAND.format(root=root, name=cls.DOWNLOAD_NAME) + "`"
+
+
+@register_dataset()
+class VLCS(MultipleEnvironmentImageFolder):
+    SUBDIR = "VLCS"
+    DOWNLOAD_NAME = "VLCS"
+    ENVIRONMENTS = ["Caltech101", "LabelMe", "SUN09", "VOC2007"]
+
+
+@register_dataset()
+class PACS(MultipleEnvironmentImageFolder):
+    SUBDIR = "PACS"
+    DOWNLOAD_NAME = "PACS"
+    ENVIRONMENTS = ["art_painting", "cartoon", "photo", "sketch"]
+
+
+@register_dataset()
+class OfficeHome(MultipleEnvironmentImageFolder):
+    SUBDIR = "office_home"
+    DOWNLOAD_NAME = "OfficeHome"
+    ENVIRONMENTS = ["Art", "Clipart", "Product", "Real World"]
+
+
+@register_dataset()
+class TerraIncognita(MultipleEnvironmentImageFolder):
+    SUBDIR = "terra_incognita"
+    DOWNLOAD_NAME = "TerraIncognita"
+    ENVIRONMENTS = ["location_100", "location_38", "location_43", "location_46"]
+
+
+@register_dataset()
+class DomainNet(MultipleEnvironmentImageFolder):
+    SUBDIR = "domain_net"
+    DOWNLOAD_NAME = "DomainNet"
+    N_STEPS = 5001
+    CHECKPOINT_FREQ = 1000
+    ENVIRONMENTS = ["clipart", "infograph", "painting", "quickdraw", "real", "sketch"]
+
+
+@register_dataset("ImageFolder")
+class ImageFolder(MultipleEnvironmentImageFolder):
+    """The user's own data: ``--data_dir`` is ``<data_dir>/<domain>/<class>/<image>``."""
+
+    SUBDIR = ""
+    ENVIRONMENTS = None
+
+    @classmethod
+    def environments(cls, root=None) -> List[str]:
+        """The sorted domain folders of ``root``."""
+        domains = list_subfolders(cls.dataset_dir(root))
+        if not domains:
+            raise DataError(f"ImageFolder: no domain folders in {root!r}; {cls._fix(root)}")
+        return domains
