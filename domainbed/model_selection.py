@@ -12,6 +12,7 @@ scores the earliest step wins, then the run with the smaller ``args.seed``; amon
 groups with equal validation scores, the smaller ``hparams_seed`` wins.
 """
 
+import functools
 import json
 import math
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -23,10 +24,6 @@ from domainbed.registry import Registry
 
 SELECTION_METHODS: Registry = Registry("selection method")
 
-def _test_envs(record: dict) -> List[int]:
-    envs = record["args"]["test_envs"]
-    return [envs] if isinstance(envs, int) else list(envs)
-
 
 def _number(value: Any) -> Optional[float]:
     """``value`` as a float, or None when it is missing or NaN (never selectable)."""
@@ -37,14 +34,17 @@ def _number(value: Any) -> Optional[float]:
 
 
 def _run_order(record: dict) -> Tuple:
-    seed = record["args"].get("seed")
-    return record.get("step", 0), str(type(seed)), seed if seed is not None else 0
+    return record.get("step", 0), record["args"].get("seed") or 0
 
 
 def _single_test_env_records(records: Iterable[dict]) -> Tuple[Optional[int], List[dict]]:
     """The records of single-test-env runs (sorted by step, then seed) and their test env."""
-    single = [r for r in records if len(_test_envs(r)) == 1]
-    envs = {_test_envs(r)[0] for r in single}
+    single, envs = [], set()
+    for record in records:
+        test_envs = record["args"]["test_envs"]
+        if len(test_envs) == 1:
+            single.append(record)
+            envs.add(test_envs[0])
     if len(envs) > 1:
         raise ValueError(
             f"records of several test envs {sorted(envs)} were passed to one selection; group "
@@ -62,16 +62,26 @@ def _best(candidates: Iterable[Tuple[Optional[float], Optional[float]]]) -> Opti
     return None if best is None else {"val_acc": best[0], "test_acc": best[1]}
 
 
+@functools.lru_cache(maxsize=4096)
+def _canonical_override(text: str) -> str:
+    """The ``--hparams`` JSON string in a canonical form (key order and spacing ignored)."""
+    try:
+        return repr(hashable(json.loads(text))) if text.strip() else "None"
+    except ValueError:
+        return text
+
+
 def _hparams_key(record: dict) -> Tuple:
     args = record["args"]
     override = args.get("hparams")
-    if isinstance(override, str):
-        try:
-            override = json.loads(override) if override.strip() else None
-        except ValueError:
-            pass
+    if override is None:
+        override = "None"
+    elif isinstance(override, str):
+        override = _canonical_override(override)
+    else:
+        override = repr(hashable(override))
     seed = args.get("hparams_seed")
-    return str(type(seed)), seed if seed is not None else 0, repr(hashable(override))
+    return type(seed).__name__, seed if seed is not None else 0, override
 
 
 class SelectionMethod:
@@ -143,12 +153,13 @@ class LeaveOneOutSelectionMethod(SelectionMethod):
         test_env, single = _single_test_env_records(run_records)
         if test_env is None:
             return None
+        pairs = [r for r in run_records
+                 if len(r["args"]["test_envs"]) == 2 and test_env in r["args"]["test_envs"]]
         pair_acc: Dict[Tuple[int, Any], float] = {}  # (v, step) -> env{v}_in_acc
-        for record in sorted(run_records, key=_run_order):
-            envs = _test_envs(record)
-            if len(envs) == 2 and test_env in envs:
-                v = envs[0] if envs[1] == test_env else envs[1]
-                pair_acc.setdefault((v, record.get("step")), record.get(f"env{v}_in_acc"))
+        for record in sorted(pairs, key=_run_order):
+            envs = record["args"]["test_envs"]
+            v = envs[0] if envs[1] == test_env else envs[1]
+            pair_acc.setdefault((v, record.get("step")), record.get(f"env{v}_in_acc"))
 
         others = [v for v in range(record_n_envs(single[0])) if v != test_env]
 
@@ -174,8 +185,8 @@ class OracleSelectionMethod(SelectionMethod):
             return None
         last: Dict[Any, dict] = {}  # seed -> last record (records are sorted by step)
         for record in records:
-            last[hashable(record["args"].get("seed"))] = record
-        runs = sorted(last.values(), key=lambda r: _run_order(r)[1:])
+            last[record["args"].get("seed")] = record
+        runs = sorted(last.values(), key=lambda r: _run_order(r)[1])
         return _best((_number(r.get(f"env{test_env}_out_acc")), r.get(f"env{test_env}_in_acc"))
                      for r in runs)
 

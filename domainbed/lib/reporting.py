@@ -45,36 +45,34 @@ class LoadReport:
     empty_dirs: List[str] = field(default_factory=list)  # ``done`` but no record
 
 
-def _find_run_dirs(top: str, max_depth: int) -> List[str]:
-    """Run directories at depth 0..max_depth under ``top``, in sorted (deterministic) order."""
+def _find_run_dirs(top: str, max_depth: int) -> List[Tuple[str, bool]]:
+    """``(run_dir, has_done)`` at depth 0..max_depth under ``top``, in sorted order."""
     found = []
 
     def visit(path: str, depth: int) -> None:
         try:
-            entries = sorted(os.scandir(path), key=lambda e: e.name)
+            names = os.listdir(path)
         except OSError as exc:
             log.warning("cannot list %s: %s", path, exc)
             return
-        names = {e.name for e in entries}
         if any(name in names for name in _RUN_FILES):
-            found.append(path)
+            found.append((path, rd.DONE in names))
             return
         if depth >= max_depth:
             return
-        for entry in entries:
-            if entry.is_dir() and not entry.name.startswith("."):
-                visit(entry.path, depth + 1)
+        for name in sorted(names):
+            child = os.path.join(path, name)
+            if not name.startswith(".") and os.path.isdir(child):
+                visit(child, depth + 1)
 
     visit(top, 0)
     return found
 
 
-def _read_results(path: str, report: LoadReport) -> List[dict]:
-    """The records of one ``results.jsonl``; undecodable lines are skipped with a warning."""
-    with open(path, "rb") as f:
-        data = f.read()
+def _decode_lines(text: str, path: str, report: LoadReport) -> List[dict]:
+    """Decode line by line, skipping (with a warning) lines that are not JSON objects."""
     records = []
-    lines = data.split(b"\n")
+    lines = text.split("\n")
     for i, line in enumerate(lines):
         if not line.strip():
             continue
@@ -84,11 +82,26 @@ def _read_results(path: str, report: LoadReport) -> List[dict]:
             record = None
         if not isinstance(record, dict):
             report.n_bad_lines += 1
-            where = "last line (truncated write?)" if i >= len(lines) - 2 else f"line {i + 1}"
+            last = not any(rest.strip() for rest in lines[i + 1:])
+            where = "last line (truncated write?)" if last else f"line {i + 1}"
             log.warning("%s: skipping undecodable %s", path, where)
             continue
         records.append(record)
     return records
+
+
+def _read_results(path: str, report: LoadReport) -> List[dict]:
+    """The records of one ``results.jsonl``; undecodable lines are skipped with a warning."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    # fast path: the whole file as one JSON array (one decoder call per run)
+    try:
+        records = json.loads("[" + text.strip().replace("\n", ",") + "]")
+        if all(isinstance(r, dict) for r in records):
+            return records
+    except ValueError:
+        pass
+    return _decode_lines(text, path, report)
 
 
 def load_records_with_report(input_dir: str,
@@ -112,8 +125,8 @@ def load_records_with_report(input_dir: str,
             f"no run directory found in {input_dir!r} (searched {max_depth} levels deep for "
             f"folders holding {rd.RESULTS} or {rd.DONE}); is this the sweep's output_dir?")
     records: List[dict] = []
-    for path in run_dirs:
-        if not os.path.exists(os.path.join(path, rd.DONE)):
+    for path, has_done in run_dirs:
+        if not has_done:
             report.n_skipped += 1
             report.skipped_dirs.append(path)
             continue
@@ -169,8 +182,6 @@ def get_grouped_records(records) -> Q:
             n_malformed += 1
             continue
         trial_seed, dataset, algorithm, test_envs = key
-        if isinstance(test_envs, int):
-            test_envs = [test_envs]
         for test_env in test_envs:
             if test_env is None or test_env < 0:
                 continue

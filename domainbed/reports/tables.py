@@ -10,8 +10,10 @@ where ``values`` maps a test env (index or name) to its accuracies, one per tria
 add rows without touching this module.
 """
 
+import importlib
 import logging
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -123,6 +125,21 @@ def _ordered(names: Iterable[str], known: Optional[List[str]]) -> List[str]:
     names = set(names)
     position = {n: i for i, n in enumerate(known or [])}
     return sorted(names, key=lambda n: (0, position[n], "") if n in position else (1, 0, str(n)))
+
+
+def start_registry_import() -> threading.Thread:
+    """Import the algorithm and dataset registries (they pull in torch) in a background
+    thread, so that the import overlaps with reading records; ``build_report`` waits for it
+    through Python's import lock."""
+    def work():
+        for name in ("domainbed.algorithms", "domainbed.datasets"):
+            try:
+                importlib.import_module(name)
+            except Exception:  # reported by build_report, which imports them again
+                pass
+    thread = threading.Thread(target=work, name="registry-import", daemon=True)
+    thread.start()
+    return thread
 
 
 def _registered_algorithms() -> Optional[List[str]]:

@@ -11,10 +11,10 @@ import sys
 from typing import List, Optional, Sequence
 
 from domainbed.errors import DomainBedError
-from domainbed.lib.misc import atomic_write_text
 from domainbed.lib.reporting import DEFAULT_MAX_DEPTH, load_records_with_report
 from domainbed.model_selection import SELECTION_METHODS, get_selection_method
 from domainbed.reports import FORMATS, RowProvider, build_report, render
+from domainbed.reports.tables import start_registry_import
 
 log = logging.getLogger("domainbed.collect_results")
 
@@ -34,11 +34,14 @@ def collect_results(input_dir: str, fmt: str = "text",
         raise DomainBedError(f"unknown report format {fmt!r}; known formats: {', '.join(FORMATS)}")
     names = list(selection_methods) if selection_methods else SELECTION_METHODS.names()
     methods = [get_selection_method(name) for name in names]
+    start_registry_import()
     records, load_report = load_records_with_report(input_dir, max_depth)
     report = build_report(records, methods, row_providers, load_report)
     text = render(report, fmt)
     targets = [os.path.join(input_dir, FORMATS[fmt][1])] if save else []
     targets += [output] if output else []
+    if targets:
+        from domainbed.lib.misc import atomic_write_text  # imports torch: only when writing
     for path in targets:
         try:
             atomic_write_text(path, text)
