@@ -14,8 +14,6 @@ from typing import Tuple
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
 
 from domainbed.datasets.base import MultipleDomainDataset, register_dataset
 from domainbed.errors import DataError
@@ -126,6 +124,8 @@ class RotatedMNIST(MultipleEnvironmentMNIST):
         self.num_classes = 10
 
     def make_environment(self, images, labels, env_index):
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
         x = images.unsqueeze(1).float().div_(255.0)
         x = TF.rotate(x, float(self.ENVIRONMENTS[env_index]),
                       interpolation=InterpolationMode.BILINEAR, fill=[0.0])

@@ -1,6 +1,8 @@
-"""Image transforms for the 224x224 datasets: the eval transform and the train augmentation."""
+"""Image transforms for the 224x224 datasets: the eval transform and the train augmentation.
 
-from torchvision import transforms
+torchvision is imported inside the functions: importing it costs seconds, and modules that
+only register datasets should not pay for it.
+"""
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -9,6 +11,7 @@ IMAGE_SIZE = 224
 
 def eval_transform(size: int = IMAGE_SIZE):
     """Resize to ``size`` x ``size``, to tensor, ImageNet normalisation; deterministic."""
+    from torchvision import transforms
     return transforms.Compose([
         transforms.Resize((size, size)),
         transforms.ToTensor(),
@@ -18,6 +21,7 @@ def eval_transform(size: int = IMAGE_SIZE):
 
 def train_transform(size: int = IMAGE_SIZE):
     """The training augmentation: random resized crop, flip, colour jitter, grayscale."""
+    from torchvision import transforms
     return transforms.Compose([
         transforms.RandomResizedCrop(size, scale=(0.7, 1.0)),
         transforms.RandomHorizontalFlip(),
