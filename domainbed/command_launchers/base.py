@@ -1,0 +1,91 @@
+"""The one launcher interface, and the registry every backend joins by decorator.
+
+A launcher runs (or submits) a list of training commands. It accepts, for each job, a
+sweep ``Job`` (anything with a ``command`` list and an ``output_dir``), an argument list, or
+a command string (split with ``shlex``, never given to a shell), so upstream code that
+calls ``REGISTRY[name](commands)`` keeps working.
+"""
+
+import argparse
+import shlex
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type
+
+from domainbed.errors import DomainBedError
+from domainbed.registry import Registry
+
+REGISTRY: Registry = Registry("command launcher")
+
+# file, inside a job's directory, that receives the stdout/stderr of local runs
+LAUNCHER_LOG = "launcher.log"
+
+
+@dataclass
+class Task:
+    """What a launcher needs to run one job."""
+
+    command: List[str]
+    output_dir: Optional[str] = None
+    name: str = ""
+
+    def __str__(self) -> str:
+        return self.name or shlex.join(self.command)
+
+
+def as_task(job: Any) -> Task:
+    """A ``Task`` from a sweep job, an argument list or a command string."""
+    if isinstance(job, Task):
+        return job
+    if isinstance(job, str):
+        return Task(shlex.split(job))
+    if isinstance(job, (list, tuple)):
+        return Task([str(a) for a in job])
+    command = getattr(job, "command", None)
+    if command is None:
+        raise TypeError(f"cannot launch {job!r}: expected a Job, an argument list or a string")
+    return Task([str(a) for a in command], getattr(job, "output_dir", None),
+                getattr(job, "name", "") or "")
+
+
+class Launcher(ABC):
+    """Runs or submits jobs. Subclasses set ``name`` and implement ``launch``."""
+
+    name: str = ""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add this backend's command-line options (prefixed with the backend's name)."""
+
+    def options_from_args(self, args: argparse.Namespace) -> Dict[str, Any]:
+        """The keyword options of ``launch`` taken from parsed command-line arguments."""
+        return {}
+
+    @abstractmethod
+    def launch(self, jobs: Sequence[Any], **options: Any) -> List[Any]:
+        """Run or submit ``jobs``; one entry per job in the result (backend-specific)."""
+
+    def __call__(self, jobs: Sequence[Any], **options: Any) -> List[Any]:
+        return self.launch(jobs, **options)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def register_launcher(name: str) -> Callable[[Type[Launcher]], Type[Launcher]]:
+    """Class decorator: register one instance of the launcher class under ``name``."""
+    def decorator(cls: Type[Launcher]) -> Type[Launcher]:
+        cls.name = name
+        REGISTRY.register(name)(cls())
+        return cls
+    return decorator
+
+
+def get_launcher(name: str) -> Launcher:
+    """The launcher registered as ``name``; an unknown name lists the known ones."""
+    from domainbed.plugins import load_plugins
+    load_plugins()  # extensions may add backends
+    if name not in REGISTRY:
+        raise DomainBedError(
+            f"unknown command launcher {name!r}; choose --command_launcher from: "
+            f"{', '.join(REGISTRY.names())}")
+    return REGISTRY.get(name)

@@ -1,0 +1,50 @@
+"""Launch, clean up or inspect a sweep of training runs.
+
+    python -m domainbed.scripts.sweep {launch,delete_incomplete,status} --output_dir OUT ...
+"""
+
+import functools
+import logging
+import sys
+from typing import List, Optional, Sequence
+
+from domainbed.errors import DomainBedError
+from domainbed.sweep import actions, hooks
+from domainbed.sweep.options import build_parser, check_data_dir, jobs_from_args
+
+
+def main(argv: Optional[Sequence[str]] = None,
+         train_command: Optional[Sequence[str]] = None) -> int:
+    """Run the sweep command; returns the exit status (user errors print one line)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        jobs = jobs_from_args(args, train_command)
+        if args.command == "status":
+            print(actions.status(jobs))
+        elif args.command == "delete_incomplete":
+            actions.delete_incomplete(jobs, skip_confirmation=args.skip_confirmation)
+        else:
+            _launch(args, jobs)
+    except DomainBedError as exc:
+        print(f"sweep {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _launch(args, jobs: List) -> None:
+    from domainbed.command_launchers import get_launcher
+    if not args.command_launcher:
+        from domainbed.command_launchers import REGISTRY
+        raise DomainBedError("launch needs --command_launcher, one of: "
+                             + ", ".join(REGISTRY.names()))
+    launcher = get_launcher(args.command_launcher)
+    check_data_dir(args.data_dir)
+    before = [functools.partial(hooks.BEFORE_LAUNCH.get(n), sweep_args=args)
+              for n in hooks.BEFORE_LAUNCH.names()]
+    actions.launch(jobs, launcher, skip_confirmation=args.skip_confirmation,
+                   before_launch=before, **launcher.options_from_args(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

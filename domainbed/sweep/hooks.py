@@ -1,0 +1,22 @@
+"""Extension points of the sweep: extensions (e.g. ``domainbed_aux``) register here.
+
+- ``SWEEP_ARGUMENTS``: ``fn(parser)`` adds command-line options to ``sweep``.
+- ``JOB_TRANSFORMERS``: ``fn(train_args: dict, sweep_args) -> dict`` edits each job's
+  training arguments before the job is hashed (e.g. adds ``init_from``); every key of the
+  returned dict becomes a ``--key value`` flag of the training command.
+- ``BEFORE_LAUNCH``: ``fn(jobs, sweep_args)`` runs once, after confirmation and before the
+  launcher starts (e.g. trains a shared linear probe that the jobs need).
+
+Functions run in registration order. The core never imports an extension: extensions are
+found by ``domainbed.plugins.load_plugins``.
+"""
+
+from domainbed.registry import Registry
+
+SWEEP_ARGUMENTS: Registry = Registry("sweep argument extender")
+JOB_TRANSFORMERS: Registry = Registry("job transformer")
+BEFORE_LAUNCH: Registry = Registry("before-launch hook")
+
+register_sweep_arguments = SWEEP_ARGUMENTS.register
+register_job_transformer = JOB_TRANSFORMERS.register
+register_before_launch = BEFORE_LAUNCH.register

@@ -1,0 +1,37 @@
+"""Shared pytest set-up.
+
+SLURM: tests marked ``slurm`` need a running cluster. They are skipped when ``sinfo`` is
+missing or ``scontrol ping`` fails, and FAIL instead when ``REQUIRE_SLURM=1`` (CI brings a
+cluster up with .ci/slurm-up.sh, so a broken cluster cannot hide as "skipped").
+"""
+
+import functools
+import os
+import shutil
+import subprocess
+
+import pytest
+
+
+@functools.lru_cache(maxsize=1)
+def slurm_unavailable_reason() -> str:
+    """Empty when a SLURM controller answers here, else why not."""
+    if shutil.which("sinfo") is None:
+        return "`sinfo` is not on PATH"
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"`scontrol ping` failed: {exc}"
+    if ping.returncode != 0 or "UP" not in ping.stdout:
+        return f"`scontrol ping` says: {(ping.stdout + ping.stderr).strip() or ping.returncode}"
+    return ""
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("slurm") is not None:
+        reason = slurm_unavailable_reason()
+        if reason:
+            if os.environ.get("REQUIRE_SLURM") == "1":
+                pytest.fail(f"REQUIRE_SLURM=1 but no SLURM cluster: {reason} "
+                            "(start one with: bash .ci/slurm-up.sh)", pytrace=False)
+            pytest.skip(f"no SLURM cluster: {reason}")
