@@ -33,6 +33,12 @@ def _number(value: Any) -> Optional[float]:
     return None if math.isnan(value) else value
 
 
+def _mean_or_none(values: Iterable[Any]) -> Optional[float]:
+    """Mean of the values, or None when there is none or one is missing or NaN."""
+    numbers = [_number(v) for v in values]
+    return None if not numbers or None in numbers else sum(numbers) / len(numbers)
+
+
 def _run_order(record: dict) -> Tuple:
     return record.get("step", 0), record["args"].get("seed") or 0
 
@@ -85,14 +91,25 @@ def _hparams_key(record: dict) -> Tuple:
 
 
 class SelectionMethod:
-    """Base class: subclasses define ``name`` and ``run_acc``."""
+    """Base class: subclasses define ``name`` and ``select`` (or override ``run_acc``)."""
 
     name: str = "abstract"
 
     @classmethod
     def run_acc(cls, run_records) -> Optional[Dict[str, float]]:
         """``{"val_acc", "test_acc"}`` chosen among the records of one hparams group, or
-        None when the group cannot be scored by this method."""
+        None when the group cannot be scored by this method (e.g. it has no run with a
+        single test env)."""
+        test_env, single = _single_test_env_records(run_records)
+        if test_env is None:
+            return None
+        return cls.select(test_env, single, run_records)
+
+    @classmethod
+    def select(cls, test_env: int, single: List[dict],
+               run_records) -> Optional[Dict[str, float]]:
+        """``run_acc`` once the test env is known; ``single`` are the records of the
+        single-test-env runs sorted by (step, seed), ``run_records`` all the records."""
         raise NotImplementedError
 
     @classmethod
@@ -125,19 +142,11 @@ class IIDAccuracySelectionMethod(SelectionMethod):
     name = "training-domain validation set"
 
     @classmethod
-    def run_acc(cls, run_records):
-        test_env, records = _single_test_env_records(run_records)
-        if test_env is None:
-            return None
+    def select(cls, test_env, single, run_records):
         test_key = f"env{test_env}_in_acc"
-        keys = [f"env{j}_out_acc" for j in range(record_n_envs(records[0])) if j != test_env]
-
-        def candidates():
-            for record in records:
-                vals = [_number(record.get(k)) for k in keys]
-                val = None if not vals or None in vals else sum(vals) / len(vals)
-                yield val, record.get(test_key)
-        return _best(candidates())
+        keys = [f"env{j}_out_acc" for j in range(record_n_envs(single[0])) if j != test_env]
+        return _best((_mean_or_none(record.get(k) for k in keys), record.get(test_key))
+                     for record in single)
 
 
 @SELECTION_METHODS.register("leave_one_out")
@@ -149,10 +158,7 @@ class LeaveOneOutSelectionMethod(SelectionMethod):
     name = "leave-one-domain-out cross-validation"
 
     @classmethod
-    def run_acc(cls, run_records):
-        test_env, single = _single_test_env_records(run_records)
-        if test_env is None:
-            return None
+    def select(cls, test_env, single, run_records):
         pairs = [r for r in run_records
                  if len(r["args"]["test_envs"]) == 2 and test_env in r["args"]["test_envs"]]
         pair_acc: Dict[Tuple[int, Any], float] = {}  # (v, step) -> env{v}_in_acc
@@ -162,13 +168,8 @@ class LeaveOneOutSelectionMethod(SelectionMethod):
             pair_acc.setdefault((v, record.get("step")), record.get(f"env{v}_in_acc"))
 
         others = [v for v in range(record_n_envs(single[0])) if v != test_env]
-
-        def candidates():
-            for record in single:
-                vals = [_number(pair_acc.get((v, record.get("step")))) for v in others]
-                val = None if not vals or None in vals else sum(vals) / len(vals)
-                yield val, record.get(f"env{test_env}_in_acc")
-        return _best(candidates())
+        return _best((_mean_or_none(pair_acc.get((v, record.get("step"))) for v in others),
+                      record.get(f"env{test_env}_in_acc")) for record in single)
 
 
 @SELECTION_METHODS.register("oracle")
@@ -179,12 +180,9 @@ class OracleSelectionMethod(SelectionMethod):
     name = "test-domain validation set (oracle)"
 
     @classmethod
-    def run_acc(cls, run_records):
-        test_env, records = _single_test_env_records(run_records)
-        if test_env is None:
-            return None
+    def select(cls, test_env, single, run_records):
         last: Dict[Any, dict] = {}  # seed -> last record (records are sorted by step)
-        for record in records:
+        for record in single:
             last[record["args"].get("seed")] = record
         runs = sorted(last.values(), key=lambda r: _run_order(r)[1])
         return _best((_number(r.get(f"env{test_env}_out_acc")), r.get(f"env{test_env}_in_acc"))

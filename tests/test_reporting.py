@@ -35,6 +35,16 @@ def test_truncated_last_line_is_skipped_with_a_warning(tmp_path, caplog):
     assert "last line" in caplog.text
 
 
+def test_corrupt_middle_line_is_skipped_and_named(tmp_path, caplog):
+    write_run(str(tmp_path / "run"), [make_record(step=0)], truncated_tail="not json\n")
+    with open(tmp_path / "run" / "results.jsonl", "a") as f:
+        f.write('{"step": 200, "args": {}}\n')
+    with caplog.at_level(logging.WARNING):
+        loaded, report = reporting.load_records_with_report(str(tmp_path))
+    assert [r["step"] for r in loaded] == [0, 200]
+    assert report.n_bad_lines == 1 and "line 2" in caplog.text
+
+
 def test_missing_or_empty_input_dir_is_a_clear_error(tmp_path):
     with pytest.raises(DomainBedError, match="does not exist"):
         reporting.load_records(str(tmp_path / "nope"))
@@ -179,6 +189,13 @@ def test_tables_degrade_when_registries_cannot_be_imported(monkeypatch):
     debug = table(report, "Dataset: Debug28")
     assert debug.columns == ["env0", "env1", "env2"]
     assert [r.name for r in debug.rows] == ["CORAL", "ERM"]
+    assert any("domainbed.algorithms could not be imported" in n for n in report.notes)
+
+
+def test_report_without_test_env_runs_has_no_table_and_says_so():
+    report = build_report(Q([make_record(test_envs=[-1])]), [IIDAccuracySelectionMethod])
+    assert report.sections == [] and report.n_records == 1
+    assert "no table" in report.notes[0]
 
 
 def test_row_providers_add_rows_to_dataset_and_averages_tables():

@@ -143,7 +143,7 @@ def load_records_with_report(input_dir: str,
         records.extend(run_records)
     report.n_records = len(records)
     if report.n_skipped:
-        log.info("%d runs without %s ignored", report.n_skipped, rd.DONE)
+        log.info("%d run(s) without %s ignored", report.n_skipped, rd.DONE)
     return Q(records), report
 
 

@@ -221,6 +221,9 @@ def build_report(records, selection_methods: Sequence[type] = DEFAULT_SELECTION_
     """
     notes: List[str] = []
     grouped = get_grouped_records(records)
+    if not len(grouped):
+        notes.append("no finished run with a test environment: no table to show")
+        return Report([], n_records=len(records), load=load_report, notes=notes)
     by_dataset: Dict[str, list] = {}
     for group in grouped:
         by_dataset.setdefault(group["dataset"], []).append(group)
@@ -229,6 +232,10 @@ def build_report(records, selection_methods: Sequence[type] = DEFAULT_SELECTION_
     known_algorithms = _registered_algorithms()
     datasets = _ordered(by_dataset, known_datasets)
     algorithms = _ordered({g["algorithm"] for g in grouped}, known_algorithms)
+    for module, known in (("algorithms", known_algorithms), ("datasets", known_datasets)):
+        if known is None:
+            notes.append(f"domainbed.{module} could not be imported: rows and columns are "
+                         "sorted by name and environments are named env0, env1, ...")
     if known_algorithms is not None:
         for name in algorithms:
             if name not in known_algorithms:
