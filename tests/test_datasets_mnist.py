@@ -118,7 +118,8 @@ def digest(name, root):
 @pytest.mark.slow
 def test_data_and_splits_are_identical_across_processes(mnist_root):
     root, _, _ = mnist_root
-    script = DIGEST_CODE + "torch.manual_seed(123)\nfor name in sys.argv[2:]: print(digest(name, sys.argv[1]))\n"
+    script = DIGEST_CODE + ("torch.manual_seed(123)\n"
+                            "for name in sys.argv[2:]: print(digest(name, sys.argv[1]))\n")
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     names = ["ColoredMNIST", "RotatedMNIST"]
     result = subprocess.run([sys.executable, "-c", script, root, *names],

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import shutil
-import tarfile
 import threading
 import urllib.parse
 import zipfile
@@ -219,7 +218,8 @@ def gdrive_routes(server, files, style="form"):
         if style == "direct" or query.get("confirm") == "tok":
             return handler.send_file(files[file_id])
         if style == "quota":
-            page = "<html><body>Too many users have viewed or downloaded this file recently.</body></html>"
+            page = ("<html><body>Too many users have viewed or downloaded this file "
+                    "recently.</body></html>")
         elif style == "form":
             page = (f'<html><form id="download-form" action="{server.url}/download" method="get">'
                     f'<input type="hidden" name="id" value="{file_id}">'
@@ -309,7 +309,8 @@ def test_drop_listed_files(tmp_path):
     listing.write_text("# duplicates\ndomain_net/clipart/ant/img_0.png\n\nclipart/bee/img_1.jpg\n"
                        "clipart/bee/not_there.jpg\n")
     entries = dl.read_file_list(str(listing), strip_prefix="domain_net/")
-    assert entries == ["clipart/ant/img_0.png", "clipart/bee/img_1.jpg", "clipart/bee/not_there.jpg"]
+    assert entries == ["clipart/ant/img_0.png", "clipart/bee/img_1.jpg",
+                       "clipart/bee/not_there.jpg"]
     assert dl.drop_listed_files(str(root), entries) == 2
     left = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.*"))
     assert left == ["clipart/ant/img_1.jpg", "clipart/bee/img_0.png"]

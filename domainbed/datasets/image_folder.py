@@ -200,7 +200,8 @@ class MultipleEnvironmentImageFolder(MultipleDomainDataset):
     def _fix(cls, root) -> str:
         if cls.DOWNLOAD_NAME is None:
             return "lay the images out as <data_dir>/<domain>/<class>/<image>"
-        return "download it with `" + DOWNLOAD_COMMAND.format(root=root, name=cls.DOWNLOAD_NAME) + "`"
+        command = DOWNLOAD_COMMAND.format(root=root, name=cls.DOWNLOAD_NAME)
+        return f"download it with `{command}`"
 
 
 @register_dataset()

@@ -23,7 +23,8 @@ MNIST_SPLITS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-DOWNLOAD_HINT = "download it with `python -m domainbed.scripts.download --data_dir {root} --datasets MNIST`"
+DOWNLOAD_HINT = ("download it with "
+                 "`python -m domainbed.scripts.download --data_dir {root} --datasets MNIST`")
 
 # idx type code -> numpy big-endian dtype
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -47,7 +48,8 @@ def read_idx(path: str) -> np.ndarray:
     if len(shape) != ndim or len(data) != expected:
         raise DataError(f"{path!r} is truncated or malformed ({len(data)} bytes, expected "
                         f"{expected}); delete it and download MNIST again")
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    return array.astype(dtype.newbyteorder("="))
 
 
 def mnist_raw_dir(root: str) -> str:
@@ -69,7 +71,8 @@ def load_mnist(root: str) -> Tuple[torch.Tensor, torch.Tensor]:
         raise DataError("MNIST datasets read the MNIST files: pass --data_dir")
     raw_dir = mnist_raw_dir(root)
     if not os.path.isdir(raw_dir):
-        raise DataError(f"MNIST folder {raw_dir!r} does not exist; " + DOWNLOAD_HINT.format(root=root))
+        raise DataError(f"MNIST folder {raw_dir!r} does not exist; "
+                        + DOWNLOAD_HINT.format(root=root))
     images, labels = [], []
     for image_name, label_name in MNIST_SPLITS.values():
         x = read_idx(_idx_path(raw_dir, image_name, root))
