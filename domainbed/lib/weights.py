@@ -21,12 +21,19 @@ from domainbed.lib.misc import atomic_write_bytes
 
 _META_KEY = "domainbed"
 _SKELETON_KEY = "domainbed_skeleton"
+_ALIASES_KEY = "domainbed_aliases"
 
 
-def _flatten(obj: Any, tensors: Dict[str, torch.Tensor]) -> Any:
+def _flatten(obj: Any, tensors: Dict[str, torch.Tensor], seen: Optional[dict] = None) -> Any:
+    seen = {} if seen is None else seen
     if isinstance(obj, torch.Tensor):
+        ident = (obj.data_ptr(), obj.shape, obj.stride(), obj.dtype) if obj.numel() else None
+        if ident is not None and ident in seen:  # an alias of a tensor already stored
+            return {"__tensor__": seen[ident]}
         key = f"t{len(tensors)}"
         tensors[key] = obj.detach().to("cpu").contiguous().clone()
+        if ident is not None:
+            seen[ident] = key
         return {"__tensor__": key}
     if isinstance(obj, np.ndarray):
         return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
@@ -34,11 +41,12 @@ def _flatten(obj: Any, tensors: Dict[str, torch.Tensor]) -> Any:
         return obj.item()
     if isinstance(obj, dict):
         # keys may be ints (optimiser states): keep their type
-        return {"__dict__": [[_flatten(k, tensors), _flatten(v, tensors)] for k, v in obj.items()]}
+        return {"__dict__": [[_flatten(k, tensors, seen), _flatten(v, tensors, seen)]
+                             for k, v in obj.items()]}
     if isinstance(obj, tuple):
-        return {"__tuple__": [_flatten(v, tensors) for v in obj]}
+        return {"__tuple__": [_flatten(v, tensors, seen) for v in obj]}
     if isinstance(obj, list):
-        return [_flatten(v, tensors) for v in obj]
+        return [_flatten(v, tensors, seen) for v in obj]
     if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
         return {"__float__": repr(obj)}
     if obj is None or isinstance(obj, (bool, int, float, str)):
@@ -63,13 +71,42 @@ def _unflatten(obj: Any, tensors: Dict[str, torch.Tensor]) -> Any:
     return obj
 
 
+def _dedupe(state_dict: Dict[str, torch.Tensor]):
+    """Drop names that alias an earlier tensor (e.g. ``network.0.*`` = ``featurizer.*``)."""
+    seen, tensors, aliases = {}, {}, {}
+    for key, value in state_dict.items():
+        ident = (value.data_ptr(), value.shape, value.stride(), value.dtype) \
+            if value.numel() else None
+        if ident is not None and ident in seen:
+            aliases[key] = seen[ident]
+            continue
+        if ident is not None:
+            seen[ident] = key
+        tensors[key] = value.detach().to("cpu").contiguous().clone()
+    return tensors, aliases
+
+
 def save_weights(path: str, state_dict: Dict[str, torch.Tensor],
                  metadata: Optional[Dict[str, Any]] = None) -> None:
-    """Write a flat ``name -> tensor`` dict as safetensors, atomically, with JSON metadata."""
+    """Write a flat ``name -> tensor`` dict as safetensors, atomically, with JSON metadata.
+
+    Names that alias another tensor are stored once and restored by :func:`load_file`.
+    """
     from safetensors.torch import save
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    tensors, aliases = _dedupe(state_dict)
     meta = {_META_KEY: json.dumps(metadata or {}, sort_keys=True)}
+    if aliases:
+        meta[_ALIASES_KEY] = json.dumps(aliases, sort_keys=True)
     atomic_write_bytes(path, save(tensors, metadata=meta))
+
+
+def read_metadata(path: str) -> Dict[str, Any]:
+    """The JSON metadata of a safetensors file we wrote, without reading its tensors."""
+    from safetensors import safe_open
+    if _file_kind(path) != "safetensors":
+        return {}
+    with safe_open(path, framework="pt", device="cpu") as f:
+        return json.loads((f.metadata() or {}).get(_META_KEY, "{}"))
 
 
 def save_state(path: str, state: Any, metadata: Optional[Dict[str, Any]] = None) -> None:
@@ -136,11 +173,18 @@ def load_file(path: str, device="cpu") -> Tuple[Any, Dict[str, Any]]:
         metadata = json.loads(meta.get(_META_KEY, "{}"))
         if _SKELETON_KEY in meta:
             return _unflatten(json.loads(meta[_SKELETON_KEY]), tensors), metadata
+        if _ALIASES_KEY in meta:
+            aliases = json.loads(meta[_ALIASES_KEY])
+            tensors = _restore_aliases(tensors, aliases)
         return tensors, metadata
     if kind in ("torch-zip", "pickle"):
         return _read_torch_pickle(path, device), {}
     raise WeightFileError(f"{path}: unknown weight file format (expected safetensors or a "
                           "torch state dict)")
+
+
+def _restore_aliases(tensors: Dict[str, torch.Tensor], aliases: Dict[str, str]):
+    return {**tensors, **{alias: tensors[canonical] for alias, canonical in aliases.items()}}
 
 
 def load_state(path: str, device="cpu") -> Tuple[Any, Dict[str, Any]]:

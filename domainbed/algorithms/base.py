@@ -1,0 +1,82 @@
+"""The algorithm contract and registry.
+
+An algorithm is a ``torch.nn.Module`` built as ``Algorithm(input_shape, num_classes,
+num_domains, hparams)``; ``update(minibatches, unlabeled=None)`` takes one optimisation step
+on a list of per-domain ``(x, y)`` batches and returns a dict of floats; ``predict(x)``
+returns logits. Hyperparameters are declared next to the algorithm that uses them with a
+``declare_hparams(dataset, hp, small_images)`` classmethod (see ``hparams_registry``).
+"""
+
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from domainbed.registry import Registry
+
+ALGORITHM_REGISTRY: Registry = Registry("algorithm")
+register_algorithm = ALGORITHM_REGISTRY.register
+
+Minibatches = List[Tuple[torch.Tensor, torch.Tensor]]
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], hparams) -> torch.optim.Optimizer:
+    """Adam with L2 weight decay and no schedule, as upstream and the paper."""
+    return torch.optim.Adam(params, lr=hparams["lr"], weight_decay=hparams["weight_decay"])
+
+
+class Algorithm(nn.Module):
+    """Base class: subclasses implement ``update`` and ``predict``."""
+
+    def __init__(self, input_shape, num_classes: int, num_domains: int, hparams):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.num_domains = num_domains
+        self.hparams = hparams
+
+    @classmethod
+    def declare_hparams(cls, dataset: str, hp, small_images: bool) -> None:
+        """Declare this class's own hyperparameters with ``hp(name, default, random_fn)``."""
+
+    def update(self, minibatches: Minibatches, unlabeled=None) -> Dict[str, float]:
+        raise NotImplementedError
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extra_state(self) -> dict:
+        """Non-tensor state that a resumable checkpoint must keep (tensors go in buffers)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def optimizers(self) -> Dict[str, torch.optim.Optimizer]:
+        """Every optimiser the algorithm owns, by attribute name (for checkpoints)."""
+        return {name: value for name, value in vars(self).items()
+                if isinstance(value, torch.optim.Optimizer)}
+
+
+def device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def concat_minibatches(minibatches: Minibatches) -> Tuple[torch.Tensor, torch.Tensor]:
+    return torch.cat([x for x, _ in minibatches]), torch.cat([y for _, y in minibatches])
+
+
+def random_pairs_of_minibatches(minibatches: Minibatches) -> List[tuple]:
+    """Pairs each domain's batch with the next one in a random cyclic order."""
+    perm = torch.randperm(len(minibatches)).tolist()
+    pairs = []
+    for i in range(len(minibatches)):
+        j = i + 1 if i < len(minibatches) - 1 else 0
+        (xi, yi), (xj, yj) = minibatches[perm[i]], minibatches[perm[j]]
+        n = min(len(xi), len(xj))
+        pairs.append(((xi[:n], yi[:n]), (xj[:n], yj[:n])))
+    return pairs
+
+
+def optional_unlabeled(unlabeled: Optional[list]) -> Optional[torch.Tensor]:
+    return None if not unlabeled else torch.cat(list(unlabeled))

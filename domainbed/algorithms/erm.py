@@ -1,0 +1,41 @@
+"""Empirical risk minimisation (vanilla fine-tuning) and the shared featurizer/classifier setup."""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from domainbed import networks
+from domainbed.algorithms.base import (Algorithm, concat_minibatches, make_optimizer,
+                                       register_algorithm)
+
+
+@register_algorithm()
+class ERM(Algorithm):
+    """Minimise the average loss over all training domains."""
+
+    def __init__(self, input_shape, num_classes, num_domains, hparams):
+        super().__init__(input_shape, num_classes, num_domains, hparams)
+        self.featurizer = networks.Featurizer(input_shape, hparams)
+        self.classifier = networks.Classifier(
+            self.featurizer.n_outputs, num_classes, hparams.get("nonlinear_classifier", False))
+        self.network = nn.Sequential(self.featurizer, self.classifier)
+        self.optimizer = make_optimizer(self.network.parameters(), hparams)
+
+    def reset_optimizer(self, parameters=None) -> None:
+        """Re-create the optimiser (fresh Adam moments), over ``parameters`` or all of them."""
+        params = self.network.parameters() if parameters is None else parameters
+        self.optimizer = make_optimizer(params, self.hparams)
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+
+    def update(self, minibatches, unlabeled=None):
+        x, y = concat_minibatches(minibatches)
+        loss = F.cross_entropy(self.predict(x), y)
+        self.step(loss)
+        return {"loss": loss.item()}
+
+    def predict(self, x):
+        return self.network(x)

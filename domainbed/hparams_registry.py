@@ -1,0 +1,124 @@
+"""Hyperparameters: defaults and random draws, declared per name with per-name seeding.
+
+Each hyperparameter draws from ``np.random.RandomState(seed_hash(seed, name))`` so adding
+one never shifts another. Base hyperparameters are declared here; an algorithm declares
+its own in its ``declare_hparams`` classmethod (inherited along its class hierarchy).
+A *space* rewrites some of them: ``upstream`` (DomainBed's) or ``mild`` (the paper's
+Table 3, used for soups, DiWA and ratatouille).
+"""
+
+from typing import Callable, Dict, Tuple
+
+import numpy as np
+
+from domainbed.lib.misc import seed_hash
+from domainbed.registry import Registry
+
+# upstream's list; used when the dataset class is unknown
+SMALL_IMAGES = ["Debug28", "RotatedMNIST", "ColoredMNIST"]
+
+HPARAM_SPACES: Registry = Registry("hparams space")
+
+
+class _Declarations:
+    """Collects ``name -> (default, random value)`` for one seed."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.values: Dict[str, Tuple[object, object]] = {}
+
+    def _draw(self, name: str, random_fn: Callable[[np.random.RandomState], object]):
+        return random_fn(np.random.RandomState(seed_hash(self.seed, name)))
+
+    def __call__(self, name: str, default, random_fn) -> None:
+        if name in self.values:
+            raise ValueError(f"hyperparameter {name!r} declared twice")
+        self.values[name] = (default, self._draw(name, random_fn))
+
+    def override(self, name: str, default, random_fn) -> None:
+        """Replace a declaration (used by spaces)."""
+        self.values[name] = (default, self._draw(name, random_fn))
+
+
+def _to_python(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def is_small_images(dataset: str) -> bool:
+    from domainbed import datasets
+    try:
+        shape = datasets.get_dataset_class(dataset).INPUT_SHAPE
+    except KeyError:
+        return dataset in SMALL_IMAGES
+    return shape is not None and (len(shape) == 1 or shape[-1] < 224)
+
+
+def _declare_base(dataset: str, hp: _Declarations, small: bool) -> None:
+    hp("data_augmentation", True, lambda r: True)
+    hp("resnet18", False, lambda r: False)
+    hp("resnet_dropout", 0.0, lambda r: float(r.choice([0.0, 0.1, 0.5])))
+    hp("class_balanced", False, lambda r: False)
+    hp("nonlinear_classifier", False, lambda r: bool(r.choice([False, False])))
+    hp("mlp_width", 256, lambda r: int(2 ** r.uniform(6, 10)))
+    hp("mlp_depth", 3, lambda r: int(r.choice([3, 4, 5])))
+    hp("mlp_dropout", 0.0, lambda r: float(r.choice([0.0, 0.1, 0.5])))
+    if small:
+        hp("lr", 1e-3, lambda r: 10 ** r.uniform(-4.5, -2.5))
+        hp("weight_decay", 0.0, lambda r: 0.0)
+        hp("batch_size", 64, lambda r: int(2 ** r.uniform(3, 9)))
+    else:
+        hp("lr", 5e-5, lambda r: 10 ** r.uniform(-5, -3.5))
+        hp("weight_decay", 0.0, lambda r: 10 ** r.uniform(-6, -2))
+        if dataset == "DomainNet":
+            hp("batch_size", 32, lambda r: int(2 ** r.uniform(3, 5)))
+        else:
+            hp("batch_size", 32, lambda r: int(2 ** r.uniform(3, 5.5)))
+
+
+@HPARAM_SPACES.register("upstream")
+def _upstream_space(dataset: str, hp: _Declarations, small: bool) -> None:
+    """DomainBed's distributions: nothing to rewrite."""
+
+
+@HPARAM_SPACES.register("mild")
+def _mild_space(dataset: str, hp: _Declarations, small: bool) -> None:
+    """The paper's Table 3; choice lists in the order the paper's code draws them."""
+    hp.override("lr", 5e-5, lambda r: float(r.choice([1e-5, 3e-5, 5e-5])))
+    hp.override("batch_size", 32, lambda r: 32)
+    hp.override("resnet_dropout", 0.0, lambda r: float(r.choice([0.0, 0.1, 0.5])))
+    hp.override("weight_decay", 0.0, lambda r: float(r.choice([1e-4, 1e-6])))
+
+
+def _declarations(algorithm: str, dataset: str, seed: int, space: str) -> _Declarations:
+    from domainbed import algorithms
+    algorithm_class = algorithms.get_algorithm_class(algorithm)
+    space_fn = HPARAM_SPACES.get(space)
+    small = is_small_images(dataset)
+    hp = _Declarations(seed)
+    _declare_base(dataset, hp, small)
+    for cls in reversed(algorithm_class.__mro__):
+        declare = cls.__dict__.get("declare_hparams")
+        if declare is not None:
+            declare.__func__(algorithm_class, dataset, hp, small)
+    space_fn(dataset, hp, small)
+    return hp
+
+
+def default_hparams(algorithm: str, dataset: str, space: str = "upstream") -> dict:
+    """The default hyperparameters of ``algorithm`` on ``dataset``."""
+    hp = _declarations(algorithm, dataset, 0, space)
+    return {name: _to_python(default) for name, (default, _) in hp.values.items()}
+
+
+def random_hparams(algorithm: str, dataset: str, seed: int, space: str = "upstream") -> dict:
+    """A random draw; each name uses its own ``RandomState(seed_hash(seed, name))``."""
+    hp = _declarations(algorithm, dataset, seed, space)
+    return {name: _to_python(value) for name, (_, value) in hp.values.items()}
+
+
+def get_hparams(algorithm: str, dataset: str, hparams_seed: int, trial_seed: int,
+                space: str = "upstream") -> dict:
+    """What a training run uses: defaults for ``hparams_seed`` 0, else a seeded draw."""
+    if hparams_seed == 0:
+        return default_hparams(algorithm, dataset, space)
+    return random_hparams(algorithm, dataset, seed_hash(hparams_seed, trial_seed), space)

@@ -1,0 +1,87 @@
+"""Data loaders whose batches are a pure function of (seed, environment, step).
+
+Training batches are drawn with replacement from a generator seeded by
+``seed_hash(seed, "batch", env, step)``, and every example carries its own seed for random
+augmentation. A run resumed at step N therefore sees exactly the batches an uninterrupted
+run sees, whatever the number of workers, with no sampler state to checkpoint.
+"""
+
+from typing import Iterator, List, Optional, Tuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from domainbed.lib.misc import seed_hash
+
+
+class StepBatchSampler(Sampler):
+    """Yields, from ``start_step`` on, one batch of ``(index, example_seed)`` per step."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, env: int, start_step: int = 0,
+                 weights: Optional[torch.Tensor] = None):
+        if n == 0:
+            raise ValueError(f"environment {env} has no training examples")
+        self.n, self.batch_size, self.seed, self.env = n, batch_size, seed, env
+        self.start_step = start_step
+        self.weights = weights
+
+    def batch_for_step(self, step: int) -> List[Tuple[int, int]]:
+        base = seed_hash(self.seed, "batch", self.env, step)
+        generator = torch.Generator().manual_seed(base)
+        if self.weights is None:
+            idx = torch.randint(self.n, (self.batch_size,), generator=generator)
+        else:
+            idx = torch.multinomial(self.weights, self.batch_size, replacement=True,
+                                    generator=generator)
+        return [(int(i), (base + k) % (2 ** 31)) for k, i in enumerate(idx.tolist())]
+
+    def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
+        step = self.start_step
+        while True:
+            yield self.batch_for_step(step)
+            step += 1
+
+    def __len__(self):  # infinite; DataLoader only needs this for len()
+        raise TypeError("StepBatchSampler is infinite")
+
+
+class SeededDataset(Dataset):
+    """Fetches ``dataset[index]`` with torch's RNG seeded by the example's own seed."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        index, example_seed = item
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(example_seed)
+            return self.dataset[index]
+
+
+def _loader_generator() -> torch.Generator:
+    # a private generator: creating loaders must not consume the training RNG
+    return torch.Generator().manual_seed(0)
+
+
+def infinite_loader(dataset, batch_size: int, seed: int, env: int, start_step: int,
+                    num_workers: int, weights: Optional[torch.Tensor] = None) -> Iterator:
+    """An endless iterator of training batches for one environment, starting at a step."""
+    sampler = StepBatchSampler(len(dataset), batch_size, seed, env, start_step, weights)
+    loader = DataLoader(SeededDataset(dataset), batch_sampler=sampler, num_workers=num_workers,
+                        generator=_loader_generator(),
+                        persistent_workers=False, pin_memory=False)
+    return iter(loader)
+
+
+def eval_loader(dataset, batch_size: int, num_workers: int) -> DataLoader:
+    """Sequential batches over the whole dataset, without touching the global RNG."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      generator=_loader_generator(), persistent_workers=num_workers > 0)
+
+
+# upstream's names
+InfiniteDataLoader = infinite_loader
+FastDataLoader = eval_loader

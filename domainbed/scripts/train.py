@@ -1,0 +1,100 @@
+"""Train one model: ``python -m domainbed.scripts.train --dataset D --algorithm A ...``.
+
+Writes results.jsonl, out.txt, err.txt, the final model and ``done`` into --output_dir.
+Re-running the same command on an unfinished run directory resumes from its checkpoint.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+
+from domainbed.errors import DomainBedError
+from domainbed.lib import run_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Train one DomainBed model into a resumable run directory.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data_dir", default=os.environ.get("DOMAINBED_DATA", "./data"),
+                   help="root folder of the datasets (default: $DOMAINBED_DATA or ./data)")
+    p.add_argument("--dataset", default="RotatedMNIST")
+    p.add_argument("--algorithm", default="ERM")
+    p.add_argument("--task", default="domain_generalization",
+                   choices=["domain_generalization", "domain_adaptation"])
+    p.add_argument("--hparams", help="JSON object of hyperparameters that override the draw")
+    p.add_argument("--hparams_seed", type=int, default=0,
+                   help="0 = default hyperparameters, else a seeded random draw")
+    p.add_argument("--hparams_space", default="upstream",
+                   help="distributions of the random draw: upstream or mild (the paper's)")
+    p.add_argument("--trial_seed", type=int, default=0,
+                   help="seed of the data splits and, with hparams_seed, of the draw")
+    p.add_argument("--seed", type=int, default=0, help="seed of everything else")
+    p.add_argument("--steps", type=int, default=None,
+                   help="number of steps (default: the dataset's N_STEPS)")
+    p.add_argument("--checkpoint_freq", type=int, default=None,
+                   help="evaluate and checkpoint every N steps (default: the dataset's)")
+    p.add_argument("--test_envs", type=int, nargs="+", default=[0],
+                   help="test environments; -1 = none (every domain trains)")
+    p.add_argument("--output_dir", default="train_output")
+    p.add_argument("--holdout_fraction", type=float, default=0.2)
+    p.add_argument("--uda_holdout_fraction", type=float, default=0.0,
+                   help="fraction of the test env given as unlabeled data (domain_adaptation)")
+    p.add_argument("--skip_model_save", action="store_true")
+    p.add_argument("--save_model_every_checkpoint", action="store_true")
+    p.add_argument("--init_from", default=None, metavar="PATH",
+                   help="initialise from a weight file (ours, a pool member, or upstream's "
+                        "model.pkl); shapes are checked")
+    p.add_argument("--init_part", default="all",
+                   choices=["all", "both", "featurizer", "classifier"],
+                   help="which part --init_from loads (all = whatever the file holds)")
+    p.add_argument("--augmented_validation", action="store_true",
+                   help="legacy: score validation splits WITH training augmentation, as "
+                        "upstream DomainBed does")
+    p.add_argument("--num_workers", type=int, default=None,
+                   help="data loader workers (default: the dataset's N_WORKERS)")
+    p.add_argument("--keep_checkpoint", action="store_true",
+                   help="keep checkpoint.safetensors after the run is done")
+    return p
+
+
+def _setup_logging(output_dir: str) -> None:
+    os.makedirs(output_dir, exist_ok=True)
+    logger = logging.getLogger("domainbed")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    out = logging.FileHandler(os.path.join(output_dir, run_dir.OUT), encoding="utf-8")
+    out.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    err = logging.FileHandler(os.path.join(output_dir, run_dir.ERR), encoding="utf-8")
+    err.setLevel(logging.WARNING)
+    err.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    for handler in (console, out, err):
+        logger.addHandler(handler)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.output_dir)
+    log = logging.getLogger("domainbed.train")
+    from domainbed.training.run import train
+    try:
+        train(args)
+    except DomainBedError as exc:
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        log.error("error: %s", message)
+        return 2
+    except Exception:
+        log.error("training failed:\n%s", traceback.format_exc())
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

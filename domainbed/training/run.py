@@ -1,0 +1,234 @@
+"""The training loop of one run directory, resumable after a kill or a preemption."""
+
+import json
+import logging
+import os
+import resource
+import time
+import traceback
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from domainbed import algorithms, datasets, hparams_registry
+from domainbed.errors import DomainBedError
+from domainbed.lib import misc, run_dir
+from domainbed.lib.device import get_device
+from domainbed.lib.fast_data_loader import eval_loader, infinite_loader
+from domainbed.lib.weights import save_weights
+from domainbed.training.checkpoint import load_checkpoint, save_checkpoint
+from domainbed.training.init_from import apply_init
+from domainbed.training.splits import make_splits
+
+log = logging.getLogger("domainbed.train")
+
+EVAL_BATCH_SIZE = 64
+
+
+class RunLocked(DomainBedError):
+    """Another process is training in the same run directory."""
+
+
+def resolve_hparams(args) -> dict:
+    hparams = hparams_registry.get_hparams(args.algorithm, args.dataset, args.hparams_seed,
+                                           args.trial_seed, args.hparams_space)
+    if args.hparams:
+        try:
+            overrides = json.loads(args.hparams)
+        except ValueError as exc:
+            raise DomainBedError(f"--hparams is not valid JSON ({exc}); example: "
+                                 "--hparams '{\"lr\": 1e-4}'") from None
+        if not isinstance(overrides, dict):
+            raise DomainBedError("--hparams must be a JSON object, e.g. '{\"lr\": 1e-4}'")
+        hparams.update(overrides)
+    return hparams
+
+
+def _check_names(args) -> None:
+    for kind, getter in (("dataset", datasets.get_dataset_class),
+                         ("algorithm", algorithms.get_algorithm_class)):
+        try:
+            getter(getattr(args, kind))
+        except KeyError as exc:
+            raise DomainBedError(f"{exc.args[0]} (--{kind})") from None
+
+
+def _test_envs(args, n_envs: int) -> List[int]:
+    test_envs = [] if list(args.test_envs) == [-1] else list(args.test_envs)
+    for env in test_envs:
+        if not 0 <= env < n_envs:
+            raise DomainBedError(
+                f"--test_envs {env} is out of range: {args.dataset} has {n_envs} environments "
+                f"(0..{n_envs - 1}); use -1 for no test environment")
+    return test_envs
+
+
+def _peak_mem_gb(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 1024 ** 3
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+
+
+def _truncate_records(path: str, n_records: int) -> None:
+    """Keep the first ``n_records`` complete lines of results.jsonl (drop later ones)."""
+    if not os.path.exists(path):
+        if n_records:
+            raise DomainBedError(f"{path} is missing but the checkpoint expects {n_records} "
+                                 "records; delete the run directory to start again")
+        return
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    complete = [line for line in lines[:-1]]  # the last piece has no newline: incomplete
+    if len(complete) < n_records:
+        raise DomainBedError(f"{path} holds {len(complete)} records but the checkpoint expects "
+                             f"{n_records}; delete the run directory to start again")
+    misc.atomic_write_bytes(path, b"".join(line + b"\n" for line in complete[:n_records]))
+
+
+def _append_record(path: str, record: Dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _model_metadata(args, dataset, hparams, n_train_domains: int) -> dict:
+    return {"args": vars(args), "model_input_shape": list(dataset.input_shape),
+            "model_num_classes": dataset.num_classes, "model_num_domains": n_train_domains,
+            "model_hparams": hparams}
+
+
+def train(args) -> Optional[str]:
+    """Run (or resume, or skip when done) the training described by ``args``.
+
+    Returns the run directory. Raises DomainBedError on bad input.
+    """
+    out_dir = args.output_dir
+    if os.path.exists(os.path.join(out_dir, run_dir.DONE)):
+        log.info("%s is already done; nothing to do", out_dir)
+        return out_dir
+    os.makedirs(out_dir, exist_ok=True)
+    lock = run_dir.RunLock(out_dir)
+    if not lock.acquire():
+        raise RunLocked(f"another process is training in {out_dir}; wait for it or stop it")
+    try:
+        failed = os.path.join(out_dir, run_dir.FAILED)
+        if os.path.exists(failed):
+            os.unlink(failed)
+        _train_locked(args)
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt):
+            short = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            misc.atomic_write_text(os.path.join(out_dir, run_dir.FAILED), json.dumps(
+                {"error": f"{type(exc).__name__}: {short}",
+                 "traceback": traceback.format_exc()}, indent=2))
+        raise
+    finally:
+        lock.release()
+    return out_dir
+
+
+def _train_locked(args) -> None:
+    out_dir = args.output_dir
+    _check_names(args)
+    device = get_device()
+    hparams = resolve_hparams(args)
+    misc.seed_everything(args.seed)
+    log.info("Args: %s", json.dumps(vars(args), sort_keys=True))
+    log.info("HParams: %s", json.dumps(hparams, sort_keys=True))
+    log.info("Device: %s", device)
+
+    dataset_class = datasets.get_dataset_class(args.dataset)
+    n_envs = len(dataset_class.environments(args.data_dir))
+    test_envs = _test_envs(args, n_envs)
+    dataset = dataset_class(args.data_dir, test_envs, hparams)
+    if args.task == "domain_adaptation" and not args.uda_holdout_fraction:
+        raise DomainBedError("--task domain_adaptation needs --uda_holdout_fraction > 0")
+    uda_fraction = args.uda_holdout_fraction if args.task == "domain_adaptation" else 0.0
+    splits = make_splits(dataset, test_envs, args.trial_seed, args.holdout_fraction,
+                         uda_fraction, hparams["class_balanced"], args.augmented_validation)
+    train_envs = [i for i in range(len(dataset)) if i not in test_envs]
+    if not train_envs:
+        raise DomainBedError("every environment is a test environment: nothing to train on")
+
+    algorithm_class = algorithms.get_algorithm_class(args.algorithm)
+    algorithm = algorithm_class(dataset.input_shape, dataset.num_classes, len(train_envs),
+                                hparams)
+    algorithm.to(device)
+
+    checkpoint_path = os.path.join(out_dir, run_dir.CHECKPOINT)
+    results_path = os.path.join(out_dir, run_dir.RESULTS)
+    start_step, n_records = 0, 0
+    if os.path.exists(checkpoint_path):
+        state = load_checkpoint(checkpoint_path, algorithm, device)
+        start_step, n_records = state["step"], state["n_records"]
+        _truncate_records(results_path, n_records)
+        log.info("resuming from step %d (%d records kept)", start_step, n_records)
+    else:
+        if os.path.exists(results_path):  # records of an attempt that never checkpointed
+            os.unlink(results_path)
+        if args.init_from:
+            loaded = apply_init(algorithm, args.init_from, args.init_part, device)
+            log.info("initialised %s from %s", " and ".join(loaded), args.init_from)
+        hook = getattr(algorithm, "after_init", None)
+        if hook is not None:
+            hook()
+
+    n_steps = args.steps if args.steps is not None else dataset.N_STEPS
+    checkpoint_freq = args.checkpoint_freq or dataset.CHECKPOINT_FREQ
+    n_workers = min(dataset.N_WORKERS, args.num_workers if args.num_workers is not None
+                    else dataset.N_WORKERS)
+    batch_size = hparams["batch_size"]
+    train_iters = [infinite_loader(splits.in_splits[i][0], batch_size, args.seed, i, start_step,
+                                   n_workers, splits.in_splits[i][1]) for i in train_envs]
+    uda_iters = [infinite_loader(split, batch_size, args.seed, 1000 + k, start_step, n_workers,
+                                 w) for k, (split, w) in enumerate(splits.uda_splits)]
+    eval_sets = []
+    for i in range(len(dataset)):
+        eval_sets.append((f"env{i}_in", splits.eval_in[i], splits.in_splits[i][1]))
+        eval_sets.append((f"env{i}_out", splits.eval_out[i], splits.out_splits[i][1]))
+    for k, (split, w) in enumerate(splits.uda_splits):
+        eval_sets.append((f"env{test_envs[k]}_uda", splits.eval_uda[k], w))
+    steps_per_epoch = min(len(splits.in_splits[i][0]) / batch_size for i in train_envs)
+
+    args_record = vars(args)
+    metadata = _model_metadata(args, dataset, hparams, len(train_envs))
+    step_vals: Dict[str, List[float]] = {}
+    last_results_keys = None
+    for step in range(start_step, n_steps):
+        step_start = time.time()
+        minibatches = [tuple(t.to(device) for t in next(it)) for it in train_iters]
+        unlabeled = [next(it)[0].to(device) for it in uda_iters] or None
+        values = algorithm.update(minibatches, unlabeled)
+        step_vals.setdefault("step_time", []).append(time.time() - step_start)
+        for key, value in values.items():
+            step_vals.setdefault(key, []).append(value)
+
+        if step % checkpoint_freq == 0 or step == n_steps - 1:
+            record = {"step": step, "epoch": step / steps_per_epoch}
+            for key, vals in step_vals.items():
+                record[key] = sum(vals) / len(vals)
+            for name, split, weights in eval_sets:
+                loader = eval_loader(split, EVAL_BATCH_SIZE, n_workers)
+                record[name + "_acc"] = misc.accuracy(algorithm, loader, weights, device)
+            record["mem_gb"] = _peak_mem_gb(device)
+            results_keys = sorted(k for k in record)
+            if results_keys != last_results_keys:
+                log.info(misc.print_row(results_keys, colwidth=12))
+                last_results_keys = results_keys
+            log.info(misc.print_row([record[k] for k in results_keys], colwidth=12))
+            record.update({"hparams": hparams, "args": args_record})
+            _append_record(results_path, record)
+            n_records += 1
+            step_vals = {}
+            if args.save_model_every_checkpoint and not args.skip_model_save:
+                save_weights(os.path.join(out_dir, f"model_step{step}.safetensors"),
+                             algorithm.state_dict(), metadata)
+            save_checkpoint(checkpoint_path, algorithm, step + 1, n_records, extra={})
+
+    if not args.skip_model_save:
+        save_weights(os.path.join(out_dir, run_dir.MODEL), algorithm.state_dict(), metadata)
+    misc.atomic_write_text(os.path.join(out_dir, run_dir.DONE), "done\n")
+    if os.path.exists(checkpoint_path) and not args.keep_checkpoint:
+        os.unlink(checkpoint_path)
+    log.info("done: %s", out_dir)
