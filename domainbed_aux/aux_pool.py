@@ -330,7 +330,8 @@ def add_external_member(pool_dir: str, weight_file: str, metadata: Mapping[str, 
         raise PoolError(f"{weight_file}: its featurizer has other keys or shapes than the "
                         f"pool's (arch {arch} vs {pool.aux_members[0].arch}); only featurizers "
                         "of the same architecture can be pooled")
-    member = PoolMember(kind="external", dataset=dataset, hparams=dict(metadata.get("hparams") or {}),
+    member = PoolMember(kind="external", dataset=dataset,
+                        hparams=dict(metadata.get("hparams") or {}),
                         hparams_seed=metadata.get("hparams_seed"),
                         trial_seed=metadata.get("trial_seed"),
                         name=metadata.get("name") or os.path.basename(weight_file))

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from domainbed.errors import DomainBedError
+from domainbed.lib.misc import seed_hash
 from domainbed.lib.weights import load_file, save_weights
 from domainbed_aux.aux_pool import (MANIFEST, add_external_member, build_pool, load_pool,
                                     sha256_file)
@@ -27,7 +28,7 @@ def make_run(root, rel, dataset, hparams_seed, trial_seed, done=True, test_envs=
     """A finished (or not) fake training run; returns (run_dir, model state dict)."""
     run_dir = os.path.join(str(root), rel)
     os.makedirs(run_dir)
-    torch.manual_seed(seed if seed is not None else hash((dataset, hparams_seed, trial_seed)) % 1000)
+    torch.manual_seed(seed_hash(dataset, hparams_seed, trial_seed) if seed is None else seed)
     state = TinyModel().state_dict()
     args = {"dataset": dataset, "algorithm": "ERM", "test_envs": list(test_envs),
             "hparams_seed": hparams_seed, "trial_seed": trial_seed, "seed": 0,
@@ -145,7 +146,8 @@ def test_pretrained_file_is_member_zero_with_hash(tmp_path):
     make_run(aux, "r0", "VLCS", 0, 0)
     pretrained = {k: v for k, v in TinyModel().state_dict().items() if k.startswith("featurizer.")}
     save_weights(str(tmp_path / "pt.safetensors"), pretrained)
-    pool = build_pool(str(aux), str(tmp_path / "pool"), pretrained_file=str(tmp_path / "pt.safetensors"))
+    pool = build_pool(str(aux), str(tmp_path / "pool"),
+                      pretrained_file=str(tmp_path / "pt.safetensors"))
     assert pool.pretrained.file is not None
     assert pool.pretrained.sha256 == sha256_file(pool.pretrained.path)
     assert pool.pretrained.arch == pool.aux_members[0].arch
@@ -184,7 +186,8 @@ def test_add_external_member(tmp_path):
 def test_featurizer_extraction_layouts():
     from domainbed_aux.aux_pool import featurizer_state_dict
     w = torch.zeros(2)
-    assert featurizer_state_dict({"featurizer.a": w, "network.0.a": w, "classifier.b": w}) == {"a": w}
+    model = {"featurizer.a": w, "network.0.a": w, "classifier.b": w}
+    assert featurizer_state_dict(model) == {"a": w}
     assert featurizer_state_dict({"network.0.a": w, "network.1.b": w}) == {"a": w}  # upstream
     with pytest.raises(DomainBedError, match="no featurizer weights"):
         featurizer_state_dict({"fc.weight": w})

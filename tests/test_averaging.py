@@ -49,8 +49,8 @@ def test_uniform_soup_is_the_arithmetic_mean():
 
 def test_float32_accumulator_is_close_to_float64():
     states = [tiny_state(s) for s in range(5)]
-    a = uniform_soup(states, accum_dtype=torch.float32).state_dict
-    b = uniform_soup(states).state_dict
+    a = uniform_soup(states).state_dict  # float32 running sum by default
+    b = uniform_soup(states, accum_dtype=torch.float64).state_dict
     for key in a:
         assert torch.allclose(a[key].double(), b[key].double(), atol=1e-6)
 

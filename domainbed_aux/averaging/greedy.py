@@ -12,7 +12,7 @@ from typing import Callable, Dict, Mapping, Union
 
 import torch
 
-from domainbed_aux.averaging.accumulator import StateAccumulator
+from domainbed_aux.averaging.accumulator import DEFAULT_ACCUM_DTYPE, StateAccumulator
 from domainbed_aux.averaging.base import (WEIGHT_SELECTIONS, AveragingError, Members,
                                           SoupResult, StateDict, as_members, load_member)
 from domainbed_aux.averaging.checks import check_bn_options, recompute_bn_stats
@@ -44,7 +44,7 @@ def _val_accs(val_acc_of_member: ValAcc, member_ids) -> Dict[str, float]:
 def greedy_soup(members: Members, val_acc_of_member: ValAcc,
                 evaluate_average: Callable[[StateDict], float], rule: str = "paper", *,
                 allow_live_bn: bool = False, recompute_bn=None,
-                accum_dtype: torch.dtype = torch.float64) -> SoupResult:
+                accum_dtype: torch.dtype = DEFAULT_ACCUM_DTYPE) -> SoupResult:
     """Greedy selection of members on ID-validation accuracy.
 
     Members are ranked by ``val_acc_of_member`` (a mapping or function of the member id),

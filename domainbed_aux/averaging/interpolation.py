@@ -5,7 +5,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from domainbed_aux.averaging.accumulator import StateAccumulator
+from domainbed_aux.averaging.accumulator import DEFAULT_ACCUM_DTYPE, StateAccumulator
 from domainbed_aux.averaging.base import (AveragingError, MemberSource, StateDict, as_members,
                                           load_member)
 from domainbed_aux.averaging.checks import check_bn_options, recompute_bn_stats
@@ -13,7 +13,7 @@ from domainbed_aux.averaging.checks import check_bn_options, recompute_bn_stats
 
 def weighted_average(members: Sequence[MemberSource], lambdas: Sequence[float], *,
                      allow_live_bn: bool = False, recompute_bn=None,
-                     accum_dtype: torch.dtype = torch.float64) -> StateDict:
+                     accum_dtype: torch.dtype = DEFAULT_ACCUM_DTYPE) -> StateDict:
     """``sum_i lambdas[i] * members[i]``; the lambdas must be finite and sum to 1.
 
     Members are loaded one at a time. Negative coefficients (extrapolation) are allowed.

@@ -4,14 +4,14 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-from domainbed_aux.averaging.accumulator import StateAccumulator
+from domainbed_aux.averaging.accumulator import DEFAULT_ACCUM_DTYPE, StateAccumulator
 from domainbed_aux.averaging.base import (WEIGHT_SELECTIONS, AveragingError, Members,
                                           SoupResult, as_members, load_member)
 from domainbed_aux.averaging.checks import check_bn_options, recompute_bn_stats
 
 
 def uniform_soup(members: Members, *, allow_live_bn: bool = False, recompute_bn=None,
-                 accum_dtype: torch.dtype = torch.float64) -> SoupResult:
+                 accum_dtype: torch.dtype = DEFAULT_ACCUM_DTYPE) -> SoupResult:
     """The arithmetic mean of all members' weights.
 
     Members are loaded one at a time (each once); memory is one running sum plus one
