@@ -175,6 +175,26 @@ def test_live_bn_statistics_are_recomputed_by_the_caller():
     assert torch.allclose(result.state_dict["classifier.weight"], expected, atol=1e-6)
 
 
+def test_greedy_with_live_bn_recomputes_every_scored_average():
+    members = {"a": tiny_state(0), "b": tiny_state(1)}
+    members["b"]["featurizer.1.running_var"] = members["b"]["featurizer.1.running_var"] * 3
+    scored, recomputed = [], []
+
+    def recompute(state):
+        recomputed.append(state["featurizer.1.running_var"][0].item())
+        state["featurizer.1.running_var"] = torch.full((5,), 7.0)
+        return state
+
+    def evaluate(state):
+        scored.append(state["featurizer.1.running_var"][0].item())
+        return 1.0
+    result = greedy_soup(members, {"a": 0.9, "b": 0.8}, evaluate, allow_live_bn=True,
+                         recompute_bn=recompute)
+    assert scored == [7.0, 7.0]                  # every scored average was recomputed
+    assert recomputed == [2.0, 4.0, 4.0]         # a alone, a+b candidate, final a+b
+    assert result.bn_recomputed and result.members == ["a", "b"]
+
+
 def test_accumulator_mean_with_does_not_add():
     acc = StateAccumulator()
     acc.add(scalar_member(1.0), "a")

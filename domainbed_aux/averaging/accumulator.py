@@ -36,11 +36,6 @@ class StateAccumulator:
         self._kept: Dict[str, torch.Tensor] = {}   # not averaged: the first member's value
         self._dtypes: Dict[str, torch.dtype] = {}
 
-    def check(self, state: Mapping[str, torch.Tensor], member_id: str) -> None:
-        """Raise unless ``state`` can join the members added so far."""
-        if self.spec is not None:
-            self.spec.check(state, member_id)
-
     def add(self, state: Mapping[str, torch.Tensor], member_id: Optional[str] = None,
             weight: float = 1.0) -> None:
         """Add ``weight * state`` to the sum (the caller may drop ``state`` afterwards)."""
@@ -54,8 +49,8 @@ class StateAccumulator:
                     self._sums[key] = value.detach().to(dtype, copy=True)
                     if weight != 1.0:
                         self._sums[key].mul_(weight)
-                else:
-                    self._kept[key] = value.detach().clone()
+                else:  # checked-identical values are already copied by the spec
+                    self._kept[key] = self.spec.fixed.get(key, value.detach().clone())
         else:
             self.spec.check(state, member_id)
             with torch.no_grad():
