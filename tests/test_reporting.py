@@ -60,6 +60,12 @@ def test_nested_sweeps_are_found_down_to_max_depth(tmp_path):
     assert len(reporting.load_records(str(tmp_path), max_depth=1)) == 1
 
 
+def test_sweep_folder_with_its_own_logs_is_not_a_run(tmp_path):
+    (tmp_path / "out.txt").write_text("sweep log")
+    write_run(str(tmp_path / "r"), [make_record()])
+    assert len(reporting.load_records(str(tmp_path))) == 1
+
+
 def test_input_dir_that_is_a_run_dir(tmp_path):
     write_run(str(tmp_path), [make_record(), make_record(step=100)])
     assert len(reporting.load_records(str(tmp_path))) == 2

@@ -18,8 +18,9 @@ from domainbed.lib.query import Q
 
 log = logging.getLogger(__name__)
 
-# any of these files marks a directory as a run directory (not a folder of runs)
-_RUN_FILES = (rd.RESULTS, rd.DONE, rd.OUT, rd.ERR, rd.CHECKPOINT, rd.FAILED, rd.LOCK, rd.MODEL)
+# any of these files marks a directory as a run directory (not a folder of runs); out.txt and
+# err.txt are left out: a sweep folder may hold logs of those names too
+_RUN_FILES = (rd.RESULTS, rd.DONE, rd.CHECKPOINT, rd.FAILED, rd.LOCK, rd.MODEL)
 
 DEFAULT_MAX_DEPTH = 2
 
