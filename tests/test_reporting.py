@@ -225,3 +225,11 @@ def test_row_provider_unknown_environment_is_an_error():
 
     with pytest.raises(ValueError, match="nowhere"):
         build_report(Q(sweep_records()), [IIDAccuracySelectionMethod], [bad])
+
+
+def test_row_provider_cannot_replace_an_algorithm_row():
+    def clash(records, dataset, method):
+        return [("ERM", {0: [0.5]})]
+
+    with pytest.raises(ValueError, match="'ERM'"):
+        build_report(Q(sweep_records()), [IIDAccuracySelectionMethod], [clash])

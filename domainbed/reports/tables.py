@@ -265,6 +265,9 @@ def build_report(records, selection_methods: Sequence[type] = DEFAULT_SELECTION_
         for dataset in datasets:
             for provider in row_providers:
                 for name, values in provider(Q(records_of.get(dataset, [])), dataset, method):
+                    if name in algorithms:
+                        raise ValueError(f"row provider {provider!r} gave a row named {name!r}, "
+                                         "the name of an algorithm row; give it another name")
                     data[dataset][name] = _normalise_values(values, env_names[dataset])
                     if name not in extra_names:
                         extra_names.append(name)
@@ -273,11 +276,11 @@ def build_report(records, selection_methods: Sequence[type] = DEFAULT_SELECTION_
         for dataset in datasets:
             n_envs = len(env_names[dataset])
             names = [a for a in algorithms if a in data[dataset]]
-            names += [n for n in extra_names if n in data[dataset] and n not in names]
+            names += [n for n in extra_names if n in data[dataset]]
             rows = [Row(name, [Cell.from_accs(data[dataset][name].get(env, {}))
                                for env in range(n_envs)]) for name in names]
             tables.append(Table(f"Dataset: {dataset}", env_names[dataset], rows, dataset))
-        row_names = algorithms + [n for n in extra_names if n not in algorithms]
+        row_names = algorithms + extra_names
         avg_rows = [Row(name, [_averages_cell(data[d].get(name), len(env_names[d]))
                                for d in datasets]) for name in row_names]
         tables.append(Table("Averages", list(datasets), avg_rows))
