@@ -7,6 +7,8 @@ file) and the same command is requeued.
 """
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import shutil
@@ -86,17 +88,19 @@ class TrainCommand(Checkpointable):
         deadline = time.monotonic() + self.stop_timeout_s
         while time.monotonic() < deadline:
             try:
-                pid, _ = os.waitpid(proc.pid, os.WNOHANG)
+                pid, status = os.waitpid(proc.pid, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
                 return
             time.sleep(0.1)
         log.warning("training process %d ignored SIGTERM for %.0f s: killing it", proc.pid,
                     self.stop_timeout_s)
         try:
             os.kill(proc.pid, signal.SIGKILL)
-            os.waitpid(proc.pid, 0)
+            _, status = os.waitpid(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
         except (ProcessLookupError, ChildProcessError):
             pass
 
@@ -132,6 +136,8 @@ def explain_sbatch_error(text: str) -> str:
     lines = [l.strip() for l in str(text).splitlines() if l.strip()]
     errors = [l for l in lines if "error" in l.lower()] or lines or ["(no message)"]
     message = errors[-1]
+    for prefix in ("sbatch: error: ", "Batch job submission failed: "):
+        message = message[len(prefix):] if message.startswith(prefix) else message
     lowered = " ".join(errors).lower()
     for pattern, option, hint in _SBATCH_ERRORS:
         if pattern in lowered:
@@ -228,12 +234,16 @@ class SlurmLauncher(Launcher):
         if extra:
             params["slurm_additional_parameters"] = extra
         executor.update_parameters(**params)
+        sbatch_stderr = io.StringIO()  # submitit prints sbatch's errors; we explain them
         try:
-            with executor.batch():
+            with contextlib.redirect_stderr(sbatch_stderr), executor.batch():
                 submitted = [executor.submit(TrainCommand(t.command, t.output_dir))
                              for t in tasks]
         except (FailedJobError, FailedSubmissionError, subprocess.CalledProcessError) as exc:
-            raise DomainBedError(explain_sbatch_error(getattr(exc, "stderr", None) or exc)) from None
+            text = getattr(exc, "stderr", None) or sbatch_stderr.getvalue() or str(exc)
+            raise DomainBedError(explain_sbatch_error(text)) from None
+        if sbatch_stderr.getvalue().strip():
+            log.warning("%s", sbatch_stderr.getvalue().strip())
         log.info("submitted %d jobs to SLURM (array %s); logs in %s", len(submitted),
                  submitted[0].job_id.split("_")[0], log_dir)
         return submitted
