@@ -23,7 +23,8 @@ def slurm_unavailable_reason() -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"`scontrol ping` failed: {exc}"
     if ping.returncode != 0 or "UP" not in ping.stdout:
-        return f"`scontrol ping` says: {(ping.stdout + ping.stderr).strip() or ping.returncode}"
+        said = [l.strip() for l in (ping.stdout + ping.stderr).splitlines() if l.strip()]
+        return f"`scontrol ping` says: {said[0] if said else ping.returncode}"
     return ""
 
 
