@@ -166,3 +166,32 @@ def test_train_command_kills_a_child_that_ignores_sigterm(tmp_path):
     assert runner._proc.stdout.readline().strip() == b"ready"
     runner.checkpoint()
     assert runner._proc.returncode == -signal.SIGKILL
+
+
+def test_slurm_cli_options_reach_the_launcher(tmp_path):
+    from domainbed.sweep.options import build_parser
+    args = build_parser().parse_args([
+        "launch", "--output_dir", str(tmp_path), "--command_launcher", "slurm",
+        "--slurm_partition", "gpu", "--slurm_account", "lab", "--slurm_time", "90",
+        "--slurm_gpus_per_node", "1", "--slurm_cpus_per_task", "8", "--slurm_mem_gb", "32",
+        "--slurm_array_parallelism", "4", "--slurm_dependency", "afterok:12", "--slurm_wait"])
+    assert get_launcher("slurm").options_from_args(args) == {
+        "partition": "gpu", "account": "lab", "time_min": 90, "gpus_per_node": 1,
+        "cpus_per_task": 8, "mem_gb": 32.0, "array_parallelism": 4,
+        "log_dir": os.path.join(str(tmp_path), "slurm_logs"), "dependency": "afterok:12",
+        "wait": True}
+    assert get_launcher("multi_gpu").options_from_args(
+        build_parser().parse_args(["launch", "--output_dir", "x", "--gpus", "0, 2"])) == \
+        {"gpus": ["0", "2"]}
+
+
+def test_slurm_failure_lines_show_the_remote_error():
+    from domainbed.command_launchers.slurm import _one_line_reason
+    remote = ("Job (task=0) failed during processing with trace:\n----\nTraceback (most recent "
+              "call last):\n  File \"x.py\", line 1\ndomainbed.command_launchers.slurm."
+              "JobFailedError: /r failed (exit status 1): DataError: no files\n\nYou can check")
+    assert _one_line_reason(Exception(remote)).endswith("JobFailedError: /r failed (exit "
+                                                        "status 1): DataError: no files")
+    cancelled = "Job 3_4 (task: 0) has not produced any output (state: CANCELLED by 0)\nError " \
+                "stream produced:\n"
+    assert _one_line_reason(Exception(cancelled)).endswith("(state: CANCELLED by 0)")

@@ -143,9 +143,10 @@ def test_job_id_ignores_paths_but_not_arguments(tmp_path):
 
 def test_command_is_an_argument_list_that_a_shell_cannot_hijack(tmp_path):
     evil = '{"note": "a b; touch /tmp/pwned $(id)"}'
-    args_list = make_args_list(1, ["Debug28"], ["ERM"], 0, 1, 3, str(tmp_path), "domain_generalization",
-                               0.2, True, evil, extra_args={"init_from": "/p/w.safetensors",
-                                                            "save_model_every_checkpoint": True})
+    args_list = make_args_list(1, ["Debug28"], ["ERM"], 0, 1, 3, str(tmp_path),
+                               "domain_generalization", 0.2, True, evil,
+                               extra_args={"init_from": "/p/w.safetensors",
+                                           "save_model_every_checkpoint": True})
     job = make_jobs(args_list[:1], str(tmp_path / "out"))[0]
     hparams_arg = job.command[job.command.index("--hparams") + 1]
     assert json.loads(hparams_arg) == {"note": "a b; touch /tmp/pwned $(id)"}

@@ -7,7 +7,8 @@ import time
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence
 
-from domainbed.command_launchers.base import LAUNCHER_LOG, Launcher, Task, as_task, register_launcher
+from domainbed.command_launchers.base import (LAUNCHER_LOG, Launcher, Task, as_task,
+                                               register_launcher)
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -73,7 +74,9 @@ class TrainCommand(Checkpointable):
         return super().checkpoint(*args, **kwargs)
 
     def _finished(self) -> bool:
-        return self.output_dir is None or os.path.exists(os.path.join(self.output_dir, run_dir.DONE))
+        if self.output_dir is None:
+            return True
+        return os.path.exists(os.path.join(self.output_dir, run_dir.DONE))
 
     def _stop_child(self) -> None:
         # called from a signal handler while __call__ may be inside Popen.wait(): use
@@ -172,7 +175,7 @@ class SlurmLauncher(Launcher):
     def options_from_args(self, args: argparse.Namespace) -> Dict[str, Any]:
         log_dir = args.slurm_log_dir
         if log_dir is None and getattr(args, "output_dir", None):
-            log_dir = os.path.join(args.output_dir, "slurm_logs")
+            log_dir = os.path.join(os.path.abspath(args.output_dir), "slurm_logs")
         return {"partition": args.slurm_partition, "account": args.slurm_account,
                 "time_min": args.slurm_time, "gpus_per_node": args.slurm_gpus_per_node,
                 "cpus_per_task": args.slurm_cpus_per_task, "mem_gb": args.slurm_mem_gb,
@@ -272,11 +275,18 @@ def wait_for(submitted: Sequence[Any], tasks: Sequence[Task]) -> List[bool]:
             log.info("[%d/%d] done %s (SLURM job %s)", i + 1, len(tasks), task, job.job_id)
         except UncompletedJobError as exc:  # FailedJobError included
             ok.append(False)
-            lines = [l for l in str(exc).splitlines() if l.strip()]
-            reason = next((l for l in reversed(lines) if "Error" in l), lines[-1] if lines else "")
             log.warning("[%d/%d] FAILED %s (SLURM job %s): %s; logs: %s", i + 1, len(tasks),
-                        task, job.job_id, reason.strip(), job.paths.stderr)
+                        task, job.job_id, _one_line_reason(exc), job.paths.stderr)
     return ok
+
+
+def _one_line_reason(exc: Exception) -> str:
+    """The raised exception's line of a remote traceback, else the message's first line."""
+    lines = [l.strip() for l in str(exc).splitlines() if l.strip()]
+    raised = [l for l in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt|Exit)\b.*:", l)]
+    if raised:
+        return raised[-1]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _default_log_dir(tasks: Sequence[Task]) -> str:
