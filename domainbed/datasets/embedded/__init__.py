@@ -1,0 +1,53 @@
+"""The embedded benchmark: small multi-domain 32x32 datasets that the package draws itself.
+
+Five target datasets with their own label sets and domain styles, plus a larger
+pretraining dataset for the shared "foundation" featurizer, so that the whole ratatouille
+recipe runs offline on a laptop CPU. See docs/embedded_benchmark.md.
+"""
+
+from domainbed.datasets.base import register_dataset
+from domainbed.datasets.embedded.cache import CACHE_ENV_VAR, cache_dir, cache_path, load_or_generate
+from domainbed.datasets.embedded.dataset import PIXEL_MEAN, PIXEL_STD, EmbeddedDataset
+from domainbed.datasets.embedded.preview import save_preview
+from domainbed.datasets.embedded.specs import GENERATOR_VERSION, SPECS, generate
+
+
+@register_dataset()
+class EmbeddedShapes(EmbeddedDataset):
+    """7 geometric shapes in photo, cartoon, sketch and painting styles."""
+
+
+@register_dataset()
+class EmbeddedGlyphs(EmbeddedDataset):
+    """10 hand-jittered stroke digits in photo, sketch, neon and mosaic styles."""
+
+
+@register_dataset()
+class EmbeddedArrows(EmbeddedDataset):
+    """8 arrow directions in cartoon, painting, neon and clutter styles."""
+
+
+@register_dataset()
+class EmbeddedTextures(EmbeddedDataset):
+    """7 texture patterns in photo, sketch, mosaic and clutter styles."""
+
+
+@register_dataset()
+class EmbeddedCounts(EmbeddedDataset):
+    """How many objects (1 to 5) in cartoon, painting, neon and mosaic styles."""
+
+
+@register_dataset()
+class EmbeddedPretrain(EmbeddedDataset):
+    """36 classes (letters, other shapes, grids) in four styles: the pretraining task."""
+    N_STEPS = 1001
+    CHECKPOINT_FREQ = 200
+
+
+EMBEDDED_TARGET_FAMILY = ["EmbeddedShapes", "EmbeddedGlyphs", "EmbeddedArrows",
+                          "EmbeddedTextures", "EmbeddedCounts"]
+EMBEDDED_PRETRAIN = "EmbeddedPretrain"
+
+__all__ = ["CACHE_ENV_VAR", "EMBEDDED_PRETRAIN", "EMBEDDED_TARGET_FAMILY", "GENERATOR_VERSION",
+           "PIXEL_MEAN", "PIXEL_STD", "SPECS", "EmbeddedDataset", "cache_dir", "cache_path",
+           "generate", "load_or_generate", "save_preview"] + EMBEDDED_TARGET_FAMILY + [EMBEDDED_PRETRAIN]

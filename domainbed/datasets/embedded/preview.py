@@ -1,0 +1,62 @@
+"""A PNG grid of the embedded datasets: one row per (dataset, domain), a few images each.
+
+    python -m domainbed.datasets.embedded.preview docs/embedded_preview.png
+"""
+
+import argparse
+import io
+import logging
+from typing import Optional, Sequence
+
+import numpy as np
+
+from domainbed.datasets.embedded.specs import SPECS, render_domain
+from domainbed.lib.misc import atomic_write_bytes
+
+_LABEL_WIDTH = 150
+
+
+def preview_image(names: Optional[Sequence[str]] = None, per_domain: int = 8, scale: int = 2):
+    """A Pillow image: rows = every domain of every dataset, columns = its first images."""
+    from PIL import Image, ImageDraw
+
+    names = list(names or SPECS)
+    tile = 32 * scale
+    rows = [(name, i) for name in names for i in range(len(SPECS[name].domains))]
+    sheet = Image.new("RGB", (_LABEL_WIDTH + per_domain * tile, len(rows) * tile), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (name, i) in enumerate(rows):
+        spec = SPECS[name]
+        x, y = render_domain(spec, i)
+        for k in range(min(per_domain, len(x))):
+            img = Image.fromarray(np.ascontiguousarray(x[k].transpose(1, 2, 0)))
+            sheet.paste(img.resize((tile, tile), Image.NEAREST), (_LABEL_WIDTH + k * tile, r * tile))
+        label = f"{name[len('Embedded'):]} / {spec.domains[i]}"
+        draw.text((4, r * tile + tile // 2 - 12), label, fill="black")
+        draw.text((4, r * tile + tile // 2 + 2), ", ".join(spec.classes[int(c)][:7] for c in y[:3]) + " ...",
+                  fill="gray")
+    return sheet
+
+
+def save_preview(path: str, names: Optional[Sequence[str]] = None, per_domain: int = 8,
+                 scale: int = 2) -> str:
+    """Write the preview grid of ``names`` (default: all embedded datasets) as a PNG at ``path``."""
+    buffer = io.BytesIO()
+    preview_image(names, per_domain, scale).save(buffer, format="PNG", optimize=True)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", help="PNG file to write")
+    parser.add_argument("--datasets", nargs="*", default=None, help="default: all")
+    parser.add_argument("--per_domain", type=int, default=8)
+    parser.add_argument("--scale", type=int, default=2)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.info("wrote %s", save_preview(args.output, args.datasets, args.per_domain, args.scale))
+
+
+if __name__ == "__main__":
+    main()
