@@ -27,6 +27,9 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self._items)}")
         return self._items[name]
 
+    def __getitem__(self, name: str) -> T:  # upstream style: REGISTRY[name]
+        return self.get(name)
+
     def names(self) -> List[str]:
         return list(self._items)
 

@@ -45,6 +45,12 @@ class Algorithm(nn.Module):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def after_init(self, init: Optional[dict]) -> None:
+        """Called once at the start of a fresh run (not on resume), after ``--init_from``.
+
+        ``init`` is what the run records about its initialisation (None without a file).
+        """
+
     def extra_state(self) -> dict:
         """Non-tensor state that a resumable checkpoint must keep (tensors go in buffers)."""
         return {}

@@ -122,14 +122,15 @@ def save_state(path: str, state: Any, metadata: Optional[Dict[str, Any]] = None)
 def _file_kind(path: str) -> str:
     with open(path, "rb") as f:
         head = f.read(9)
-    if head[:2] == b"PK":
-        return "torch-zip"
-    if head[:1] == b"\x80":
-        return "pickle"
+    # safetensors first: its 8-byte header length may start with any byte, 0x80 included
     if len(head) == 9 and head[8:9] == b"{":
         (n,) = struct.unpack("<Q", head[:8])
         if 0 < n < os.path.getsize(path):
             return "safetensors"
+    if head[:2] == b"PK":
+        return "torch-zip"
+    if head[:1] == b"\x80":
+        return "pickle"
     return "unknown"
 
 

@@ -42,6 +42,14 @@ def load_init_state(path: str, device) -> Dict[str, Dict[str, torch.Tensor]]:
     return {p: _part_of(state, p) for p in PARTS if _part_of(state, p)}
 
 
+def init_info(path: str) -> dict:
+    """What a run records about its initialisation: the file and its ``init`` metadata."""
+    from domainbed.lib.weights import read_metadata
+    info = {"path": path}
+    info.update(read_metadata(path).get("init", {}))
+    return info
+
+
 def apply_init(algorithm, path: str, parts, device) -> list:
     """Copy the requested parts into the algorithm, checking every key and shape.
 
@@ -68,7 +76,8 @@ def apply_init(algorithm, path: str, parts, device) -> list:
                 f"--init_from {path}: {part} keys do not fit this model (missing: "
                 f"{missing[:3]}, unexpected: {unexpected[:3]}); was it trained with the same "
                 "backbone (hparams resnet18 / backbone)?")
-        for key, value in source.items():
+        for key in target:
+            value = source[key]
             if value.shape != target[key].shape:
                 raise WeightFileError(
                     f"--init_from {path}: {part}.{key} has shape {tuple(value.shape)} but "

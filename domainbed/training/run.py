@@ -17,7 +17,7 @@ from domainbed.lib.device import get_device
 from domainbed.lib.fast_data_loader import eval_loader, infinite_loader
 from domainbed.lib.weights import save_weights
 from domainbed.training.checkpoint import load_checkpoint, save_checkpoint
-from domainbed.training.init_from import apply_init
+from domainbed.training.init_from import apply_init, init_info
 from domainbed.training.splits import make_splits
 
 log = logging.getLogger("domainbed.train")
@@ -156,6 +156,7 @@ def _train_locked(args) -> None:
                                 hparams)
     algorithm.to(device)
 
+    init = init_info(args.init_from) if args.init_from else None
     checkpoint_path = os.path.join(out_dir, run_dir.CHECKPOINT)
     results_path = os.path.join(out_dir, run_dir.RESULTS)
     start_step, n_records = 0, 0
@@ -171,8 +172,8 @@ def _train_locked(args) -> None:
             loaded = apply_init(algorithm, args.init_from, args.init_part, device)
             log.info("initialised %s from %s", " and ".join(loaded), args.init_from)
         hook = getattr(algorithm, "after_init", None)
-        if hook is not None:
-            hook()
+        if hook is not None:  # e.g. freeze the featurizer for the first lp_steps
+            hook(init)
 
     n_steps = args.steps if args.steps is not None else dataset.N_STEPS
     checkpoint_freq = args.checkpoint_freq or dataset.CHECKPOINT_FREQ
@@ -218,6 +219,8 @@ def _train_locked(args) -> None:
                 last_results_keys = results_keys
             log.info(misc.print_row([record[k] for k in results_keys], colwidth=12))
             record.update({"hparams": hparams, "args": args_record})
+            if init is not None:
+                record["init"] = init
             _append_record(results_path, record)
             n_records += 1
             step_vals = {}

@@ -1,0 +1,107 @@
+"""Safe weight files: safetensors round trips, CUDA-written files on CPU, refusing code."""
+
+import io
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from domainbed.errors import WeightFileError
+from domainbed.lib import weights
+
+
+def test_state_round_trip_keeps_structure_and_types(tmp_path):
+    state = {"step": 7, "opt": {"state": {0: {"exp_avg": torch.ones(3)}},
+                                "param_groups": [{"lr": 1e-3, "params": [0]}]},
+             "rng": (3, tuple(range(5)), None), "np": np.arange(4, dtype=np.uint32),
+             "nan": float("nan")}
+    path = str(tmp_path / "s.safetensors")
+    weights.save_state(path, state, metadata={"kind": "test"})
+    back, meta = weights.load_state(path)
+    assert meta == {"kind": "test"}
+    assert back["step"] == 7 and isinstance(back["rng"], tuple) and back["rng"][2] is None
+    assert list(back["opt"]["state"]) == [0]
+    assert torch.equal(back["opt"]["state"][0]["exp_avg"], torch.ones(3))
+    assert back["np"].dtype == np.uint32 and back["np"].tolist() == [0, 1, 2, 3]
+    assert back["nan"] != back["nan"]
+
+
+def test_aliased_tensors_stored_once_and_restored(tmp_path):
+    layer = torch.nn.Linear(3, 2)
+    model = torch.nn.ModuleDict({"a": layer, "b": torch.nn.Sequential(layer)})
+    path = str(tmp_path / "m.safetensors")
+    weights.save_weights(path, model.state_dict())
+    back, _ = weights.load_file(path)
+    assert torch.equal(back["b.0.weight"], layer.weight.detach())
+    assert os.path.getsize(path) < 200 + 2 * (6 + 2) * 4
+
+
+def _retag_as_cuda(src: str, dst: str) -> None:
+    """Rewrite a torch zip checkpoint so that its storages say they live on cuda:0."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("data.pkl"):
+                assert b"cpu" in data
+                data = data.replace(b"\x8c\x03cpu", b"\x8c\x06cuda:0")
+            zout.writestr(item, data)
+
+
+def test_checkpoint_written_from_cuda_loads_on_cpu(tmp_path):
+    src, dst = str(tmp_path / "cpu.pt"), str(tmp_path / "cuda.pt")
+    torch.save({"model_dict": {"w": torch.arange(6.0)}}, src)
+    _retag_as_cuda(src, dst)
+    if not torch.cuda.is_available():  # the file really is a CUDA checkpoint
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(dst, weights_only=True)
+    content, _ = weights.load_file(dst, device="cpu")
+    state = weights.extract_state_dict(content)
+    assert state["w"].device.type == "cpu" and state["w"].tolist() == list(range(6))
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {_Payload.marker}",))
+
+
+def test_pickle_with_code_payload_is_refused_and_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    _Payload.marker = str(marker)
+    path = str(tmp_path / "evil.pkl")
+    torch.save({"model_dict": {"w": torch.zeros(1)}, "x": _Payload()}, path)
+    with pytest.raises(WeightFileError, match="refused"):
+        weights.load_file(path)
+    assert not marker.exists()
+    # a legacy (non-zip) pickle too
+    legacy = str(tmp_path / "legacy.pkl")
+    with open(legacy, "wb") as f:
+        pickle.dump(_Payload(), f, protocol=2)
+    with pytest.raises(WeightFileError, match="refused"):
+        weights.load_file(legacy)
+    assert not marker.exists()
+
+
+def test_unknown_and_missing_files(tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"hello world, not weights")
+    with pytest.raises(WeightFileError, match="unknown weight file format"):
+        weights.load_file(str(junk))
+    with pytest.raises(WeightFileError, match="no such weight file"):
+        weights.load_file(str(tmp_path / "absent.safetensors"))
+
+
+def test_safetensors_header_length_starting_with_0x80_is_not_a_pickle(tmp_path):
+    # find a metadata size whose header length's first byte is 0x80
+    for pad in range(400):
+        path = str(tmp_path / "w.safetensors")
+        weights.save_weights(path, {"w": torch.ones(2)}, metadata={"pad": "x" * pad})
+        with open(path, "rb") as f:
+            if f.read(1) == b"\x80":
+                break
+    else:
+        pytest.fail("no header length starting with 0x80 was produced")
+    _, meta = weights.load_file(path)
+    assert meta["pad"] == "x" * pad
