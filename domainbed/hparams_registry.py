@@ -53,7 +53,18 @@ def is_small_images(dataset: str) -> bool:
     return shape is not None and (len(shape) == 1 or shape[-1] < 224)
 
 
+def _dataset_backbone(dataset: str):
+    from domainbed import datasets
+    try:
+        return getattr(datasets.get_dataset_class(dataset), "DEFAULT_BACKBONE", None)
+    except KeyError:
+        return None
+
+
 def _declare_base(dataset: str, hp: _Declarations, small: bool) -> None:
+    backbone = _dataset_backbone(dataset)
+    if backbone:  # datasets may name their backbone (e.g. the embedded benchmark's tiny CNN)
+        hp("backbone", backbone, lambda r: backbone)
     hp("data_augmentation", True, lambda r: True)
     hp("resnet18", False, lambda r: False)
     hp("resnet_dropout", 0.0, lambda r: float(r.choice([0.0, 0.1, 0.5])))

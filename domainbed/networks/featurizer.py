@@ -17,7 +17,7 @@ def backbone_name(input_shape, hparams) -> str:
         return "resnet18" if hparams.get("resnet18", False) else "resnet50"
     raise NotImplementedError(
         f"no default backbone for input shape {tuple(input_shape)}; set hparams 'backbone' "
-        "to one of mlp, small_cnn, resnet18, resnet50")
+        "to one of mlp, small_cnn, tiny_cnn, resnet18, resnet50")
 
 
 def Featurizer(input_shape, hparams) -> nn.Module:
