@@ -1,0 +1,151 @@
+"""Weight soups of finished runs, scored on the runs' own splits.
+
+Glue between run directories, :mod:`domainbed_aux.averaging` (the arithmetic) and
+:mod:`domainbed_aux.evaluation` (the scores). A soup averages each run's final weights
+(``model.safetensors``). Greedy soups rank runs by their recorded ID-validation accuracy
+(mean ``env{j}_out_acc`` over training envs at the last step; ties by run directory) and
+score each candidate average on the pooled ID-validation split. Every soup is scored on
+``env{test}_in``, the split of the selection rows; ``test_full`` (the whole test domain) and
+``id_val`` on request. A dagger soup averages the runs of every trial seed; its score is the
+mean over trial seeds of its accuracy on each trial's ``env{test}_in`` split.
+"""
+
+import functools
+import logging
+from typing import Any, Dict, List, Optional, Sequence
+
+from domainbed.errors import DomainBedError
+from domainbed_aux.averaging import select_weights
+from domainbed_aux.averaging.base import load_member
+from domainbed_aux.evaluation import SPLITS, EvaluatorCache, RunInfo, split_identity
+
+log = logging.getLogger(__name__)
+
+SOUP_RULES = ("uniform", "greedy", "greedy_strict", "dagger")
+
+
+def check_runs(runs: Sequence[RunInfo], what: str, single_trial: bool) -> None:
+    """Raise a one-line ``DomainBedError`` unless ``runs`` can be averaged/ensembled together."""
+    if not runs:
+        raise DomainBedError(f"{what} of zero runs: no finished run (with `done` and "
+                             "model.safetensors) matched the dataset, test env and trial seed; "
+                             "check --input_dir, --dataset, --test_env and --trial_seed")
+    first = runs[0]
+    for run in runs[1:]:
+        if run.dataset != first.dataset or run.test_envs != first.test_envs:
+            raise DomainBedError(
+                f"{what}: run {run.run_dir} is {run.dataset} test_envs {run.test_envs} but "
+                f"{first.run_dir} is {first.dataset} test_envs {first.test_envs}; give runs "
+                "of one dataset and test environment")
+    if single_trial:
+        seeds = sorted({r.trial_seed for r in runs})
+        if len(seeds) > 1:
+            raise DomainBedError(
+                f"{what}: runs of trial seeds {seeds} have different data splits; choose one "
+                "trial seed, or average every trial with the uniform (dagger) rule")
+        identities = {split_identity(r) for r in runs}
+        if len(identities) > 1:
+            raise DomainBedError(
+                f"{what}: runs of trial seed {seeds[0]} were split differently (holdout "
+                "fraction, class balancing or data dir differ); give runs of one sweep")
+
+
+def by_trial(runs: Sequence[RunInfo]) -> Dict[int, List[RunInfo]]:
+    groups: Dict[int, List[RunInfo]] = {}
+    for run in runs:
+        groups.setdefault(run.trial_seed, []).append(run)
+    return dict(sorted(groups.items()))
+
+
+def score_per_trial(state_dict, runs: Sequence[RunInfo], evaluators: EvaluatorCache,
+                    splits: Sequence[str]) -> Dict[str, Dict[int, float]]:
+    """``{split: {trial_seed: accuracy}}`` of one state dict on each trial's splits."""
+    result: Dict[str, Dict[int, float]] = {s: {} for s in splits}
+    for trial, members in by_trial(runs).items():
+        evaluator = evaluators(members[0])
+        for split in splits:
+            result[split][trial] = evaluator.accuracy(state_dict, split)
+    return result
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, unit="run")
+
+
+def _load_counted(path: str, member_id: str, bar) -> Dict[str, Any]:
+    state = load_member(path, member_id)
+    bar.update(1)
+    return state
+
+
+def soup(runs: Sequence[RunInfo], rule: str, evaluators: Optional[EvaluatorCache] = None,
+         splits: Sequence[str] = ("test_in",), progress: bool = False) -> Dict[str, Any]:
+    """Average ``runs`` with ``rule`` (uniform, greedy, greedy_strict, dagger) and score it.
+
+    Returns a JSON-ready dict: ``rule``, ``dataset``, ``test_env``, ``trial_seeds``,
+    ``candidates`` (run dirs, in the order tried), ``members`` (kept run dirs, in order),
+    ``trace`` (greedy: one entry per candidate), ``val_acc`` (greedy: pooled ID-validation
+    accuracy of the final soup), ``accuracies`` (``{split: mean over trial seeds}``),
+    ``per_trial`` (``{split: {trial_seed: acc}}``), ``bn`` (how batch-norm statistics were
+    handled) and ``bn_recomputed``. Memory is one running sum plus one member.
+    """
+    if rule not in SOUP_RULES:
+        raise DomainBedError(f"unknown weight selection {rule!r}; known: {', '.join(SOUP_RULES)}")
+    for split in splits:
+        if split not in SPLITS:
+            raise DomainBedError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    check_runs(runs, f"{rule} soup", single_trial=rule != "dagger")
+    evaluators = evaluators if evaluators is not None else EvaluatorCache()
+    runs = sorted(runs, key=lambda r: r.run_dir)
+    reference = evaluators(runs[0])
+
+    options: Dict[str, Any] = {}
+    live_bn = reference.live_bn
+    if live_bn:
+        options = {"allow_live_bn": True, "recompute_bn": reference.recompute_bn}
+    bar = _progress(len(runs), f"{rule} soup", progress)
+    members = [(r.run_dir, functools.partial(_load_counted, r.model_path, r.run_dir, bar))
+               for r in runs]
+    val_accs = {r.run_dir: r.id_val_acc for r in runs}
+
+    def evaluate_average(state_dict) -> float:
+        return reference.accuracy(state_dict, "id_val")
+
+    try:
+        result = select_weights(rule, members, val_acc_of_member=val_accs,
+                                evaluate_average=evaluate_average, **options)
+    finally:
+        bar.close()
+    per_trial = score_per_trial(result.state_dict, runs, evaluators, splits)
+    summary = result.summary()
+    candidates = ([t["member"] for t in summary["trace"]] if summary["trace"]
+                  else [r.run_dir for r in runs])
+    return {
+        "rule": rule,
+        "dataset": runs[0].dataset,
+        "test_env": runs[0].test_envs[0] if len(runs[0].test_envs) == 1 else runs[0].test_envs,
+        "trial_seeds": sorted({r.trial_seed for r in runs}),
+        "n_candidates": summary["n_candidates"],
+        "candidates": candidates,
+        "members": summary["members"],
+        "member_val_accs": {r.run_dir: val_accs[r.run_dir] for r in runs},
+        "trace": summary["trace"],
+        "val_acc": summary["val_acc"],
+        "accuracies": {s: sum(v.values()) / len(v) for s, v in per_trial.items()},
+        "per_trial": {s: {str(k): v for k, v in accs.items()} for s, accs in per_trial.items()},
+        "bn": _bn_text(reference, live_bn),
+        "bn_recomputed": bool(summary["bn_recomputed"]),
+    }
+
+
+def _bn_text(evaluator, live_bn: bool) -> str:
+    if live_bn:
+        return "live batch norm: statistics re-estimated on the training envs' in splits"
+    model = evaluator.model_if_built()
+    import torch
+    has_bn = model is not None and any(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if has_bn:
+        return "frozen batch norm: statistics identical in every member (checked), kept"
+    return "no batch-norm layer"
