@@ -5,6 +5,7 @@ from domainbed.algorithms.base import (ALGORITHM_REGISTRY, Algorithm, make_optim
 from domainbed.algorithms.erm import ERM
 from domainbed.algorithms.mixing import CORAL, MMD, Mixup
 from domainbed.algorithms.penalties import IRM, VREx, GroupDRO
+from domainbed.algorithms.trajectory import MA, SWAD
 
 
 def _registry():

@@ -212,6 +212,11 @@ def _train_locked(args) -> None:
             for name, split, weights in eval_sets:
                 loader = eval_loader(split, EVAL_BATCH_SIZE, n_workers)
                 record[name + "_acc"] = misc.accuracy(algorithm, loader, weights, device)
+            hook = getattr(algorithm, "on_evaluation", None)
+            if hook is not None:  # e.g. SWAD's selector needs the validation loss
+                val_loaders = [(f"env{i}_out", eval_loader(splits.eval_out[i], EVAL_BATCH_SIZE,
+                                                           n_workers)) for i in train_envs]
+                record.update(hook(record, val_loaders) or {})
             record["mem_gb"] = _peak_mem_gb(device)
             results_keys = sorted(k for k in record)
             if results_keys != last_results_keys:

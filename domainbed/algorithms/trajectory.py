@@ -1,0 +1,272 @@
+"""Weight averaging along one training trajectory: moving average (MA) and SWAD.
+
+Both train exactly like ERM on a *live* network and keep an *averaged* copy. The averaged
+network sits under the standard names (``featurizer.*``, ``classifier.*``, ``network.0/1.*``),
+the live one under ``network_live.0/1.*``. So ``model.safetensors`` (= ``state_dict()``)
+gives every downstream reader of ``featurizer.*`` / ``classifier.*`` (auxiliary pool, soups,
+``--init_from``) the AVERAGED weights, while checkpoints still hold both for an exact resume.
+``--init_from`` loads into the standard names; ``after_init`` copies them to the live network.
+
+Floating-point buffers are averaged like parameters (frozen batch norm keeps them constant);
+integer buffers are copied from the live network.
+"""
+
+import copy
+import logging
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from domainbed.algorithms.base import make_optimizer, register_algorithm
+from domainbed.algorithms.erm import ERM
+from domainbed.lib.swad import LossValley
+
+log = logging.getLogger(__name__)
+
+
+def _paired_state(averaged: nn.Module, live: nn.Module) -> List[Tuple[str, torch.Tensor,
+                                                                    torch.Tensor]]:
+    avg_state, live_state = averaged.state_dict(), live.state_dict()
+    return [(k, avg_state[k], live_state[k]) for k in avg_state]
+
+
+def _sum_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy to sum into: at least float32, so half-precision weights sum safely."""
+    return tensor.detach().to(torch.promote_types(tensor.dtype, torch.float32)).clone()
+
+
+class _LiveAndAveraged(ERM):
+    """ERM on ``network_live``; ``featurizer``/``classifier``/``network`` hold an average."""
+
+    def __init__(self, input_shape, num_classes, num_domains, hparams):
+        super().__init__(input_shape, num_classes, num_domains, hparams)
+        # ERM built the live modules (and its optimiser over them): keep them under a new name
+        self.network_live = self.network
+        self.featurizer = copy.deepcopy(self.network_live[0])
+        self.classifier = copy.deepcopy(self.network_live[1])
+        self.network = nn.Sequential(self.featurizer, self.classifier)
+        for p in self.network.parameters():
+            p.requires_grad_(False)
+
+    def reset_optimizer(self, parameters=None) -> None:
+        params = self.network_live.parameters() if parameters is None else parameters
+        self.optimizer = make_optimizer(params, self.hparams)
+
+    def after_init(self, init: Optional[dict]) -> None:
+        super().after_init(init)
+        # --init_from wrote into the standard names (the average): start training from it
+        self.network_live.load_state_dict(self.network.state_dict())
+
+    @torch.no_grad()
+    def _copy_live_to_average(self) -> None:
+        for _, avg, live in _paired_state(self.network, self.network_live):
+            avg.copy_(live)
+
+    def _predict_with_average(self) -> bool:
+        raise NotImplementedError
+
+    def predict(self, x):
+        if self.training or not self._predict_with_average():
+            return self.network_live(x)
+        return self.network(x)
+
+    def update(self, minibatches, unlabeled=None):
+        values = super().update(minibatches, unlabeled)
+        self.after_step()
+        return values
+
+    def after_step(self) -> None:
+        raise NotImplementedError
+
+
+@register_algorithm()
+class MA(_LiveAndAveraged):
+    """Moving average (Arpit et al.): ERM plus the uniform average of the weights after
+    every update from step ``ma_start_iter`` on (steps counted from 0, as in records).
+
+    Before that step the "average" mirrors the live weights. ``predict`` in eval mode, hence
+    every evaluation of the run, uses the average; training uses the live network.
+    """
+
+    @classmethod
+    def declare_hparams(cls, dataset, hp, small_images):
+        hp("ma_start_iter", 100, lambda r: 100)
+
+    def __init__(self, input_shape, num_classes, num_domains, hparams):
+        super().__init__(input_shape, num_classes, num_domains, hparams)
+        self.ma_updates = 0  # updates done so far (= the step index of the next update)
+        self.ma_count = 0    # updates in the average
+
+    def _predict_with_average(self) -> bool:
+        return True
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        step = self.ma_updates
+        self.ma_updates += 1
+        if step < self.hparams["ma_start_iter"]:
+            self._copy_live_to_average()
+            return
+        self.ma_count += 1
+        for _, avg, live in _paired_state(self.network, self.network_live):
+            if avg.is_floating_point():
+                avg.add_(live.to(avg.dtype) - avg, alpha=1.0 / self.ma_count)
+            else:
+                avg.copy_(live)
+
+    def extra_state(self) -> dict:
+        return {"ma_updates": self.ma_updates, "ma_count": self.ma_count}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.ma_updates = int(state["ma_updates"])
+        self.ma_count = int(state["ma_count"])
+
+
+@register_algorithm()
+class SWAD(_LiveAndAveraged):
+    """SWAD (Cha et al.): dense averaging (every step) over a window of the trajectory that
+    the loss-valley selector (:class:`domainbed.lib.swad.LossValley`) picks from the
+    validation loss of the live network at each evaluation.
+
+    The validation loss is the mean over training environments of the mean cross-entropy on
+    their ``out`` split; the core loop hands the loaders to :meth:`on_evaluation`.
+    During a training run, evaluations (records) score the LIVE network, like ERM's; the
+    averaged window, kept under the standard names, is what ``model.safetensors`` holds and
+    what ``predict`` uses in eval mode on an instance that was not trained itself (e.g. one
+    loaded from the model file). If the window never starts, the average is the live network
+    at the last evaluation.
+    """
+
+    @classmethod
+    def declare_hparams(cls, dataset, hp, small_images):
+        hp("swad_n_converge", 3, lambda r: 3)
+        hp("swad_n_tolerance", 6, lambda r: 6)
+        hp("swad_tolerance_ratio", 0.3, lambda r: 0.3)
+
+    def __init__(self, input_shape, num_classes, num_domains, hparams):
+        super().__init__(input_shape, num_classes, num_domains, hparams)
+        self.selector = LossValley(hparams["swad_n_converge"], hparams["swad_n_tolerance"],
+                                   hparams["swad_tolerance_ratio"])
+        self._trained_here = False
+        self._segment = None          # {"sum": {key: tensor}, "n": int, "first": step}
+        self._held: Dict[int, dict] = {}  # segments the selector may still add, by last step
+        self._pending: Optional[dict] = None  # after the start: segments after the window end
+        self._window_n = 0            # steps averaged in the window (the standard names)
+        self._window_steps: Optional[List[int]] = None
+        self._steps_done = 0
+
+    def _predict_with_average(self) -> bool:
+        return not self._trained_here
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        self._trained_here = True
+        step = self._steps_done
+        self._steps_done += 1
+        if self.selector.stopped:
+            return
+        if self._segment is None:
+            self._segment = {"sum": {k: _sum_copy(live) for k, _, live in
+                                     _paired_state(self.network, self.network_live)
+                                     if live.is_floating_point()},
+                             "n": 1, "first": step, "last": step}
+            return
+        live_state = self.network_live.state_dict()
+        for key, total in self._segment["sum"].items():
+            total.add_(live_state[key])
+        self._segment["n"] += 1
+        self._segment["last"] = step
+
+    @staticmethod
+    def _merge(a: Optional[dict], b: dict) -> dict:
+        if a is None:
+            return b
+        for key, total in a["sum"].items():
+            total.add_(b["sum"][key])
+        return {"sum": a["sum"], "n": a["n"] + b["n"], "first": a["first"], "last": b["last"]}
+
+    @torch.no_grad()
+    def _commit(self, segment: dict) -> None:
+        """Fold a segment (sum of n steps) into the window average under the standard names."""
+        n_old, n_new = self._window_n, self._window_n + segment["n"]
+        for key, avg, live in _paired_state(self.network, self.network_live):
+            if avg.is_floating_point():
+                total = avg.double() * n_old + segment["sum"][key]
+                avg.copy_((total / n_new).to(avg.dtype))
+            else:
+                avg.copy_(live)
+        self._window_n = n_new
+        first = segment["first"] if self._window_steps is None else self._window_steps[0]
+        self._window_steps = [first, segment["last"]]
+
+    @torch.no_grad()
+    def validation_loss(self, val_loaders) -> float:
+        """Mean over loaders of the live network's mean cross-entropy."""
+        was_training = self.training
+        self.eval()
+        device = next(self.network_live.parameters()).device
+        losses = []
+        for _, loader in val_loaders:
+            total, n = 0.0, 0
+            for x, y in loader:
+                x, y = x.to(device), y.to(device)
+                total += F.cross_entropy(self.network_live(x), y, reduction="sum").item()
+                n += len(y)
+            if n:
+                losses.append(total / n)
+        self.train(was_training)
+        if not losses:
+            raise RuntimeError("SWAD needs validation data: every training environment's "
+                               "out split is empty; use --holdout_fraction > 0")
+        return sum(losses) / len(losses)
+
+    def on_evaluation(self, record: dict, val_loaders) -> dict:
+        """Observe the live validation loss and update the averaging window."""
+        loss = self.validation_loss(val_loaders)
+        segment, self._segment = self._segment, None
+        if segment is not None and not self.selector.stopped:
+            self._observe(record["step"], loss, segment)
+        if self._window_n == 0:
+            self._copy_live_to_average()
+        window = self._window_steps or [None, None]
+        return {"swad_val_loss": loss, "swad_started": self.selector.started,
+                "swad_stopped": self.selector.stopped, "swad_window_start": window[0],
+                "swad_window_end": window[1], "swad_n_averaged": self._window_n}
+
+    def _observe(self, step: int, loss: float, segment: dict) -> None:
+        was_started = self.selector.started
+        decision = self.selector.observe(step, loss, segment["last"])
+        if not was_started:
+            self._held[segment["last"]] = segment
+            if decision.started:
+                for seg_id in decision.add:
+                    self._commit(self._held.pop(seg_id))
+                for seg_id in decision.pending:
+                    self._pending = self._merge(self._pending, self._held.pop(seg_id))
+            keep = {e.segment for e in self.selector.queue}
+            self._held = {k: v for k, v in self._held.items() if k in keep}
+        else:
+            self._pending = self._merge(self._pending, segment)
+            if decision.add:
+                self._commit(self._pending)
+                self._pending = None
+        if decision.stopped:
+            self._pending, self._held = None, {}
+            log.info("SWAD window closed at step %d: steps %s averaged", step,
+                     self._window_steps)
+
+    def extra_state(self) -> dict:
+        return {"selector": self.selector.state_dict(), "segment": self._segment,
+                "held": self._held, "pending": self._pending, "window_n": self._window_n,
+                "window_steps": self._window_steps, "steps_done": self._steps_done}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.selector.load_state_dict(state["selector"])
+        self._segment = state["segment"]
+        self._held = dict(state["held"])
+        self._pending = state["pending"]
+        self._window_n = int(state["window_n"])
+        self._window_steps = state["window_steps"]
+        self._steps_done = int(state["steps_done"])
