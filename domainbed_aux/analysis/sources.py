@@ -1,0 +1,101 @@
+"""Where the analyses get weights and data from: run directories, weight files, evaluators.
+
+A *source* is a run directory (its ``model.safetensors``) or a weight file (a full model, a
+pool member holding only a featurizer, a linear probe...). Scores go through
+``domainbed_aux.evaluation.RunEvaluator``: the exact splits of a reference run.
+"""
+
+import os
+from typing import Dict, Mapping, Optional
+
+import torch
+
+from domainbed.errors import DomainBedError
+from domainbed.lib import run_dir as rd
+from domainbed.lib.weights import extract_state_dict, load_file
+from domainbed.training.init_from import load_init_state
+
+StateDict = Dict[str, torch.Tensor]
+
+# every name under which a model of the core stores its featurizer / classifier
+PART_PREFIXES = {"featurizer": ("featurizer.", "network.0.", "network_live.0."),
+                 "classifier": ("classifier.", "network.1.", "network_live.1.")}
+
+# evaluation split names accepted by the analyses (see domainbed_aux.evaluation)
+SPLIT_HELP = ("test_in (env{test}_in, the tables' test split), id_val (training envs' out "
+              "splits, pooled), test_full (the whole test domain)")
+
+
+def weight_file(source: str) -> str:
+    """The weight file of a source: ``<run>/model.safetensors`` or the file itself."""
+    if os.path.isdir(source):
+        path = os.path.join(source, rd.MODEL)
+        if not os.path.isfile(path):
+            raise DomainBedError(f"{source}: no {rd.MODEL} in this run directory (was it "
+                                 "trained with --skip_model_save, or is it unfinished?)")
+        return path
+    if not os.path.isfile(source):
+        raise DomainBedError(f"{source}: neither a run directory nor a weight file")
+    return source
+
+
+def load_state(source: str) -> StateDict:
+    """The full state dict of a source (a run or a model file), on the CPU."""
+    content, _ = load_file(weight_file(source))
+    return dict(extract_state_dict(content))
+
+
+def load_parts(source: str) -> Dict[str, StateDict]:
+    """``{"featurizer": {...}, "classifier": {...}}`` of a source, keys without prefix.
+
+    Featurizer-only files (pool members) give only ``featurizer``.
+    """
+    return load_init_state(weight_file(source), "cpu")
+
+
+def compose(template: Mapping[str, torch.Tensor], parts: Mapping[str, Mapping[str, torch.Tensor]]
+            ) -> StateDict:
+    """``template`` with every featurizer / classifier key taken from ``parts``.
+
+    All the names a model uses for a part (``featurizer.*``, ``network.0.*``,
+    ``network_live.0.*``) get the same tensors. Raises when a part does not fit.
+    """
+    out = dict(template)
+    for part, prefixes in PART_PREFIXES.items():
+        source = parts.get(part)
+        if source is None:
+            continue
+        found = 0
+        for key in template:
+            prefix = next((p for p in prefixes if key.startswith(p)), None)
+            if prefix is None:
+                continue
+            inner = key[len(prefix):]
+            if inner not in source:
+                raise DomainBedError(f"the {part} weights lack {inner!r} that the model needs; "
+                                     "were they trained with the same backbone?")
+            if source[inner].shape != template[key].shape:
+                raise DomainBedError(
+                    f"{part}.{inner} has shape {tuple(source[inner].shape)} but the model "
+                    f"needs {tuple(template[key].shape)}; use weights of the same backbone "
+                    "and number of classes")
+            out[key] = source[inner].to(template[key].dtype)
+            found += 1
+        if not found:
+            raise DomainBedError(f"the model has no {part} to replace")
+    return out
+
+
+def evaluator_for(run_source: str, data_dir: Optional[str] = None):
+    """A ``RunEvaluator`` on the splits (and model architecture) of a finished run."""
+    from domainbed_aux.evaluation import RunEvaluator, read_run
+    if not os.path.isdir(run_source):
+        raise DomainBedError(f"{run_source}: the data and splits come from a run directory; "
+                             "pass one (e.g. --run_dir, or a run as --head)")
+    return RunEvaluator(read_run(run_source), data_dir)
+
+
+def check_split(evaluator, split: str) -> None:
+    if split in ("test_in", "test_full") and not evaluator.test_envs:
+        raise DomainBedError(f"split {split!r}: the run {evaluator.run.run_dir} has no test "
+                             "environment (--test_envs -1); use --split id_val")
