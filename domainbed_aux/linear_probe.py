@@ -1,0 +1,220 @@
+"""The shared linear probe ``w_lp``: a classifier trained on the frozen pretrained featurizer.
+
+One probe per (dataset, test envs, trial seed, pretrained featurizer, training settings),
+trained ONCE and reused by every run of every sweep that asks for it. It is a run of the
+core training loop (algorithm ``LinearProbe``, default hparams = ``hparams_seed 0``, plus the
+sweep's ``--hparams`` overrides, which set the architecture), on the same train envs and the
+same in/out splits as the target runs (the core's ``make_splits`` with the trial seed), so
+the probe never sees a target run's validation data. Steps: ``steps`` when given (the sweep's
+``--lp_steps_total``, else its ``--steps``), else the dataset's ``N_STEPS`` (the paper's code
+trains the probe with the default training loop).
+
+Files under ``output_dir_lp``::
+
+    phi_pt/<sha256[:16]>.safetensors   the pretrained featurizer (featurizer.* keys)
+    runs/<key>/                        the probe's run directory (resumable)
+    <key>.safetensors                  the probe: classifier.* and featurizer.* (= phi_pt)
+    <key>.safetensors.lock             flock'ed while the probe is trained
+
+Two processes asking for the same probe at the same time train it once: the second waits on
+the lock, then reuses the file (written atomically).
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from domainbed.errors import DomainBedError
+from domainbed.lib import run_dir as rd
+from domainbed.lib.weights import extract_state_dict, load_file, read_metadata, save_weights
+from domainbed_aux.aux_pool import content_hash, featurizer_state_dict, sha256_file
+
+log = logging.getLogger(__name__)
+
+ALGORITHM = "LinearProbe"
+PHI_PT_DIR = "phi_pt"
+RUNS_DIR = "runs"
+PHI_PT_SEED = 0  # a network without pretrained weights is this seed's random init
+
+
+@dataclass
+class LinearProbeSpec:
+    """What identifies a linear probe (with ``featurizer_id``) and how to train it."""
+
+    dataset: str
+    test_envs: List[int]
+    trial_seed: int
+    data_dir: Optional[str] = None
+    hparams: Dict[str, Any] = field(default_factory=dict)  # overrides of the defaults
+    steps: Optional[int] = None
+    checkpoint_freq: Optional[int] = None
+    holdout_fraction: float = 0.2
+    pretrained_featurizer: Optional[str] = None  # explicit phi_pt file, else the core's network
+
+    def featurizer_id(self) -> Dict[str, Any]:
+        """The identity of phi_pt without building it: a file's sha256, or how the core
+        builds its network (dataset input shape + hparams overrides + seed)."""
+        if self.pretrained_featurizer:
+            return {"file_sha256": sha256_file(self.pretrained_featurizer)}
+        from domainbed import datasets
+        shape = datasets.get_dataset_class(self.dataset).INPUT_SHAPE
+        return {"core_network": {"input_shape": list(shape), "hparams": self.hparams,
+                                 "seed": PHI_PT_SEED}}
+
+    def identity(self) -> Dict[str, Any]:
+        return {"dataset": self.dataset, "test_envs": sorted(int(t) for t in self.test_envs),
+                "trial_seed": int(self.trial_seed), "hparams": self.hparams,
+                "steps": self.steps, "holdout_fraction": self.holdout_fraction,
+                "featurizer": self.featurizer_id()}
+
+    def key(self) -> str:
+        """A readable, unique file stem for this probe."""
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
+        envs = "-".join(str(t) for t in sorted(self.test_envs))
+        return f"lp_{self.dataset}_test{envs}_trial{self.trial_seed}_{digest[:12]}"
+
+
+@dataclass
+class LinearProbeFile:
+    """A probe on disk; ``trained`` says whether this call trained it (False: reused)."""
+
+    path: str
+    sha256: str
+    trained: bool
+
+
+def probe_path(spec: LinearProbeSpec, output_dir_lp: str) -> str:
+    return os.path.join(os.path.abspath(output_dir_lp), spec.key() + ".safetensors")
+
+
+@contextlib.contextmanager
+def file_lock(path: str):
+    """An exclusive ``flock`` on ``path`` (created if missing), held inside the block."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def pretrained_featurizer_state(spec: LinearProbeSpec) -> Dict[str, torch.Tensor]:
+    """phi_pt as a featurizer state dict (no prefix): the explicit file, or the core's
+    featurizer for the dataset built with default hparams + overrides under a fixed seed."""
+    if spec.pretrained_featurizer:
+        content, _ = load_file(spec.pretrained_featurizer, device="cpu")
+        return featurizer_state_dict(extract_state_dict(content), strict=False,
+                                     source=spec.pretrained_featurizer)
+    from domainbed import datasets, hparams_registry, networks
+    hparams = hparams_registry.default_hparams(ALGORITHM, spec.dataset)
+    hparams.update(spec.hparams)
+    shape = datasets.get_dataset_class(spec.dataset).INPUT_SHAPE
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(PHI_PT_SEED)
+        featurizer = networks.Featurizer(shape, hparams)
+    return {k: v.detach().clone() for k, v in featurizer.state_dict().items()}
+
+
+def write_phi_pt(state: Dict[str, torch.Tensor], output_dir_lp: str) -> Tuple[str, str]:
+    """Store phi_pt (featurizer.* keys) by content; returns (path, content sha256)."""
+    digest = content_hash(state)
+    path = os.path.join(os.path.abspath(output_dir_lp), PHI_PT_DIR, digest[:16] + ".safetensors")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        save_weights(path, {"featurizer." + k: v for k, v in state.items()},
+                     metadata={"phi_pt": {"content_sha256": digest}})
+    return path, digest
+
+
+def _train_args(spec: LinearProbeSpec, run_path: str, phi_pt_path: str):
+    from domainbed.scripts.train import build_parser
+    argv = ["--dataset", spec.dataset, "--algorithm", ALGORITHM, "--hparams_seed", "0",
+            "--trial_seed", str(spec.trial_seed), "--seed", "0",
+            "--test_envs", *[str(t) for t in spec.test_envs], "--output_dir", run_path,
+            "--holdout_fraction", str(spec.holdout_fraction), "--init_from", phi_pt_path,
+            "--init_part", "featurizer"]
+    if spec.data_dir:
+        argv += ["--data_dir", spec.data_dir]
+    if spec.hparams:
+        argv += ["--hparams", json.dumps(spec.hparams, sort_keys=True)]
+    if spec.steps is not None:
+        argv += ["--steps", str(spec.steps)]
+    if spec.checkpoint_freq is not None:
+        argv += ["--checkpoint_freq", str(spec.checkpoint_freq)]
+    return build_parser().parse_args(argv)
+
+
+def _last_record(run_path: str) -> Dict[str, Any]:
+    with open(os.path.join(run_path, rd.RESULTS), encoding="utf-8") as f:
+        lines = [line for line in f if line.strip()]
+    return json.loads(lines[-1]) if lines else {}
+
+
+def _train_and_write(spec: LinearProbeSpec, output_dir_lp: str, path: str) -> None:
+    from domainbed.training.run import train
+    phi_pt = pretrained_featurizer_state(spec)
+    phi_pt_path, phi_pt_sha = write_phi_pt(phi_pt, output_dir_lp)
+    run_path = os.path.join(os.path.abspath(output_dir_lp), RUNS_DIR, spec.key())
+    log.info("linear probe: training %s in %s", spec.key(), run_path)
+    train(_train_args(spec, run_path, phi_pt_path))  # resumes a killed attempt
+    content, _ = load_file(os.path.join(run_path, rd.MODEL), device="cpu")
+    model = extract_state_dict(content)
+    classifier = {k: v for k, v in model.items() if k.startswith("classifier.")}
+    if not classifier:
+        raise DomainBedError(f"{run_path}: the linear probe run saved no classifier.* weights")
+    record = _last_record(run_path)
+    state = dict(classifier)
+    state.update({"featurizer." + k: v for k, v in phi_pt.items()})
+    metadata = {
+        "linear_probe": {"spec": asdict(spec), "key": spec.key(), "phi_pt_sha256": phi_pt_sha,
+                         "run_dir": os.path.relpath(run_path, os.path.dirname(path)),
+                         "last_record": {k: v for k, v in record.items()
+                                         if k.endswith("_acc") or k == "step"}},
+        # so that a member-0 run can use this file directly with --init_from
+        "init": {"member": {"index": 0, "kind": "pretrained", "sha256": phi_pt_sha},
+                 "lambdas": None, "u": None, "robust": False, "linear_probe": spec.key()},
+    }
+    save_weights(path, state, metadata)
+
+
+def ensure_linear_probe(spec: LinearProbeSpec, output_dir_lp: str) -> LinearProbeFile:
+    """The probe file for ``spec``, trained now if missing (once across processes)."""
+    path = probe_path(spec, output_dir_lp)
+    with file_lock(path + ".lock"):
+        trained = False
+        if not os.path.exists(path):
+            _train_and_write(spec, output_dir_lp, path)
+            trained = True
+        else:
+            log.info("linear probe: reusing %s", path)
+        return LinearProbeFile(path, sha256_file(path), trained)
+
+
+def read_linear_probe(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor],
+                                          Dict[str, Any]]:
+    """``(featurizer, classifier, metadata)`` of a probe file (prefixes stripped)."""
+    if not os.path.isfile(path):
+        raise DomainBedError(f"linear probe {path} does not exist; train it first "
+                             "(ensure_linear_probe or sweep launch --output_dir_lp)")
+    content, metadata = load_file(path, device="cpu")
+    state = extract_state_dict(content)
+    featurizer = {k[len("featurizer."):]: v for k, v in state.items()
+                  if k.startswith("featurizer.")}
+    classifier = {k[len("classifier."):]: v for k, v in state.items()
+                  if k.startswith("classifier.")}
+    if not classifier or not featurizer:
+        raise DomainBedError(f"{path} is not a linear probe file (it needs classifier.* and "
+                             "featurizer.* weights); delete it and train it again")
+    return featurizer, classifier, metadata
+
+
+def probe_metadata(path: str) -> Dict[str, Any]:
+    return read_metadata(path).get("linear_probe", {})

@@ -1,0 +1,237 @@
+"""Sweep options of the ratatouille family, through the core's sweep hooks.
+
+Flags (the paper code's words): ``--aux_dir AUX`` (auxiliary sweeps, one sub-folder per
+dataset as ``AUX/<Dataset>_notest/<run>/``, or a pool folder / ``pool.json``; ``none`` or
+empty = no pool), ``--output_dir_lp LP`` (where shared linear probes and composed init
+files live; default ``<output_dir>/linear_probe`` when a pool is used), ``--fusing_range r``
+(>= 0 switches to fusing), ``--pretrained_featurizer FILE`` (explicit phi_pt),
+``--aux_pool_kind standard|robust`` (robust: pool of moving-average "MA" aux runs),
+``--lp_steps_total N`` (steps of the linear probe) and ``--hparams_space`` (upstream|mild).
+
+Default algorithm when ``--algorithms`` is not given: ``Fusing`` with ``--fusing_range``
+>= 0, else ``Ratatouille`` with ``--aux_dir``, else ``ERM`` with ``--output_dir_lp``.
+
+Jobs of InterTraining / Ratatouille / Fusing (and ERM when ``--output_dir_lp`` is given)
+get ``--init_from <composed file>``: the file's name is fixed when the jobs are listed; the
+before-launch hook trains the missing linear probes and writes the files. Auxiliary jobs
+(``--test_env -1``) with ``--pretrained_featurizer`` start their featurizer from that file.
+
+The pool of a sweep is built once into ``<output_dir>/aux_pool/<Dataset>[_robust]/`` (the
+target dataset excluded by recorded identity) and reused afterwards; job ids do not depend
+on paths, so use a new ``--output_dir`` for another pool.
+"""
+
+import argparse
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+from domainbed.sweep import hooks
+from domainbed_aux import aux_pool
+from domainbed_aux.init_choice import DEFAULT_FUSING_RANGE
+from domainbed_aux.init_files import compose_init_file, init_path, plan_init
+from domainbed_aux.linear_probe import LinearProbeSpec, ensure_linear_probe, probe_path
+
+log = logging.getLogger(__name__)
+
+RECYCLING_ALGORITHMS = ("InterTraining", "Ratatouille", "Fusing")
+FUSING_ALGORITHM = "Fusing"
+ROBUST_AUX_ALGORITHM = "MA"
+POOL_KINDS = ("standard", "robust")
+NO_POOL = ("", "none", "None")
+
+
+class _DefaultAlgorithms(list):
+    """The algorithm list this plugin chose (the user gave no --algorithms)."""
+
+
+def _default_algorithms(ns: argparse.Namespace) -> Optional[List[str]]:
+    if getattr(ns, "fusing_range", -1) is not None and getattr(ns, "fusing_range", -1) >= 0:
+        return [FUSING_ALGORITHM]
+    if getattr(ns, "aux_dir", None) not in (None,) + NO_POOL:
+        return ["Ratatouille"]
+    if getattr(ns, "output_dir_lp", None):
+        return ["ERM"]
+    return None
+
+
+class _StoreAndDefault(argparse.Action):
+    """Stores the value, then sets --algorithms to the recipe's default unless given."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        current = getattr(namespace, "algorithms", None)
+        if current is None or isinstance(current, _DefaultAlgorithms):
+            default = _default_algorithms(namespace)
+            if default is not None:
+                namespace.algorithms = _DefaultAlgorithms(default)
+
+
+def _has_option(parser: argparse.ArgumentParser, option: str) -> bool:
+    return option in parser._option_string_actions
+
+
+@hooks.register_sweep_arguments("ratatouille")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model ratatouille (domainbed_aux)")
+    group.add_argument("--aux_dir", default=None, action=_StoreAndDefault,
+                       help="auxiliary sweeps (AUX/<Dataset>_notest/<run>/) or a pool "
+                            "folder/pool.json; 'none' = no pool")
+    group.add_argument("--output_dir_lp", default=None, action=_StoreAndDefault,
+                       help="where the shared linear probes are trained (once) and reused")
+    group.add_argument("--fusing_range", type=float, default=-1.0, action=_StoreAndDefault,
+                       help="r >= 0 switches to fusing: lambda = softmax(r u)")
+    group.add_argument("--pretrained_featurizer", default=None, metavar="FILE",
+                       help="explicit pretrained featurizer phi_pt (default: the core's "
+                            "network for the dataset)")
+    group.add_argument("--aux_pool_kind", choices=POOL_KINDS, default="standard",
+                       help="robust: build the pool from moving-average (MA) auxiliary runs")
+    group.add_argument("--lp_steps_total", type=int, default=None,
+                       help="training steps of the linear probe (default: --steps, else the "
+                            "dataset's N_STEPS)")
+    if not _has_option(parser, "--hparams_space"):
+        group.add_argument("--hparams_space", default=None,
+                           help="hparams distributions of every job: upstream or mild (the "
+                                "paper's Table 3); default: the training default")
+
+
+# ------------------------------------------------------------------------ planning
+
+def uses_pool(sweep_args) -> bool:
+    return getattr(sweep_args, "aux_dir", None) not in (None,) + NO_POOL
+
+
+def lp_root(sweep_args) -> str:
+    if getattr(sweep_args, "output_dir_lp", None):
+        return os.path.abspath(sweep_args.output_dir_lp)
+    return os.path.join(os.path.abspath(sweep_args.output_dir), "linear_probe")
+
+
+def needs_init(train_args: Dict[str, Any], sweep_args) -> bool:
+    """Whether this job starts from a composed (w_lp, phi) file."""
+    if list(train_args.get("test_envs") or []) == [-1]:
+        return False  # auxiliary runs have no target linear probe
+    algorithm = train_args["algorithm"]
+    if algorithm in RECYCLING_ALGORITHMS:
+        return True
+    return algorithm == "ERM" and bool(getattr(sweep_args, "output_dir_lp", None))
+
+
+def _cache(sweep_args) -> Dict[str, Any]:
+    cache = getattr(sweep_args, "_ratatouille_cache", None)
+    if cache is None:
+        cache = {"pools": {}, "specs": {}, "requests": {}}
+        setattr(sweep_args, "_ratatouille_cache", cache)
+    return cache
+
+
+def _select_runs(aux_dir: str, kind: str) -> List[str]:
+    """Finished-or-not run dirs of ``aux_dir`` whose algorithm fits the pool kind."""
+    runs = []
+    for run in aux_pool.find_run_dirs([aux_dir]):
+        algorithm = (aux_pool.read_run_record(run).get("args") or {}).get("algorithm")
+        if (algorithm == ROBUST_AUX_ALGORITHM) == (kind == "robust"):
+            runs.append(run)
+    if not runs:
+        which = f"algorithm {ROBUST_AUX_ALGORITHM}" if kind == "robust" else \
+            f"an algorithm other than {ROBUST_AUX_ALGORITHM}"
+        raise aux_pool.PoolError(f"no auxiliary run of {which} under {aux_dir!r} "
+                                 f"(--aux_pool_kind {kind}); train the auxiliary sweeps first")
+    return runs
+
+
+def get_pool(sweep_args, dataset: str, verify: bool = False) -> Optional[aux_pool.AuxPool]:
+    """The pool of target ``dataset``: loaded, or built once from ``--aux_dir``."""
+    if not uses_pool(sweep_args):
+        return None
+    cache = _cache(sweep_args)["pools"]
+    if (dataset, verify) in cache:
+        return cache[(dataset, verify)]
+    aux_dir = sweep_args.aux_dir
+    kind = getattr(sweep_args, "aux_pool_kind", "standard")
+    if os.path.isfile(aux_dir) or os.path.isfile(os.path.join(aux_dir, aux_pool.MANIFEST)):
+        pool = aux_pool.load_pool(aux_dir, target_dataset=dataset, verify=verify)
+    else:
+        suffix = "_robust" if kind == "robust" else ""
+        root = os.path.join(os.path.abspath(sweep_args.output_dir), "aux_pool",
+                            dataset + suffix)
+        if os.path.isfile(os.path.join(root, aux_pool.MANIFEST)):
+            pool = aux_pool.load_pool(root, target_dataset=dataset, verify=verify)
+        else:
+            log.info("building the auxiliary pool of %s in %s", dataset, root)
+            pool = aux_pool.build_pool(_select_runs(aux_dir, kind), root,
+                                       exclude_dataset=dataset,
+                                       pretrained_file=sweep_args.pretrained_featurizer)
+    cache[(dataset, verify)] = pool
+    return pool
+
+
+def _hparams_overrides(sweep_args) -> Dict[str, Any]:
+    return json.loads(sweep_args.hparams) if getattr(sweep_args, "hparams", None) else {}
+
+
+def probe_spec(train_args: Dict[str, Any], sweep_args) -> LinearProbeSpec:
+    key = (train_args["dataset"], tuple(train_args["test_envs"]), train_args["trial_seed"])
+    specs = _cache(sweep_args)["specs"]
+    if key not in specs:
+        steps = sweep_args.lp_steps_total if sweep_args.lp_steps_total is not None \
+            else sweep_args.steps
+        specs[key] = LinearProbeSpec(
+            dataset=key[0], test_envs=list(key[1]), trial_seed=key[2],
+            data_dir=sweep_args.data_dir, hparams=_hparams_overrides(sweep_args), steps=steps,
+            checkpoint_freq=sweep_args.checkpoint_freq,
+            holdout_fraction=train_args["holdout_fraction"],
+            pretrained_featurizer=sweep_args.pretrained_featurizer)
+    return specs[key]
+
+
+def _request(train_args: Dict[str, Any], sweep_args):
+    spec = probe_spec(train_args, sweep_args)
+    pool = get_pool(sweep_args, train_args["dataset"])
+    fusing = train_args["algorithm"] == FUSING_ALGORITHM
+    r = sweep_args.fusing_range if sweep_args.fusing_range >= 0 else DEFAULT_FUSING_RANGE
+    request = plan_init(pool, spec.key(), probe_path(spec, lp_root(sweep_args)),
+                        train_args["hparams_seed"], train_args["trial_seed"], fusing=fusing,
+                        fusing_range=r, robust=sweep_args.aux_pool_kind == "robust")
+    return spec, request
+
+
+@hooks.register_job_transformer("ratatouille")
+def transform_job(train_args: Dict[str, Any], sweep_args) -> Dict[str, Any]:
+    """Add ``init_from`` (and ``hparams_space``) to the jobs that need them."""
+    if getattr(sweep_args, "hparams_space", None) and "hparams_space" not in train_args:
+        train_args["hparams_space"] = sweep_args.hparams_space
+    if needs_init(train_args, sweep_args):
+        spec, request = _request(train_args, sweep_args)
+        path = init_path(request, lp_root(sweep_args))
+        _cache(sweep_args)["requests"][path] = (spec, request, train_args["dataset"])
+        train_args["init_from"] = path
+    elif getattr(sweep_args, "pretrained_featurizer", None) and not train_args.get("init_from"):
+        train_args["init_from"] = os.path.abspath(sweep_args.pretrained_featurizer)
+        train_args["init_part"] = "featurizer"
+    return train_args
+
+
+@hooks.register_before_launch("ratatouille")
+def prepare_inits(jobs, sweep_args) -> List[str]:
+    """Verify pools, train missing linear probes, write the init files the jobs use."""
+    requests = _cache(sweep_args)["requests"]
+    wanted = {job.train_args.get("init_from") for job in jobs}
+    written = []
+    probes: Dict[str, Tuple[str, bool]] = {}
+    for path, (spec, request, dataset) in requests.items():
+        if path not in wanted:
+            continue
+        pool = get_pool(sweep_args, dataset, verify=True)
+        if request.probe_path not in probes:
+            probe = ensure_linear_probe(spec, lp_root(sweep_args))
+            probes[request.probe_path] = (probe.sha256, probe.trained)
+        written.append(compose_init_file(request, pool, lp_root(sweep_args),
+                                         probes[request.probe_path][0]))
+    if written:
+        n_trained = sum(1 for _, trained in probes.values() if trained)
+        log.info("ratatouille: %d linear probes (%d trained now), %d init files ready",
+                 len(probes), n_trained, len(set(written)))
+    return written
+
