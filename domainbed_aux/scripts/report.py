@@ -1,0 +1,62 @@
+"""The paper's Table 1 for a sweep: ``python -m domainbed_aux.scripts.report --input_dir DIR``.
+
+Rows: vanilla fine-tuning, Ensemble*, model soups (uniform, greedy, dagger), inter-training,
+its Ensemble*, fusing, ratatouille (uniform, greedy, dagger) and their robust variants, per
+dataset and test domain, scored on ``env{test}_in`` (``--full_domain``: the whole test
+domain). Text by default, or ``--markdown``, ``--latex``, ``--json``.
+"""
+
+import argparse
+import logging
+import sys
+
+from domainbed.errors import DomainBedError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--input_dir", required=True, help="sweep folder(s), comma-separated")
+    p.add_argument("--data_dir", default=None, help="override the runs' recorded --data_dir")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--latex", dest="fmt", action="store_const", const="latex")
+    fmt.add_argument("--markdown", dest="fmt", action="store_const", const="markdown")
+    fmt.add_argument("--json", dest="fmt", action="store_const", const="json")
+    p.set_defaults(fmt="text")
+    p.add_argument("--full_domain", action="store_true",
+                   help="score every row on the whole test domain instead of env{test}_in")
+    p.add_argument("--cache_dir", default="default",
+                   help="evaluation cache (default: <first input dir>/.ratatouille_cache)")
+    p.add_argument("--no_cache", action="store_true", help="recompute every evaluation")
+    p.add_argument("--output", default=None, help="also write the report to this file")
+    p.add_argument("--no_progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    from domainbed.lib.device import get_device
+    from domainbed.lib.misc import atomic_write_text
+    from domainbed.reports import render
+    from domainbed_aux.report import build_table1
+    try:
+        report, provider = build_table1(
+            [d for d in args.input_dir.split(",") if d], args.data_dir, args.full_domain,
+            None if args.no_cache else args.cache_dir, progress=not args.no_progress,
+            device=get_device())
+        text = render(report, args.fmt)
+        if args.output:
+            atomic_write_text(args.output, text)
+    except DomainBedError as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"report: error: {message}", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
+    counts = provider.counts
+    print(f"({counts['computed']} evaluations computed, {counts['cached']} read from cache)",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
