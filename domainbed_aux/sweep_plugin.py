@@ -31,7 +31,8 @@ from domainbed.sweep import hooks
 from domainbed_aux import aux_pool
 from domainbed_aux.init_choice import DEFAULT_FUSING_RANGE
 from domainbed_aux.init_files import compose_init_file, init_path, plan_init
-from domainbed_aux.linear_probe import LinearProbeSpec, ensure_linear_probe, probe_path
+from domainbed_aux.linear_probe import (LinearProbeSpec, ensure_linear_probe, probe_path,
+                                        write_phi_pt)
 
 log = logging.getLogger(__name__)
 
@@ -208,9 +209,23 @@ def transform_job(train_args: Dict[str, Any], sweep_args) -> Dict[str, Any]:
         _cache(sweep_args)["requests"][path] = (spec, request, train_args["dataset"])
         train_args["init_from"] = path
     elif getattr(sweep_args, "pretrained_featurizer", None) and not train_args.get("init_from"):
-        train_args["init_from"] = os.path.abspath(sweep_args.pretrained_featurizer)
+        train_args["init_from"] = normalised_phi_pt(sweep_args)
         train_args["init_part"] = "featurizer"
     return train_args
+
+
+def normalised_phi_pt(sweep_args) -> str:
+    """--pretrained_featurizer rewritten with ``featurizer.*`` keys (whatever its layout:
+    featurizer-only, or a whole model) under ``<output_dir>/phi_pt/``; written once."""
+    cache = _cache(sweep_args)
+    if "phi_pt" not in cache:
+        from domainbed.lib.weights import extract_state_dict, load_file
+        source = sweep_args.pretrained_featurizer
+        content, _ = load_file(source, device="cpu")
+        state = aux_pool.featurizer_state_dict(extract_state_dict(content), strict=False,
+                                               source=source)
+        cache["phi_pt"], _ = write_phi_pt(state, os.path.abspath(sweep_args.output_dir))
+    return cache["phi_pt"]
 
 
 @hooks.register_before_launch("ratatouille")

@@ -1,0 +1,219 @@
+"""Sweep integration: flags, default algorithms, init files on jobs, init info in records.
+
+Two tiny auxiliary datasets are registered here (Debug28 under other names) so that pool
+exclusion by dataset identity is tested; subprocesses load them with
+``DOMAINBED_PLUGINS=tests.test_sweep_plugin``.
+"""
+
+import json
+import os
+
+import pytest
+import torch
+
+from domainbed.datasets.base import DATASET_REGISTRY, register_dataset
+from domainbed.datasets.debug import Debug28
+from domainbed.lib.weights import load_file, read_metadata, save_weights
+from domainbed.scripts.train import build_parser as train_parser
+from domainbed.sweep.options import build_parser, jobs_from_args
+from domainbed.training.run import train
+from domainbed_aux import sweep_plugin
+
+HPARAMS = {"batch_size": 4, "backbone": "tiny_cnn"}
+
+if "AuxDebugA" not in DATASET_REGISTRY:
+    @register_dataset("AuxDebugA")
+    class AuxDebugA(Debug28):
+        """An auxiliary dataset for tests (Debug28's data under another identity)."""
+
+    @register_dataset("AuxDebugB")
+    class AuxDebugB(Debug28):
+        """A second auxiliary dataset for tests."""
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_phi_pt(path):
+    from domainbed import networks
+    torch.manual_seed(11)
+    save_weights(str(path), networks.Featurizer((3, 28, 28), HPARAMS).state_dict())
+    return str(path)
+
+
+def train_aux_run(out, dataset, phi_pt, hparams_seed=0, algorithm="ERM", steps=2):
+    """An auxiliary run started from phi_pt (as the aux sweeps of the recipe do)."""
+    args = build_parser().parse_args(["launch", "--output_dir", str(out.parent.parent),
+                                      "--pretrained_featurizer", phi_pt])
+    phi_pt = sweep_plugin.normalised_phi_pt(args)
+    train(train_parser().parse_args([
+        "--dataset", dataset, "--algorithm", algorithm, "--test_envs", "-1",
+        "--hparams_seed", str(hparams_seed), "--hparams", json.dumps(HPARAMS),
+        "--steps", str(steps), "--checkpoint_freq", "10", "--output_dir", str(out),
+        "--init_from", phi_pt, "--init_part", "featurizer"]))
+
+
+def make_aux(tmp_path, phi_pt):
+    aux = tmp_path / "aux"
+    train_aux_run(aux / "AuxDebugA_notest" / "r0", "AuxDebugA", phi_pt, 0)
+    train_aux_run(aux / "AuxDebugB_notest" / "r0", "AuxDebugB", phi_pt, 1)
+    # a run of the TARGET dataset hidden in a folder named after another dataset
+    train_aux_run(aux / "AuxDebugA_notest" / "leak", "Debug28", phi_pt, 2)
+    return aux
+
+
+def sweep_args(tmp_path, *extra):
+    return build_parser().parse_args([
+        "launch", "--dataset", "Debug28", "--test_env", "0", "--output_dir",
+        str(tmp_path / "sweep"), "--data_dir", str(tmp_path), "--n_hparams", "3",
+        "--n_trials", "1", "--steps", "3", "--checkpoint_freq", "2",
+        "--hparams", json.dumps(HPARAMS), *extra])
+
+
+def run_job_in_process(job):
+    argv = job.command[job.command.index("domainbed.scripts.train") + 1:]
+    train(train_parser().parse_args(argv))
+    with open(os.path.join(job.output_dir, "results.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize("flags,expected", [
+    ([], None),
+    (["--aux_dir", "AUX"], ["Ratatouille"]),
+    (["--aux_dir", "none", "--output_dir_lp", "LP"], ["ERM"]),
+    (["--aux_dir", "AUX", "--fusing_range", "4"], ["Fusing"]),
+    (["--fusing_range", "0", "--aux_dir", "AUX"], ["Fusing"]),
+    (["--algorithms", "InterTraining", "--aux_dir", "AUX"], ["InterTraining"]),
+    (["--aux_dir", "AUX", "--algorithms", "ERM", "CORAL"], ["ERM", "CORAL"]),
+])
+def test_default_algorithm_follows_the_paper_flags(flags, expected):
+    args = build_parser().parse_args(["status", "--output_dir", "OUT", *flags])
+    assert args.algorithms == expected
+
+
+def test_plain_sweep_is_untouched(tmp_path):
+    args = sweep_args(tmp_path, "--algorithms", "ERM")
+    jobs = jobs_from_args(args)
+    assert all("init_from" not in j.train_args for j in jobs)
+
+
+def test_ratatouille_jobs_start_from_pool_members(tmp_path):
+    phi_pt = make_phi_pt(tmp_path / "phi_pt.safetensors")
+    aux = make_aux(tmp_path, phi_pt)
+    args = sweep_args(tmp_path, "--aux_dir", str(aux), "--output_dir_lp", str(tmp_path / "lp"),
+                      "--pretrained_featurizer", phi_pt, "--hparams_space", "mild")
+    jobs = jobs_from_args(args)
+    assert [j.train_args["algorithm"] for j in jobs] == ["Ratatouille"] * 3
+    assert all(j.train_args["hparams_space"] == "mild" for j in jobs)
+    assert all(j.train_args["init_from"].startswith(str(tmp_path / "lp")) for j in jobs)
+    pool = sweep_plugin.get_pool(args, "Debug28")
+    assert pool.datasets == ["AuxDebugA", "AuxDebugB"]  # the Debug28 run is excluded
+
+    written = sweep_plugin.prepare_inits(jobs, args)
+    assert sorted(set(written)) == sorted({j.train_args["init_from"] for j in jobs})
+    inits = [read_metadata(j.train_args["init_from"])["init"] for j in jobs]
+    # hparams_seed s -> slot s mod 3: pretrained, AuxDebugA, AuxDebugB
+    assert [i["member"]["kind"] for i in inits] == ["pretrained", "aux", "aux"]
+    assert [i["member"]["dataset"] for i in inits] == [None, "AuxDebugA", "AuxDebugB"]
+    assert len({i["linear_probe"] for i in inits}) == 1 and inits[0]["robust"] is False
+
+    # the composed file = pool member featurizer + linear probe classifier
+    state, _ = load_file(jobs[1].train_args["init_from"])
+    member, _ = load_file(pool.members[1].path)
+    assert all(torch.equal(state["featurizer." + k], v) for k, v in member.items())
+    probe = [f for f in os.listdir(tmp_path / "lp") if f.endswith(".safetensors")]
+    assert len(probe) == 1
+    lp_state, _ = load_file(str(tmp_path / "lp" / probe[0]))
+    assert all(torch.equal(state[k], v) for k, v in lp_state.items()
+               if k.startswith("classifier."))
+
+    records = run_job_in_process(jobs[1])
+    assert records and all(r["init"]["member"]["dataset"] == "AuxDebugA" for r in records)
+    assert all(r["init"]["path"] == jobs[1].train_args["init_from"] for r in records)
+
+    # a second listing gives the same files and does not train the probe again
+    again = sweep_args(tmp_path, "--aux_dir", str(aux), "--output_dir_lp", str(tmp_path / "lp"),
+                       "--pretrained_featurizer", phi_pt, "--hparams_space", "mild")
+    jobs2 = jobs_from_args(again)
+    assert [j.train_args["init_from"] for j in jobs2] == [j.train_args["init_from"] for j in jobs]
+    assert [j.job_id for j in jobs2] == [j.job_id for j in jobs]
+    sweep_plugin.prepare_inits(jobs2, again)
+    assert len(os.listdir(tmp_path / "lp" / "runs")) == 1
+
+
+def test_fusing_records_lambdas(tmp_path):
+    phi_pt = make_phi_pt(tmp_path / "phi_pt.safetensors")
+    aux = make_aux(tmp_path, phi_pt)
+    args = sweep_args(tmp_path, "--aux_dir", str(aux), "--output_dir_lp", str(tmp_path / "lp"),
+                      "--pretrained_featurizer", phi_pt, "--fusing_range", "4")
+    jobs = jobs_from_args(args)
+    assert {j.train_args["algorithm"] for j in jobs} == {"Fusing"}
+    sweep_plugin.prepare_inits(jobs, args)
+    init = read_metadata(jobs[0].train_args["init_from"])["init"]
+    assert init["member"]["kind"] == "fused" and init["fusing_range"] == 4.0
+    assert len(init["lambdas"]) == 3 and abs(sum(init["lambdas"]) - 1) < 1e-6
+    assert [m["index"] for m in init["members"]] == [0, 1, 2]
+    lambdas_of_seeds = {tuple(read_metadata(j.train_args["init_from"])["init"]["lambdas"])
+                        for j in jobs}
+    assert len(lambdas_of_seeds) == 3
+
+    records = run_job_in_process(jobs[0])
+    assert all(r["init"]["lambdas"] == init["lambdas"] for r in records)
+
+
+def test_erm_with_lp_starts_from_member_zero(tmp_path):
+    phi_pt = make_phi_pt(tmp_path / "phi_pt.safetensors")
+    args = sweep_args(tmp_path, "--output_dir_lp", str(tmp_path / "lp"),
+                      "--pretrained_featurizer", phi_pt)
+    jobs = jobs_from_args(args)
+    assert {j.train_args["algorithm"] for j in jobs} == {"ERM"}
+    assert len({j.train_args["init_from"] for j in jobs}) == 1  # one trial: one init file
+    sweep_plugin.prepare_inits(jobs, args)
+    init = read_metadata(jobs[0].train_args["init_from"])["init"]
+    assert init["member"]["kind"] == "pretrained" and init["lambdas"] is None
+    state, _ = load_file(jobs[0].train_args["init_from"])
+    phi, _ = load_file(phi_pt)
+    assert all(torch.equal(state["featurizer." + k], v) for k, v in phi.items())
+
+
+def test_aux_jobs_start_from_the_pretrained_featurizer(tmp_path):
+    phi = make_phi_pt(tmp_path / "phi.safetensors")
+    args = build_parser().parse_args([
+        "launch", "--dataset", "AuxDebugA", "--test_env", "-1", "--output_dir",
+        str(tmp_path / "aux"), "--n_hparams", "2", "--n_trials", "1", "--algorithms", "ERM",
+        "--pretrained_featurizer", phi])
+    jobs = jobs_from_args(args)
+    assert len({j.train_args["init_from"] for j in jobs}) == 1
+    assert all(j.train_args["init_part"] == "featurizer" for j in jobs)
+    stored, _ = load_file(jobs[0].train_args["init_from"])
+    original, _ = load_file(phi)
+    assert set(stored) == {"featurizer." + k for k in original}
+    assert all(torch.equal(stored["featurizer." + k], v) for k, v in original.items())
+
+
+def test_robust_pool_uses_moving_average_runs(tmp_path):
+    phi_pt = make_phi_pt(tmp_path / "phi_pt.safetensors")
+    aux = make_aux(tmp_path, phi_pt)
+    train_aux_run(aux / "AuxDebugB_notest" / "ma", "AuxDebugB", phi_pt, 0, algorithm="MA",
+                  steps=3)
+    args = sweep_args(tmp_path, "--aux_dir", str(aux), "--output_dir_lp", str(tmp_path / "lp"),
+                      "--pretrained_featurizer", phi_pt, "--aux_pool_kind", "robust",
+                      "--algorithms", "InterTraining")
+    jobs = jobs_from_args(args)
+    pool = sweep_plugin.get_pool(args, "Debug28")
+    assert pool.datasets == ["AuxDebugB"] and len(pool.aux_members) == 1
+    assert pool.aux_members[0].run_dir.endswith("ma")
+    sweep_plugin.prepare_inits(jobs, args)
+    assert all(read_metadata(j.train_args["init_from"])["init"]["robust"] for j in jobs)
+
+
+def test_missing_aux_runs_fail_with_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    args = sweep_args(tmp_path, "--aux_dir", str(tmp_path / "empty"))
+    with pytest.raises(Exception, match="auxiliary run"):
+        jobs_from_args(args)
