@@ -62,6 +62,9 @@ class LinearProbeSpec:
         """The identity of phi_pt without building it: a file's sha256, or how the core
         builds its network (dataset input shape + hparams overrides + seed)."""
         if self.pretrained_featurizer:
+            if not os.path.isfile(self.pretrained_featurizer):
+                raise DomainBedError(f"pretrained featurizer {self.pretrained_featurizer!r} does "
+                                     "not exist; train or copy it first (--pretrained_featurizer)")
             return {"file_sha256": sha256_file(self.pretrained_featurizer)}
         from domainbed import datasets
         shape = datasets.get_dataset_class(self.dataset).INPUT_SHAPE

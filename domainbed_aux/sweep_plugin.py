@@ -216,11 +216,16 @@ def transform_job(train_args: Dict[str, Any], sweep_args) -> Dict[str, Any]:
 
 def normalised_phi_pt(sweep_args) -> str:
     """--pretrained_featurizer rewritten with ``featurizer.*`` keys (whatever its layout:
-    featurizer-only, or a whole model) under ``<output_dir>/phi_pt/``; written once."""
+    featurizer-only, or a whole model) under ``<output_dir>/phi_pt/``; written once. A file
+    that does not exist yet (a recipe's pretrain run) is passed as is."""
     cache = _cache(sweep_args)
     if "phi_pt" not in cache:
         from domainbed.lib.weights import extract_state_dict, load_file
-        source = sweep_args.pretrained_featurizer
+        source = os.path.abspath(sweep_args.pretrained_featurizer)
+        if not os.path.exists(source):  # made by an earlier recipe stage: a whole model
+            log.info("--pretrained_featurizer %s does not exist yet; used as is", source)
+            cache["phi_pt"] = source
+            return source
         content, _ = load_file(source, device="cpu")
         state = aux_pool.featurizer_state_dict(extract_state_dict(content), strict=False,
                                                source=source)

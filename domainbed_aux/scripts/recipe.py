@@ -1,0 +1,98 @@
+"""Run a ratatouille recipe: ``python -m domainbed_aux.scripts.recipe run RECIPE.json``.
+
+    run RECIPE [--launcher local|slurm|dummy] [--dry_run] [--only STAGE ...]
+    run_stage RECIPE --stage NAME       (one stage here; what SLURM stage jobs run)
+
+Locally the stages run in order and finished work is reused; ``--launcher slurm`` submits
+every stage with ``afterok`` dependencies and returns; ``--dry_run`` (or ``--launcher
+dummy``) prints the job count of each stage and runs nothing.
+"""
+
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional, Sequence
+
+from domainbed.errors import DomainBedError
+from domainbed_aux import recipe as recipe_lib
+
+LAUNCHERS = ("local", "slurm", "dummy")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from domainbed.command_launchers import REGISTRY
+    p = argparse.ArgumentParser(prog="python -m domainbed_aux.scripts.recipe",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("command", choices=["run", "run_stage"])
+    p.add_argument("recipe", help="recipe JSON file (see sweeps/)")
+    p.add_argument("--launcher", choices=LAUNCHERS, default="local")
+    p.add_argument("--dry_run", action="store_true", help="print job counts per stage only")
+    p.add_argument("--data_dir", default=None, help="override the recipe's data_dir")
+    p.add_argument("--output_root", default=None, help="override the recipe's output_root")
+    p.add_argument("--only", nargs="+", choices=recipe_lib.STAGES, default=None,
+                   help="run only these stages (local)")
+    p.add_argument("--stage", choices=recipe_lib.STAGES, default=None,
+                   help="the stage of run_stage")
+    REGISTRY.get("slurm").add_arguments(p)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        recipe = recipe_lib.load_recipe(args.recipe, args.data_dir, args.output_root)
+        if args.dry_run or args.launcher == "dummy":
+            for line in recipe_lib.describe(recipe):
+                print(line)
+            return 0
+        if args.command == "run_stage":
+            if not args.stage:
+                raise DomainBedError("run_stage needs --stage, one of: "
+                                     + ", ".join(recipe_lib.STAGES))
+            stage = next((s for s in recipe_lib.stages(recipe) if s.name == args.stage), None)
+            if stage is None:
+                raise DomainBedError(f"the recipe has no stage {args.stage!r}")
+            launcher_argv = []
+            if args.launcher == "slurm":  # inside a stage job: submit, then wait
+                launcher_argv = _slurm_flags(argv) + ["--slurm_wait"]
+            recipe_lib.run_stage_locally(stage, args.launcher, launcher_argv)
+        elif args.launcher == "slurm":
+            from domainbed.command_launchers import get_launcher
+            args.output_dir = recipe["output_root"]
+            options = get_launcher("slurm").options_from_args(args)
+            command = [sys.executable, "-m", "domainbed_aux.scripts.recipe", "run_stage",
+                       os.path.abspath(args.recipe), *_options_for_stage_jobs(recipe, argv),
+                       "--stage"]
+            ids = recipe_lib.submit_to_slurm(recipe, command, options)
+            for name, job_ids in ids.items():
+                print(f"stage {name}: SLURM jobs {','.join(job_ids)}")
+        else:
+            recipe_lib.run_locally(recipe, args.launcher, args.only)
+    except DomainBedError as exc:
+        print(f"recipe {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _slurm_flags(argv: Sequence[str]) -> List[str]:
+    """The --slurm_* options (with their values) of ``argv``."""
+    out, keep = [], False
+    for a in argv:
+        if a.startswith("--"):
+            keep = a.startswith("--slurm_") and a != "--slurm_wait"
+        if keep:
+            out.append(a)
+    return out
+
+
+def _options_for_stage_jobs(recipe: dict, argv: Sequence[str]) -> List[str]:
+    """--launcher slurm, absolute paths and the --slurm_* options for stage jobs."""
+    return ["--launcher", "slurm", "--data_dir", os.path.abspath(recipe["data_dir"]),
+            "--output_root", os.path.abspath(recipe["output_root"])] + _slurm_flags(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
