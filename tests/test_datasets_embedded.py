@@ -92,7 +92,8 @@ def test_each_dataset_has_its_own_label_set():
 
 def test_pixels_are_normalised(built):
     x = torch.cat([env.tensors[0] for env in built["EmbeddedShapes"]])
-    lo, hi = -embedded.PIXEL_MEAN / embedded.PIXEL_STD, (1 - embedded.PIXEL_MEAN) / embedded.PIXEL_STD
+    lo = -embedded.PIXEL_MEAN / embedded.PIXEL_STD
+    hi = (1 - embedded.PIXEL_MEAN) / embedded.PIXEL_STD
     assert x.min() >= lo and x.max() <= hi
     assert abs(x.mean().item()) < 1.0 and 0.5 < x.std().item() < 1.5
 

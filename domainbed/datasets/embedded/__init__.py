@@ -8,7 +8,6 @@ recipe runs offline on a laptop CPU. See docs/embedded_benchmark.md.
 from domainbed.datasets.base import register_dataset
 from domainbed.datasets.embedded.cache import CACHE_ENV_VAR, cache_dir, cache_path, load_or_generate
 from domainbed.datasets.embedded.dataset import PIXEL_MEAN, PIXEL_STD, EmbeddedDataset
-from domainbed.datasets.embedded.preview import save_preview
 from domainbed.datasets.embedded.specs import GENERATOR_VERSION, SPECS, generate
 
 
@@ -44,10 +43,17 @@ class EmbeddedPretrain(EmbeddedDataset):
     CHECKPOINT_FREQ = 200
 
 
+def save_preview(path, names=None, per_domain=8, scale=2):
+    """Write a PNG grid of the datasets' domains; see ``embedded.preview.save_preview``."""
+    from domainbed.datasets.embedded.preview import save_preview as _save
+    return _save(path, names, per_domain, scale)
+
+
 EMBEDDED_TARGET_FAMILY = ["EmbeddedShapes", "EmbeddedGlyphs", "EmbeddedArrows",
                           "EmbeddedTextures", "EmbeddedCounts"]
 EMBEDDED_PRETRAIN = "EmbeddedPretrain"
 
 __all__ = ["CACHE_ENV_VAR", "EMBEDDED_PRETRAIN", "EMBEDDED_TARGET_FAMILY", "GENERATOR_VERSION",
            "PIXEL_MEAN", "PIXEL_STD", "SPECS", "EmbeddedDataset", "cache_dir", "cache_path",
-           "generate", "load_or_generate", "save_preview"] + EMBEDDED_TARGET_FAMILY + [EMBEDDED_PRETRAIN]
+           "generate", "load_or_generate", "save_preview", *EMBEDDED_TARGET_FAMILY,
+           EMBEDDED_PRETRAIN]

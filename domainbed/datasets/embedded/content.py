@@ -52,7 +52,8 @@ SHAPE_SDFS: Dict[str, Callable] = {
     "star": lambda u, v: g.polygon_sdf(u, v, _STAR),
     "cross": lambda u, v: g.polygon_sdf(u, v, _PLUS),
     "ring": lambda u, v: np.abs(g.circle_sdf(u, v, .6)) - .2,
-    "crescent": lambda u, v: np.maximum(g.circle_sdf(u, v, .75), -g.circle_sdf(u, v, .62, .35, -.2)),
+    "crescent": lambda u, v: np.maximum(g.circle_sdf(u, v, .75),
+                                        -g.circle_sdf(u, v, .62, .35, -.2)),
 }
 
 PRETRAIN_SHAPE_SDFS: Dict[str, Callable] = {

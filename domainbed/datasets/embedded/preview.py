@@ -10,10 +10,20 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from domainbed.datasets.embedded.specs import SPECS, render_domain
+from domainbed.datasets.embedded.specs import SPECS, get_spec, render_domain
 from domainbed.lib.misc import atomic_write_bytes
 
 _LABEL_WIDTH = 150
+
+
+def _label_line(labels: Sequence[str], width: int = 24) -> str:
+    """The labels of the first images, as many as fit in ``width`` characters."""
+    line = labels[0]
+    for label in labels[1:]:
+        if len(line) + len(label) + 6 > width:
+            break
+        line += ", " + label
+    return line + ", ..."
 
 
 def preview_image(names: Optional[Sequence[str]] = None, per_domain: int = 8, scale: int = 2):
@@ -22,7 +32,7 @@ def preview_image(names: Optional[Sequence[str]] = None, per_domain: int = 8, sc
 
     names = list(names or SPECS)
     tile = 32 * scale
-    rows = [(name, i) for name in names for i in range(len(SPECS[name].domains))]
+    rows = [(name, i) for name in names for i in range(len(get_spec(name).domains))]
     sheet = Image.new("RGB", (_LABEL_WIDTH + per_domain * tile, len(rows) * tile), "white")
     draw = ImageDraw.Draw(sheet)
     for r, (name, i) in enumerate(rows):
@@ -30,10 +40,11 @@ def preview_image(names: Optional[Sequence[str]] = None, per_domain: int = 8, sc
         x, y = render_domain(spec, i)
         for k in range(min(per_domain, len(x))):
             img = Image.fromarray(np.ascontiguousarray(x[k].transpose(1, 2, 0)))
-            sheet.paste(img.resize((tile, tile), Image.NEAREST), (_LABEL_WIDTH + k * tile, r * tile))
+            sheet.paste(img.resize((tile, tile), Image.NEAREST),
+                        (_LABEL_WIDTH + k * tile, r * tile))
         label = f"{name[len('Embedded'):]} / {spec.domains[i]}"
         draw.text((4, r * tile + tile // 2 - 12), label, fill="black")
-        draw.text((4, r * tile + tile // 2 + 2), ", ".join(spec.classes[int(c)][:7] for c in y[:3]) + " ...",
+        draw.text((4, r * tile + tile // 2 + 2), _label_line([spec.classes[int(c)] for c in y]),
                   fill="gray")
     return sheet
 

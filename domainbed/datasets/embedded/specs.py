@@ -71,7 +71,8 @@ def render_domain(spec: EmbeddedSpec, domain_index: int) -> Tuple[np.ndarray, np
         images.append(style(sdf, rng))
     x = np.concatenate(images)
     y = np.repeat(np.arange(len(spec.classes), dtype=np.int64), spec.per_class)
-    order = np.random.RandomState(seed_hash("embedded", spec.name, domain, "order")).permutation(len(y))
+    order_rng = np.random.RandomState(seed_hash("embedded", spec.name, domain, "order"))
+    order = order_rng.permutation(len(y))
     x = np.round(np.clip(x[order], 0.0, 1.0) * 255.0).astype(np.uint8)
     return x, y[order]
 

@@ -52,7 +52,8 @@ def _direction(rng, n):
         a, b = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)
         r = np.sqrt(a * a + b * b)
         if np.all(r > 1e-6):
-            return (a / r).astype(np.float32)[:, None, None], (b / r).astype(np.float32)[:, None, None]
+            return ((a / r).astype(np.float32)[:, None, None],
+                    (b / r).astype(np.float32)[:, None, None])
 
 
 def _ramp(rng, n):
