@@ -1,17 +1,8 @@
 """Datasets: ``DATASETS``, ``get_dataset_class(name)``, ``num_environments(name)``."""
 
-import importlib
-
+# importing a module registers its dataset classes
+from domainbed.datasets import debug, embedded, image_folder, mnist  # noqa: F401
 from domainbed.datasets.base import DATASET_REGISTRY, MultipleDomainDataset, register_dataset
-
-# modules whose classes register themselves; a module that is absent is skipped
-_DATASET_MODULES = ["debug", "mnist", "image_folder", "embedded"]
-for _name in _DATASET_MODULES:
-    try:
-        importlib.import_module(f"domainbed.datasets.{_name}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"domainbed.datasets.{_name}":
-            raise
 
 
 def _registry():

@@ -31,6 +31,8 @@ class EmbeddedDataset(MultipleDomainDataset):
     CHECKPOINT_FREQ = 50
     N_WORKERS = 0
     INPUT_SHAPE = (3, 32, 32)
+    # a CPU-sized backbone so the whole recipe runs on a laptop (hparams "backbone")
+    DEFAULT_BACKBONE = "tiny_cnn"
     SPEC_NAME: ClassVar[Optional[str]] = None
     CLASSES: ClassVar[List[str]] = []
 
