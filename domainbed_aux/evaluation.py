@@ -249,7 +249,8 @@ class RunEvaluator:
         try:
             self._model.load_state_dict(state_dict)
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
+            lines = [l.strip() for l in str(exc).strip().splitlines()[1:] if l.strip()]
+            first = " ".join(lines)[:400] if lines else str(exc).strip()
             raise DomainBedError(f"weights do not fit the model of {self.run.run_dir} "
                                  f"({self._model.__class__.__name__}): {first}") from None
         return self._model.eval()
@@ -365,7 +366,7 @@ class RunEvaluator:
 
 @dataclass
 class EvaluatorCache:
-    """One ``RunEvaluator`` per (split identity, model algorithm); datasets built once."""
+    """One ``RunEvaluator`` per (split identity, model); datasets are built once."""
 
     data_dir: Optional[str] = None
     device: Any = None
@@ -374,9 +375,10 @@ class EvaluatorCache:
 
     def __call__(self, run: RunInfo) -> RunEvaluator:
         identity = split_identity(run, self.data_dir)
-        algorithm = (read_metadata(run.model_path).get("args") or {}).get("algorithm") \
-            or run.algorithm
-        key = identity + (algorithm,)
+        meta = read_metadata(run.model_path)
+        algorithm = (meta.get("args") or {}).get("algorithm") or run.algorithm
+        key = identity + (algorithm, meta.get("model_num_classes"),
+                          tuple(meta.get("model_input_shape") or ()))
         if key not in self._evaluators:
             evaluator = RunEvaluator(run, self.data_dir, self.device, self._data.get(identity))
             self._data[identity] = (evaluator.dataset, evaluator.splits)

@@ -1,0 +1,100 @@
+"""The Table 1 report: every row on a tiny sweep, ID-val rows as the core selects, cache."""
+
+import json
+import os
+import re
+import shutil
+
+import pytest
+
+from domainbed.model_selection import IIDAccuracySelectionMethod
+from domainbed.lib.query import Q
+from domainbed.errors import DomainBedError
+from domainbed_aux.evaluation import read_run
+from domainbed_aux.report import build_table1, row_names
+from domainbed_aux.scripts import report as report_script
+from domainbed_aux.soups import soup
+
+from tests.test_soups import trained_sweep  # noqa: F401  (session fixture)
+
+
+def _patch(run_dir, algorithm, init=None):
+    path = os.path.join(run_dir, "results.jsonl")
+    with open(path) as f:
+        records = [json.loads(line) for line in f]
+    for record in records:
+        record["args"]["algorithm"] = algorithm
+        if init is not None:
+            record["init"] = init
+    with open(path, "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.fixture(scope="session")
+def table_sweep(trained_sweep, tmp_path_factory):  # noqa: F811
+    """The trained ERM runs, plus copies relabelled InterTraining, Fusing, robust."""
+    root = tmp_path_factory.mktemp("table") / "sweep"
+    for path in sorted(trained_sweep.iterdir()):
+        if not (path / "done").exists():
+            continue
+        shutil.copytree(path, root / path.name)
+        for algorithm, init, tag in (("InterTraining", None, "inter"), ("Fusing", None, "fus"),
+                                     ("InterTraining", {"robust": True}, "rob")):
+            copy = root / f"{tag}_{path.name}"
+            shutil.copytree(path, copy)
+            _patch(str(copy), algorithm, init)
+    return root
+
+
+@pytest.mark.slow
+def test_report_prints_every_row_with_numbers(table_sweep, capsys):
+    assert report_script.main(["--input_dir", str(table_sweep), "--no_progress"]) == 0
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    robust_inter = ["Robust inter-training (ID val)", "Robust ensemble* of inter-training",
+                    "Robust ratatouille uniform", "Robust ratatouille greedy",
+                    "Robust ratatouille uniform (dagger)"]
+    names = row_names() + robust_inter
+    assert set(robust_inter) <= set(row_names(robust=True))
+    for name in names:
+        row = [l for l in lines if l.startswith(name + "  ")]
+        assert row, f"missing row {name!r}\n{out.out}"
+        assert re.search(r"\d+\.\d \+/- \d+\.\d", row[0][len(name):]), row[0]
+    assert not any(l.split("  ")[0] in ("ERM", "InterTraining", "Fusing") for l in lines)
+    assert "Robust model soups uniform" not in out.out  # no robust ERM run: row skipped
+    assert "evaluations computed" in out.err
+    # a second report reads every evaluation from the cache
+    assert report_script.main(["--input_dir", str(table_sweep), "--no_progress",
+                               "--markdown"]) == 0
+    again = capsys.readouterr()
+    assert "0 evaluations computed" in again.err and "| Ratatouille greedy |" in again.out
+
+
+@pytest.mark.slow
+def test_report_values_match_selection_and_soups(table_sweep):
+    report, provider = build_table1([str(table_sweep)])  # cached by the test above, if run
+    table = report.sections[0].tables[0]
+    rows = {row.name: row for row in table.rows}
+    erm = [read_run(str(p)) for p in sorted(table_sweep.iterdir()) if p.name.startswith("erm")]
+    for trial in (0, 1):
+        runs = [r for r in erm if r.trial_seed == trial]
+        cell = rows["Vanilla fine-tuning (ID val)"].cells[0]
+        selected = IIDAccuracySelectionMethod.sweep_acc(Q([x for r in runs for x in r.records]))
+        assert cell.values[cell.trial_seeds.index(trial)] == pytest.approx(selected)
+        uniform = rows["Model soups uniform"].cells[0]
+        assert uniform.values[uniform.trial_seeds.index(trial)] == pytest.approx(
+            soup(runs, "uniform")["accuracies"]["test_in"])
+    dagger = rows["Model soups uniform (dagger)"].cells[0]
+    assert dagger.trial_seeds == ["all"] and dagger.format() .endswith("+/- 0.0")
+    assert rows["Model soups uniform (dagger)"].cells[1].missing  # no run tests env 1
+    # relabelled copies hold the same weights: the same numbers as the ERM rows
+    assert rows["Ratatouille uniform"].cells[0].values == uniform.values
+    assert sum(provider.counts.values()) > 0
+
+
+def test_report_errors_on_empty_input(tmp_path, capsys):
+    with pytest.raises(DomainBedError, match="no finished run"):
+        build_table1([str(tmp_path)])
+    assert report_script.main(["--input_dir", str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("report: error:") and "\n" not in err
