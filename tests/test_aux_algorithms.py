@@ -137,7 +137,8 @@ def _args(out, init_from, algorithm):
     return build_parser().parse_args([
         "--dataset", "Debug28", "--algorithm", algorithm, "--output_dir", str(out),
         "--steps", "6", "--checkpoint_freq", "2", "--test_envs", "0", "--init_from", init_from,
-        "--hparams", json.dumps({"batch_size": 4, "lp_steps": 3, "backbone": "tiny_cnn"}), "--seed", "1"])
+        "--hparams", json.dumps({"batch_size": 4, "lp_steps": 3, "backbone": "tiny_cnn"}),
+        "--seed", "1"])
 
 
 def _records(out):

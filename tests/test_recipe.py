@@ -1,0 +1,137 @@
+"""Recipes: the paper recipe's job counts, stage chaining on SLURM, a local end-to-end run."""
+
+import json
+import os
+import re
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from domainbed.lib.weights import save_weights
+from domainbed_aux import recipe as recipe_lib
+from domainbed_aux.scripts import recipe as recipe_cli
+from tests.test_sweep_plugin import HPARAMS  # registers AuxDebugA / AuxDebugB
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAPER = os.path.join(REPO, "sweeps", "ratatouille_paper.json")
+
+
+def test_paper_recipe_lists_exactly_the_papers_jobs(capsys):
+    assert recipe_cli.main(["run", PAPER, "--dry_run", "--output_root", "OUT"]) == 0
+    out = capsys.readouterr().out
+    counts = dict(re.findall(r"^stage (\w+): (\d+)", out, re.M))
+    # aux: 4 runs per dataset; probes: one per (dataset, test env, trial); target: 22 test
+    # envs (4+4+4+4+6) x 20 hparams x 3 trials
+    assert counts == {"aux": "20", "linear_probe": "66", "target": "1320", "report": "1"}
+    target_lines = [l for l in out.splitlines() if "Ratatouille" in l]
+    assert len(target_lines) == 22
+    assert all("60 jobs (20 hparams x 3 trials)" in l and "hparams_space=mild" in l
+               and "lp_steps=200" in l for l in target_lines)
+    assert all(("steps=15001" in l) == l.strip().startswith("DomainNet") for l in target_lines)
+    assert all("steps=5001" in l for l in target_lines if not l.strip().startswith("DomainNet"))
+    aux_lines = [l for l in out.splitlines() if "test_env=-1" in l]
+    assert len(aux_lines) == 5 and all("4 jobs" in l for l in aux_lines)
+
+
+def test_target_sweeps_use_the_paper_flags():
+    recipe = recipe_lib.load_recipe(PAPER, output_root="OUT")
+    argv = recipe_lib.target_argvs(recipe)[0]
+    for flag in ("--aux_dir", "--output_dir_lp", "--hparams_space"):
+        assert flag in argv
+    assert argv[argv.index("--output_dir") + 1].endswith(os.path.join("target", "VLCS", "test0"))
+    assert argv[argv.index("--aux_dir") + 1] == os.path.abspath(os.path.join("OUT", "aux"))
+
+
+def _tiny_recipe(tmp_path, **changes):
+    recipe = {
+        "name": "tiny", "data_dir": str(tmp_path / "data"), "output_root": str(tmp_path / "out"),
+        "datasets": ["Debug28"], "hparams": HPARAMS, "steps": {"default": 3},
+        "checkpoint_freq": {"default": 2},
+        "aux": {"datasets": ["AuxDebugA", "AuxDebugB"], "algorithm": "ERM", "n_hparams": 1,
+                "n_trials": 1},
+        "target": {"algorithms": ["Ratatouille"], "n_hparams": 5, "n_trials": 1,
+                   "test_envs": [0]},
+        "report": {"module": "domainbed_aux.no_such_report_module"},
+    }
+    recipe.update(changes)
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe))
+    return str(path)
+
+
+def test_pretrain_stage_feeds_phi_pt_to_later_stages(tmp_path):
+    path = _tiny_recipe(tmp_path, pretrain={"dataset": "AuxDebugA", "steps": 4})
+    recipe = recipe_lib.load_recipe(path)
+    stages = recipe_lib.stages(recipe)
+    assert [s.name for s in stages] == ["pretrain", "aux", "linear_probe", "target", "report"]
+    phi = recipe_lib.pretrained_featurizer(recipe)
+    assert phi.startswith(str(tmp_path / "out" / "pretrain")) and phi.endswith(
+        "model.safetensors")
+    for stage in stages[1:4]:
+        for argv in stage.sweeps:
+            assert argv[argv.index("--pretrained_featurizer") + 1] == phi
+    pre = stages[0].sweeps[0]
+    assert pre[pre.index("--steps") + 1] == "4"
+    assert [recipe_lib.count_jobs(s) for s in stages] == [1, 2, 1, 5, 1]
+
+
+def test_unknown_recipe_key_is_an_error(tmp_path):
+    path = _tiny_recipe(tmp_path, targets={})
+    with pytest.raises(recipe_lib.RecipeError, match="unknown recipe keys"):
+        recipe_lib.load_recipe(path)
+
+
+def test_slurm_stages_are_chained_with_afterok(tmp_path, monkeypatch):
+    from domainbed.command_launchers import get_launcher
+    path = _tiny_recipe(tmp_path, pretrain={"dataset": "AuxDebugA", "steps": 4})
+    calls = []
+
+    def fake_submit(jobs, after=(), job_name="", **options):
+        calls.append((job_name, list(jobs), list(after)))
+        return [SimpleNamespace(job_id=f"{len(calls)}_{i}") for i in range(len(jobs))]
+
+    monkeypatch.setattr(get_launcher("slurm"), "submit", fake_submit)
+    assert recipe_cli.main(["run", path, "--launcher", "slurm", "--slurm_partition", "p1"]) == 0
+    names = [c[0] for c in calls]
+    assert names == ["recipe-pretrain", "recipe-aux", "recipe-linear_probe", "recipe-target",
+                     "recipe-report"]
+    assert calls[0][2] == [] and len(calls[0][1]) == 1
+    assert len(calls[1][1]) == 2 and calls[1][2] == ["1_0"]  # aux array after pretrain
+    assert calls[2][2] == ["2_0", "2_1"]  # the probe job waits for the whole aux array
+    for (name, jobs, after), previous in zip(calls[3:], ["3_0", "4_0"]):
+        assert after == [previous] and len(jobs) == 1
+        command = jobs[0].command
+        assert command[-2:] == ["--stage", name.split("-", 1)[1]]
+        assert "--slurm_partition" in command and "run_stage" in command
+
+
+@pytest.mark.slow
+def test_local_recipe_end_to_end(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("DOMAINBED_PLUGINS", "tests.test_sweep_plugin")
+    monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    from domainbed import networks
+    torch.manual_seed(3)
+    phi = str(tmp_path / "phi.safetensors")
+    save_weights(phi, networks.Featurizer((3, 28, 28), HPARAMS).state_dict())
+    path = _tiny_recipe(tmp_path, pretrained_featurizer=phi)
+    (tmp_path / "data").mkdir()  # Debug datasets need no files
+    caplog.set_level("INFO")
+    assert recipe_cli.main(["run", path]) == 0
+    assert "no_such_report_module is not installed; skipped" in caplog.text
+
+    recipe = recipe_lib.load_recipe(path)
+    (target_argv,) = recipe_lib.target_argvs(recipe)
+    jobs = recipe_lib._sweep_jobs(target_argv)
+    assert len(jobs) == 5 and all(j.state == "Done" for j in jobs)
+    members = []
+    for job in jobs:
+        with open(os.path.join(job.output_dir, "results.jsonl")) as f:
+            records = [json.loads(line) for line in f]
+        members.append(records[-1]["init"]["member"].get("dataset"))
+    assert members == [None, "AuxDebugA", "AuxDebugB", None, "AuxDebugA"]
+
+    caplog.clear()
+    assert recipe_cli.main(["run", path, "--only", "linear_probe", "target"]) == 0
+    assert "reused" in caplog.text and "nothing to launch" in caplog.text
