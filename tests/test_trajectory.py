@@ -159,3 +159,34 @@ def test_ma_and_swad_in_the_training_cli(tmp_path):
     # MA's evaluations score the average: re-scoring the saved file reproduces the record
     assert evaluator.accuracy(content, "test_in") == pytest.approx(
         _read_records(ma_dir)[-1]["env0_in_acc"])
+
+
+def test_swad_resume_through_a_checkpoint_file_is_exact(tmp_path, monkeypatch):
+    from domainbed.lib.weights import load_state, save_state
+    settings = dict(swad_n_converge=2, swad_n_tolerance=2, swad_tolerance_ratio=0.1)
+    losses = [2.0, 1.0, 1.05, 1.5, 1.6]
+    batches = _batches(10)
+
+    def run(alg, steps, loss_iter):
+        monkeypatch.setattr(alg, "validation_loss", lambda loaders: next(loss_iter))
+        for step in steps:
+            alg.update(batches[step])
+            if step % 2 == 1:
+                alg.on_evaluation({"step": step}, [])
+
+    reference = _algorithm("SWAD", **settings)
+    run(reference, range(10), iter(losses))
+    first = _algorithm("SWAD", **settings)
+    loss_iter = iter(losses)
+    run(first, range(5), loss_iter)  # stops mid-segment: the open segment must survive
+    path = str(tmp_path / "ckpt.safetensors")
+    save_state(path, {"model": first.state_dict(), "extra": first.extra_state(),
+                      "opt": first.optimizer.state_dict()})
+    state, _ = load_state(path)
+    resumed = _algorithm("SWAD", **settings)
+    resumed.load_state_dict(state["model"])
+    resumed.load_extra_state(state["extra"])
+    resumed.optimizer.load_state_dict(state["opt"])
+    run(resumed, range(5, 10), loss_iter)
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, atol=1e-6, rtol=0)
