@@ -11,8 +11,9 @@ files live; default ``<output_dir>/linear_probe`` when a pool is used), ``--fusi
 Default algorithm when ``--algorithms`` is not given: ``Fusing`` with ``--fusing_range``
 >= 0, else ``Ratatouille`` with ``--aux_dir``, else ``ERM`` with ``--output_dir_lp``.
 
-Jobs of InterTraining / Ratatouille / Fusing (and ERM when ``--output_dir_lp`` is given)
-get ``--init_from <composed file>``: the file's name is fixed when the jobs are listed; the
+Once ``--aux_dir`` or ``--output_dir_lp`` is given, jobs of InterTraining / Ratatouille /
+Fusing (and ERM when ``--output_dir_lp`` is given) get ``--init_from <composed file>``
+(without either flag they train as plain ERM): the file's name is fixed when the jobs are listed; the
 before-launch hook trains the missing linear probes and writes the files. Auxiliary jobs
 (``--test_env -1``) with ``--pretrained_featurizer`` start their featurizer from that file.
 
@@ -109,9 +110,16 @@ def lp_root(sweep_args) -> str:
     return os.path.join(os.path.abspath(sweep_args.output_dir), "linear_probe")
 
 
+def engaged(sweep_args) -> bool:
+    """Whether the sweep asked for the recipe (--aux_dir or --output_dir_lp)."""
+    return uses_pool(sweep_args) or bool(getattr(sweep_args, "output_dir_lp", None))
+
+
 def needs_init(train_args: Dict[str, Any], sweep_args) -> bool:
-    """Whether this job starts from a composed (w_lp, phi) file."""
-    if list(train_args.get("test_envs") or []) == [-1]:
+    """Whether this job starts from a composed (w_lp, phi) file: recycling algorithms, and
+    ERM given --output_dir_lp, once the sweep gives --aux_dir or --output_dir_lp (without
+    them, these algorithms train as plain ERM from the core's initialisation)."""
+    if not engaged(sweep_args) or list(train_args.get("test_envs") or []) == [-1]:
         return False  # auxiliary runs have no target linear probe
     algorithm = train_args["algorithm"]
     if algorithm in RECYCLING_ALGORITHMS:
@@ -235,8 +243,12 @@ def normalised_phi_pt(sweep_args) -> str:
 
 @hooks.register_before_launch("ratatouille")
 def prepare_inits(jobs, sweep_args) -> List[str]:
-    """Verify pools, train missing linear probes, write the init files the jobs use."""
+    """Verify pools, train missing linear probes, write the init files the jobs use
+    (nothing with the dummy launcher, which only prints commands)."""
     requests = _cache(sweep_args)["requests"]
+    if getattr(sweep_args, "command_launcher", None) == "dummy":
+        log.info("dummy launcher: linear probes and init files are not prepared")
+        return []
     wanted = {job.train_args.get("init_from") for job in jobs}
     written = []
     probes: Dict[str, Tuple[str, bool]] = {}
