@@ -14,7 +14,7 @@ from domainbed.lib import run_dir
 from domainbed.lib.weights import load_file, save_weights
 from domainbed.scripts import train as train_script
 
-FAST = json.dumps({"batch_size": 8})
+FAST = json.dumps({"batch_size": 8, "backbone": "tiny_cnn"})
 
 
 def _read_records(path):
@@ -63,8 +63,10 @@ def _accs(records):
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
-    extra = ["--steps", "400", "--checkpoint_freq", "40", "--seed", "3", "--trial_seed", "1",
-             "--algorithm", "Mixup"]
+    # the tiny backbone keeps this fast; Mixup consumes the global RNG (pairs, Beta draws)
+    extra = ["--steps", "300", "--checkpoint_freq", "30", "--seed", "3", "--trial_seed", "1",
+             "--algorithm", "Mixup", "--hparams",
+             json.dumps({"batch_size": 8, "backbone": "tiny_cnn", "mlp_dropout": 0.0})]
     reference = tmp_path / "reference"
     subprocess.run(_cmd(reference, *extra), check=True, capture_output=True)
 
@@ -161,7 +163,7 @@ def test_init_from_loads_and_checks_shapes(tmp_path, capsys):
     weights, _ = load_file(str(source / "model.safetensors"))
     target = tmp_path / "target"
     assert train_script.main(["--dataset", "Debug28", "--steps", "1", "--output_dir",
-                              str(target), "--hparams", json.dumps({"batch_size": 8, "lr": 0.0}),
+                              str(target), "--hparams", json.dumps({"batch_size": 8, "backbone": "tiny_cnn", "lr": 0.0}),
                               "--init_from", str(source / "model.safetensors")]) == 0
     loaded, _ = load_file(str(target / "model.safetensors"))
     assert torch.equal(loaded["featurizer.features.0.weight"],
@@ -200,7 +202,7 @@ def test_init_from_upstream_model_pkl(tmp_path):
                 "model_dict": {k: v for k, v in weights.items()}}, tmp_path / "model.pkl")
     out = tmp_path / "from_pkl"
     assert train_script.main(["--dataset", "Debug28", "--steps", "1", "--output_dir", str(out),
-                              "--hparams", json.dumps({"batch_size": 8, "lr": 0.0}),
+                              "--hparams", json.dumps({"batch_size": 8, "backbone": "tiny_cnn", "lr": 0.0}),
                               "--init_from", str(tmp_path / "model.pkl")]) == 0
     loaded, _ = load_file(str(out / "model.safetensors"))
     assert torch.equal(loaded["classifier.weight"], weights["classifier.weight"])

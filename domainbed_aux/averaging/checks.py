@@ -43,9 +43,10 @@ def is_bn_counter(key: str) -> bool:
     return key.rsplit(".", 1)[-1] == BN_COUNTER_SUFFIX
 
 
-def is_head_weight(key: str) -> bool:
+def is_head_param(key: str) -> bool:
+    """A weight or bias of the classification head (its first dimension = class count)."""
     parent, _, leaf = key.rpartition(".")
-    return leaf == "weight" and (parent in _HEAD_PARENTS or parent.endswith(
+    return leaf in ("weight", "bias") and (parent in _HEAD_PARENTS or parent.endswith(
         tuple("." + p for p in _HEAD_PARENTS)))
 
 
@@ -90,7 +91,8 @@ class MemberSpec:
         for key, (shape, dtype) in self.layout.items():
             value = state[key]
             if tuple(value.shape) != shape:
-                if is_head_weight(key) and len(shape) == 2 and value.dim() == 2:
+                if is_head_param(key) and len(shape) == value.dim() and \
+                        tuple(value.shape[1:]) == shape[1:]:
                     raise AveragingError(
                         f"member {member_id!r} predicts {value.shape[0]} classes but {ref!r} "
                         f"predicts {shape[0]} (key {key!r}); average only runs trained on "
