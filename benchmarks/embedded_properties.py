@@ -63,6 +63,7 @@ class Settings:
     hparams: Dict[str, Any] = field(default_factory=dict)  # overrides for every run
     lp_steps: Optional[int] = None  # None: the Ratatouille default
     lmc: bool = True
+    lmc_datasets: Optional[List[str]] = None  # targets of (iii); None: ``datasets``
 
     @property
     def data_root(self) -> str:
@@ -230,8 +231,11 @@ def aux_datasets_for(target: str, selected: Sequence[str]) -> List[str]:
     from domainbed.datasets.embedded import EMBEDDED_TARGET_FAMILY
     from domainbed.errors import DomainBedError
     order = list(selected)
-    i = order.index(target)
-    candidates = order[i + 1:] + order[:i]
+    if target in order:
+        i = order.index(target)
+        candidates = order[i + 1:] + order[:i]
+    else:
+        candidates = list(order)
     candidates += [d for d in EMBEDDED_TARGET_FAMILY if d not in order]
     if len(candidates) < N_AUX:
         raise DomainBedError(f"{target}: needs {N_AUX} other embedded datasets for the "
@@ -292,7 +296,8 @@ def measure_connectivity(settings: Settings, foundation: str) -> Dict[str, Any]:
     from domainbed_aux.linear_probe import LinearProbeSpec, ensure_linear_probe
     extra = {"lp_steps": settings.lp_steps} if settings.lp_steps is not None else {}
     per_target = {}
-    for target in settings.datasets:
+    targets = settings.lmc_datasets if settings.lmc_datasets is not None else settings.datasets
+    for target in targets:
         t = test_envs_of(settings, target)[0]
         steps = steps_of(settings, target)
         runs = []
@@ -403,6 +408,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lp_steps", type=int, default=None,
                    help="frozen-featurizer updates of the connectivity runs (default: "
                         "Ratatouille's lp_steps)")
+    p.add_argument("--lmc_datasets", nargs="+", default=None,
+                   help="targets of (iii) (default: --datasets)")
     p.add_argument("--no_lmc", action="store_true", help="skip (iii)")
     p.add_argument("--output", default=None, help="write the figures to this JSON file")
     p.add_argument("--verbose", action="store_true", help="show the training loop's log")
@@ -423,8 +430,8 @@ def main(argv=None) -> int:
                             test_envs=args.test_envs, steps=args.steps,
                             pretrain_steps=args.pretrain_steps, seed=args.seed,
                             data_dir=args.data_dir, hparams=hparams, lp_steps=args.lp_steps,
-                            lmc=not args.no_lmc)
-        for dataset in settings.datasets:
+                            lmc=not args.no_lmc, lmc_datasets=args.lmc_datasets)
+        for dataset in settings.datasets + (settings.lmc_datasets or []):
             dataset_class(dataset)
         result = measure_properties(settings)
     except (DomainBedError, ValueError) as exc:
