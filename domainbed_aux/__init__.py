@@ -5,4 +5,4 @@ LinearProbe) and its sweep options into the core's registries; the core loads it
 plugin (entry point ``domainbed.plugins`` in setup.py).
 """
 
-from domainbed_aux import algorithms, sweep_plugin  # noqa: F401  (registrations)
+from domainbed_aux import algorithms, sweep_plugin, sweep_recipe  # noqa: F401  (registrations)

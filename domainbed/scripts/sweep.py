@@ -19,6 +19,10 @@ def main(argv: Optional[Sequence[str]] = None,
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        for name in hooks.SWEEP_RUNNERS.names():
+            code = hooks.SWEEP_RUNNERS.get(name)(args)
+            if code is not None:
+                return code
         jobs = jobs_from_args(args, train_command)
         if args.command == "status":
             print(actions.status(jobs))

@@ -6,6 +6,9 @@
   returned dict becomes a ``--key value`` flag of the training command.
 - ``BEFORE_LAUNCH``: ``fn(jobs, sweep_args)`` runs once, after confirmation and before the
   launcher starts (e.g. trains a shared linear probe that the jobs need).
+- ``SWEEP_RUNNERS``: ``fn(sweep_args) -> Optional[int]`` may take over the whole command
+  (e.g. ``launch --recipe FILE`` runs a multi-stage recipe); the first that returns an exit
+  status wins, None lets the ordinary sweep run.
 
 Functions run in registration order. The core never imports an extension: extensions are
 found by ``domainbed.plugins.load_plugins``.
@@ -16,7 +19,9 @@ from domainbed.registry import Registry
 SWEEP_ARGUMENTS: Registry = Registry("sweep argument extender")
 JOB_TRANSFORMERS: Registry = Registry("job transformer")
 BEFORE_LAUNCH: Registry = Registry("before-launch hook")
+SWEEP_RUNNERS: Registry = Registry("sweep runner")
 
 register_sweep_arguments = SWEEP_ARGUMENTS.register
 register_job_transformer = JOB_TRANSFORMERS.register
 register_before_launch = BEFORE_LAUNCH.register
+register_sweep_runner = SWEEP_RUNNERS.register

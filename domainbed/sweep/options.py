@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n_trials", type=int, default=3)
-    parser.add_argument("--command_launcher", default=None,
-                        help=f"one of: {', '.join(REGISTRY.names())} (needed by launch)")
+    parser.add_argument("--command_launcher", default="local",
+                        help=f"one of: {', '.join(REGISTRY.names())}")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--checkpoint_freq", type=int, default=None)
     parser.add_argument("--hparams", default=None, help="JSON object of hparam overrides")
