@@ -51,6 +51,8 @@ def test_aux_datasets_are_other_selected_datasets_then_the_rest_of_the_family():
     assert family[3] not in alone and len(alone) == 2 and set(alone) <= set(family)
     for target in family:
         assert target not in ep.aux_datasets_for(target, family)
+    # a connectivity target outside --datasets takes the selected datasets first
+    assert ep.aux_datasets_for(family[4], family[:2]) == family[:2]
 
 
 def test_run_names_change_with_the_settings_that_change_results(tmp_path):
