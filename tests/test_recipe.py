@@ -17,17 +17,26 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER = os.path.join(REPO, "sweeps", "ratatouille_paper.json")
 
 
-def test_paper_recipe_lists_exactly_the_papers_jobs(capsys):
-    assert recipe_cli.main(["run", PAPER, "--dry_run", "--output_root", "OUT"]) == 0
+@pytest.mark.parametrize("entry", ["recipe_cli", "sweep_launch_dummy"])
+def test_paper_recipe_lists_exactly_the_papers_jobs(capsys, entry):
+    if entry == "recipe_cli":
+        assert recipe_cli.main(["run", PAPER, "--dry_run", "--output_root", "OUT"]) == 0
+    else:  # what a user types: the core's sweep command with the dummy launcher
+        from domainbed.scripts import sweep as sweep_cli
+        assert sweep_cli.main(["launch", "--recipe", PAPER, "--output_dir", "OUT",
+                               "--command_launcher", "dummy"]) == 0
     out = capsys.readouterr().out
     counts = dict(re.findall(r"^stage (\w+): (\d+)", out, re.M))
     # aux: 4 runs per dataset; probes: one per (dataset, test env, trial); target: 22 test
-    # envs (4+4+4+4+6) x 20 hparams x 3 trials
-    assert counts == {"aux": "20", "linear_probe": "66", "target": "1320", "report": "1"}
+    # envs (4+4+4+4+6) x 3 algorithms (vanilla/soups = ERM from the probe, ratatouille and
+    # inter-training = the same Ratatouille runs, fusing) x 20 hparams x 3 trials
+    assert counts == {"aux": "20", "linear_probe": "66", "target": str(22 * 3 * 60),
+                      "report": "1"}
+    print(out)
     target_lines = [l for l in out.splitlines() if "Ratatouille" in l]
     assert len(target_lines) == 22
-    assert all("60 jobs (20 hparams x 3 trials)" in l and "hparams_space=mild" in l
-               and "lp_steps=200" in l for l in target_lines)
+    assert all("ERM,Fusing,Ratatouille: 180 jobs (20 hparams x 3 trials)" in l
+               and "hparams_space=mild" in l and "lp_steps=200" in l for l in target_lines)
     assert all(("steps=15001" in l) == l.strip().startswith("DomainNet") for l in target_lines)
     assert all("steps=5001" in l for l in target_lines if not l.strip().startswith("DomainNet"))
     aux_lines = [l for l in out.splitlines() if "test_env=-1" in l]
