@@ -55,10 +55,17 @@ class SeededDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, item):
-        index, example_seed = item
+        return self.__getitems__([item])[0]
+
+    def __getitems__(self, items):
+        # one save/restore of the global RNG per batch (it is costly), one seed per example
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(example_seed)
-            return self.dataset[index]
+            out = []
+            for index, example_seed in items:
+                # the CPU generator only: torch.manual_seed also seeds every accelerator (slow)
+                torch.default_generator.manual_seed(example_seed)
+                out.append(self.dataset[index])
+            return out
 
 
 def _loader_generator() -> torch.Generator:
