@@ -21,7 +21,7 @@ def _hparams(name, dataset):
 
 
 @pytest.mark.parametrize("dataset_name", ["Debug28", "Debug224"])
-@pytest.mark.parametrize("name", CORE_ALGORITHMS)
+@pytest.mark.parametrize("name", algorithms.ALGORITHMS)  # every registered one, plugins too
 def test_algorithm_updates_and_predicts(name, dataset_name):
     torch.manual_seed(0)
     hp = _hparams(name, dataset_name)
