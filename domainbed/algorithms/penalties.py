@@ -30,6 +30,12 @@ class _AnnealedPenalty(ERM):
     def losses_and_penalty(self, minibatches):
         raise NotImplementedError
 
+    def per_domain_logits(self, minibatches):
+        """One forward pass over all domains, split back into ``(logits, y)`` per domain."""
+        logits = self.network(torch.cat([x for x, _ in minibatches]))
+        sizes = [len(y) for _, y in minibatches]
+        return list(zip(logits.split(sizes), (y for _, y in minibatches)))
+
     def update(self, minibatches, unlabeled=None):
         weight = self.penalty_weight()
         nll, penalty = self.losses_and_penalty(minibatches)
@@ -62,12 +68,8 @@ class IRM(_AnnealedPenalty):
         return torch.sum(grad_1 * grad_2)
 
     def losses_and_penalty(self, minibatches):
-        x = torch.cat([x for x, _ in minibatches])
-        logits = self.network(x)
-        nll, penalty, start = 0.0, 0.0, 0
-        for _, y in minibatches:
-            env_logits = logits[start:start + len(y)]
-            start += len(y)
+        nll, penalty = 0.0, 0.0
+        for env_logits, y in self.per_domain_logits(minibatches):
             nll = nll + F.cross_entropy(env_logits, y)
             penalty = penalty + self._irm_penalty(env_logits, y)
         return nll / len(minibatches), penalty / len(minibatches)
@@ -85,13 +87,8 @@ class VREx(_AnnealedPenalty):
         hp("vrex_penalty_anneal_iters", 500, lambda r: int(10 ** r.uniform(0, 4)))
 
     def losses_and_penalty(self, minibatches):
-        x = torch.cat([x for x, _ in minibatches])
-        logits = self.network(x)
-        losses, start = [], 0
-        for _, y in minibatches:
-            losses.append(F.cross_entropy(logits[start:start + len(y)], y))
-            start += len(y)
-        losses = torch.stack(losses)
+        losses = torch.stack([F.cross_entropy(env_logits, y)
+                              for env_logits, y in self.per_domain_logits(minibatches)])
         mean = losses.mean()
         return mean, ((losses - mean) ** 2).mean()
 

@@ -37,6 +37,16 @@ def _mlp(input_shape, hparams):
     return MLP(input_shape[0], hparams["mlp_width"], hparams)
 
 
+def _conv_stack(channels, strides, norm_after_relu: bool) -> nn.Sequential:
+    """3x3 convolutions, each with ReLU and 8-group normalisation."""
+    layers = []
+    for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides):
+        conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)
+        pair = [nn.ReLU(), nn.GroupNorm(8, c_out)]
+        layers += [conv] + (pair if norm_after_relu else pair[::-1])
+    return nn.Sequential(*layers)
+
+
 class SmallCNN(nn.Module):
     """Four 3x3 convolutions with group norm, then global average pooling (128 features).
 
@@ -48,13 +58,8 @@ class SmallCNN(nn.Module):
 
     def __init__(self, input_shape):
         super().__init__()
-        channels = [input_shape[0], 64, 128, 128, 128]
-        strides = [1, 2, 1, 1]
-        layers = []
-        for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU(),
-                       nn.GroupNorm(8, c_out)]
-        self.features = nn.Sequential(*layers)
+        self.features = _conv_stack([input_shape[0], 64, 128, 128, 128], [1, 2, 1, 1],
+                                    norm_after_relu=True)
         self.pool = nn.AdaptiveAvgPool2d((1, 1))
 
     def forward(self, x):
@@ -80,13 +85,8 @@ class TinyCNN(nn.Module):
 
     def __init__(self, input_shape):
         super().__init__()
-        channels = [input_shape[0], 16, 32, 64, 64]
-        strides = [1, 2, 2, 2]
-        layers = []
-        for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1),
-                       nn.GroupNorm(8, c_out), nn.ReLU()]
-        self.features = nn.Sequential(*layers)
+        self.features = _conv_stack([input_shape[0], 16, 32, 64, 64], [1, 2, 2, 2],
+                                    norm_after_relu=False)
         self.pool = nn.AdaptiveAvgPool2d((1, 1))
 
     def forward(self, x):
