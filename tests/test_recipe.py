@@ -144,3 +144,27 @@ def test_local_recipe_end_to_end(tmp_path, monkeypatch, caplog):
     caplog.clear()
     assert recipe_cli.main(["run", path, "--only", "linear_probe", "target"]) == 0
     assert "reused" in caplog.text and "nothing to launch" in caplog.text
+
+
+@pytest.mark.slow
+def test_recipe_end_to_end_report_prints_every_table1_row(tmp_path, monkeypatch):
+    """Linear probe -> pool of 2 auxiliary datasets -> 5 target runs per family -> report."""
+    from domainbed_aux.report import row_names
+    monkeypatch.setenv("DOMAINBED_PLUGINS", "tests.test_sweep_plugin")
+    monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    from domainbed import networks
+    torch.manual_seed(3)
+    phi = str(tmp_path / "phi.safetensors")
+    save_weights(phi, networks.Featurizer((3, 28, 28), HPARAMS).state_dict())
+    path = _tiny_recipe(tmp_path, pretrained_featurizer=phi,
+                        target={"algorithms": ["ERM", "Ratatouille", "Fusing"],
+                                "n_hparams": 5, "n_trials": 1, "test_envs": [0]},
+                        report={"module": "domainbed_aux.scripts.report"})
+    (tmp_path / "data").mkdir()
+    assert recipe_cli.main(["run", path]) == 0
+    report = (tmp_path / "out" / "report.txt").read_text()
+    for name in row_names():
+        line = next((l for l in report.splitlines() if l.startswith(name + " ")), None)
+        assert line is not None, f"row {name!r} missing from the report:\n{report}"
+        assert re.search(r"\d+\.\d \+/- \d+\.\d", line), line

@@ -354,3 +354,14 @@ def test_real_training_sweep_resumes_and_reports_failures(tmp_path, data_dir):
     assert "3 jobs: 2 done, 0 incomplete, 0 running, 1 failed, 0 not launched" in report
     line = next(l for l in report.splitlines() if l.startswith("Failed"))
     assert "5" in line and "traceback: " + os.path.join(bad[0].output_dir, run_dir.FAILED) in line
+
+    # collect_results on the real runs: the two done runs count, the failed one does not
+    from domainbed.scripts import collect_results
+    assert collect_results.main(["--input_dir", str(out), "--markdown"]) == 0
+    table = (out / "results.md").read_text()
+    candidates = {"{:.1f}".format(100 * json.loads(line)["env0_in_acc"]) for j in jobs
+                  for line in open(os.path.join(j.output_dir, run_dir.RESULTS))}
+    erm_rows = [l for l in table.splitlines() if l.startswith("| ERM")]
+    assert erm_rows, table
+    first_cell = erm_rows[0].split("|")[2].strip()  # the test env 0 column
+    assert first_cell.split(" +/- ")[0] in candidates, (first_cell, candidates)
