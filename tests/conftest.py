@@ -36,3 +36,13 @@ def pytest_runtest_setup(item):
                 pytest.fail(f"REQUIRE_SLURM=1 but no SLURM cluster: {reason} "
                             "(start one with: bash .ci/slurm-up.sh)", pytrace=False)
             pytest.skip(f"no SLURM cluster: {reason}")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models on a small CPU: more torch threads only add contention."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

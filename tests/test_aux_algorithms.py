@@ -17,13 +17,7 @@ AUX_INIT = {"member": {"index": 1, "kind": "aux", "dataset": "Other"}}
 PRETRAINED_INIT = {"member": {"index": 0, "kind": "pretrained"}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared CPU: more threads only add contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _make(name="InterTraining", lp_steps=3):

@@ -14,12 +14,7 @@ from domainbed_aux import linear_probe as lp
 HPARAMS = {"batch_size": 4, "backbone": "tiny_cnn"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spec(**kw):

@@ -115,8 +115,8 @@ def test_slurm_stages_are_chained_with_afterok(tmp_path, monkeypatch):
         assert "--slurm_partition" in command and "run_stage" in command
 
 
-@pytest.mark.slow
-def test_local_recipe_end_to_end(tmp_path, monkeypatch, caplog):
+def _tiny_recipe_with_phi(tmp_path, monkeypatch, **changes):
+    """A tiny recipe whose subprocesses see the test datasets and a fixed phi_pt file."""
     monkeypatch.setenv("DOMAINBED_PLUGINS", "tests.test_sweep_plugin")
     monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -124,8 +124,13 @@ def test_local_recipe_end_to_end(tmp_path, monkeypatch, caplog):
     torch.manual_seed(3)
     phi = str(tmp_path / "phi.safetensors")
     save_weights(phi, networks.Featurizer((3, 28, 28), HPARAMS).state_dict())
-    path = _tiny_recipe(tmp_path, pretrained_featurizer=phi)
     (tmp_path / "data").mkdir()  # Debug datasets need no files
+    return _tiny_recipe(tmp_path, pretrained_featurizer=phi, **changes)
+
+
+@pytest.mark.slow
+def test_local_recipe_end_to_end(tmp_path, monkeypatch, caplog):
+    path = _tiny_recipe_with_phi(tmp_path, monkeypatch)
     caplog.set_level("INFO")
     assert recipe_cli.main(["run", path]) == 0
     assert "no_such_report_module is not installed; skipped" in caplog.text
@@ -150,18 +155,10 @@ def test_local_recipe_end_to_end(tmp_path, monkeypatch, caplog):
 def test_recipe_end_to_end_report_prints_every_table1_row(tmp_path, monkeypatch):
     """Linear probe -> pool of 2 auxiliary datasets -> 5 target runs per family -> report."""
     from domainbed_aux.report import row_names
-    monkeypatch.setenv("DOMAINBED_PLUGINS", "tests.test_sweep_plugin")
-    monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    from domainbed import networks
-    torch.manual_seed(3)
-    phi = str(tmp_path / "phi.safetensors")
-    save_weights(phi, networks.Featurizer((3, 28, 28), HPARAMS).state_dict())
-    path = _tiny_recipe(tmp_path, pretrained_featurizer=phi,
-                        target={"algorithms": ["ERM", "Ratatouille", "Fusing"],
-                                "n_hparams": 5, "n_trials": 1, "test_envs": [0]},
-                        report={"module": "domainbed_aux.scripts.report"})
-    (tmp_path / "data").mkdir()
+    path = _tiny_recipe_with_phi(
+        tmp_path, monkeypatch, report={"module": "domainbed_aux.scripts.report"},
+        target={"algorithms": ["ERM", "Ratatouille", "Fusing"], "n_hparams": 5, "n_trials": 1,
+                "test_envs": [0]})
     assert recipe_cli.main(["run", path]) == 0
     report = (tmp_path / "out" / "report.txt").read_text()
     for name in row_names():

@@ -31,12 +31,7 @@ if "AuxDebugA" not in DATASET_REGISTRY:
         """A second auxiliary dataset for tests."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_phi_pt(path):
