@@ -311,14 +311,6 @@ def test_launch_needs_an_existing_data_dir_and_a_known_launcher(tmp_path, capsys
 
 # ---- the real training script ---------------------------------------------------------------
 
-def _real_train_available() -> bool:
-    try:
-        import domainbed.scripts.train  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
 REAL_SWEEP = ["--datasets", "Debug28", "--algorithms", "ERM", "--test_env", "0",
               "--n_hparams", "2", "--n_trials", "1", "--steps", "2", "--checkpoint_freq", "1",
               "--hparams", '{"batch_size": 8}', "--skip_model_save",
@@ -326,7 +318,6 @@ REAL_SWEEP = ["--datasets", "Debug28", "--algorithms", "ERM", "--test_env", "0",
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _real_train_available(), reason="domainbed.scripts.train is missing")
 def test_real_training_sweep_resumes_and_reports_failures(tmp_path, data_dir):
     out = tmp_path / "sweep"
     argv = ["launch", "--output_dir", str(out), "--data_dir", data_dir, "--command_launcher",
