@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from domainbed.errors import WeightFileError
+from domainbed.errors import WeightFileError, one_line
 from domainbed.lib.misc import atomic_write_bytes
 
 _META_KEY = "domainbed"
@@ -152,7 +152,7 @@ def _read_torch_pickle(path: str, device) -> Any:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = one_line(exc, last=False)
         raise WeightFileError(
             f"{path}: refused to load: the file holds Python objects or code that a weight "
             f"file must not contain ({first}). Only plain tensors and containers are read "

@@ -10,6 +10,14 @@ from domainbed.reports.tables import Report, Table
 ROW_HEADER = "Algorithm"
 
 
+def add_format_arguments(parser) -> None:
+    """``--latex | --markdown | --json`` (default: text) into ``args.fmt``."""
+    fmt = parser.add_mutually_exclusive_group()
+    for name in ("latex", "markdown", "json"):
+        fmt.add_argument(f"--{name}", dest="fmt", action="store_const", const=name)
+    parser.set_defaults(fmt="text")
+
+
 def _avg(value) -> str:
     return "X" if value is None else f"{value:.1f}"
 

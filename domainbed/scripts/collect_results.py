@@ -15,6 +15,7 @@ from domainbed.lib.reporting import DEFAULT_MAX_DEPTH, load_records_with_report
 from domainbed.model_selection import SELECTION_METHODS, get_selection_method
 from domainbed.reports import FORMATS, RowProvider, build_report, render
 from domainbed.reports.tables import start_registry_import
+from domainbed.reports.writers import add_format_arguments
 
 log = logging.getLogger("domainbed.collect_results")
 
@@ -55,11 +56,7 @@ def collect_results(input_dir: str, fmt: str = "text",
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input_dir", required=True, help="the sweep's output directory")
-    fmt = parser.add_mutually_exclusive_group()
-    fmt.add_argument("--latex", dest="fmt", action="store_const", const="latex")
-    fmt.add_argument("--markdown", dest="fmt", action="store_const", const="markdown")
-    fmt.add_argument("--json", dest="fmt", action="store_const", const="json")
-    parser.set_defaults(fmt="text")
+    add_format_arguments(parser)
     parser.add_argument("--selection_methods", nargs="+", default=None,
                         help=f"default: all of {', '.join(SELECTION_METHODS)}")
     parser.add_argument("--output", default=None, help="also write the report to this file")

@@ -10,7 +10,7 @@ import os
 import sys
 import traceback
 
-from domainbed.errors import DomainBedError
+from domainbed.errors import DomainBedError, one_line
 from domainbed.lib import run_dir
 
 
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     try:
         train(args)
     except DomainBedError as exc:
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        message = one_line(exc)
         log.error("error: %s", message)
         return 2
     except Exception:

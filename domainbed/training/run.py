@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from domainbed import algorithms, datasets, hparams_registry
-from domainbed.errors import DomainBedError
+from domainbed.errors import DomainBedError, one_line
 from domainbed.lib import misc, run_dir
 from domainbed.lib.device import get_device
 from domainbed.lib.fast_data_loader import eval_loader, infinite_loader
@@ -118,7 +118,7 @@ def train(args) -> Optional[str]:
         _train_locked(args)
     except BaseException as exc:
         if not isinstance(exc, KeyboardInterrupt):
-            short = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            short = one_line(exc)
             misc.atomic_write_text(os.path.join(out_dir, run_dir.FAILED), json.dumps(
                 {"error": f"{type(exc).__name__}: {short}",
                  "traceback": traceback.format_exc()}, indent=2))

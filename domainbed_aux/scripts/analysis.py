@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
-from domainbed.errors import DomainBedError
+from domainbed.errors import DomainBedError, one_line
 from domainbed.lib.misc import atomic_write_text
 
 log = logging.getLogger("domainbed_aux.analysis")
@@ -288,7 +288,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         output = args.output or f"analysis_{args.command}.json"
         written = write_outputs(result, output, plot, args.no_plot)
     except DomainBedError as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = one_line(exc, last=False)
         print(f"analysis {args.command}: error: {message}", file=sys.stderr)
         return 1
     if "midpoint_acc" in result:

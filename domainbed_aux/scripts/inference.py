@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
-from domainbed.errors import DomainBedError
+from domainbed.errors import DomainBedError, one_line
 from domainbed.lib.misc import atomic_write_text
 
 log = logging.getLogger("domainbed_aux.inference")
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         output = args.output or default_output(args)
         atomic_write_text(output, json.dumps(result, indent=2) + "\n")
     except DomainBedError as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = one_line(exc, last=False)
         print(f"inference: error: {message}", file=sys.stderr)
         return 1
     print(format_summary(result))

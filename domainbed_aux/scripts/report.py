@@ -10,18 +10,15 @@ import argparse
 import logging
 import sys
 
-from domainbed.errors import DomainBedError
+from domainbed.errors import DomainBedError, one_line
+from domainbed.reports.writers import add_format_arguments
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--input_dir", required=True, help="sweep folder(s), comma-separated")
     p.add_argument("--data_dir", default=None, help="override the runs' recorded --data_dir")
-    fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--latex", dest="fmt", action="store_const", const="latex")
-    fmt.add_argument("--markdown", dest="fmt", action="store_const", const="markdown")
-    fmt.add_argument("--json", dest="fmt", action="store_const", const="json")
-    p.set_defaults(fmt="text")
+    add_format_arguments(p)
     p.add_argument("--full_domain", action="store_true",
                    help="score every row on the whole test domain instead of env{test}_in")
     p.add_argument("--cache_dir", default="default",
@@ -48,7 +45,7 @@ def main(argv=None) -> int:
         if args.output:
             atomic_write_text(args.output, text)
     except DomainBedError as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = one_line(exc, last=False)
         print(f"report: error: {message}", file=sys.stderr)
         return 1
     sys.stdout.write(text)
