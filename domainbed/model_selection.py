@@ -6,6 +6,10 @@ the records sharing ``args.hparams_seed`` and the ``args.hparams`` JSON override
 leave-one-domain-out it holds the run with the single test env and its pair runs. A *run* is
 the records of one training run (same ``args.test_envs`` and ``args.seed``).
 
+A run that wrote a record flagged ``"final_average": true`` (SWAD: its averaged window,
+scored after the last step) is represented by that record alone: the records written
+during its training score a network the run does not return.
+
 Every method reports the test score ``env{t}_in_acc`` of a single-test-env run. Selection is
 deterministic: a NaN or missing validation score is never chosen; among equal validation
 scores the earliest step wins, then the run with the smaller ``args.seed``; among hparams
@@ -41,6 +45,20 @@ def _mean_or_none(values: Iterable[Any]) -> Optional[float]:
 
 def _run_order(record: dict) -> Tuple:
     return record.get("step", 0), record["args"].get("seed") or 0
+
+
+def _run_key(record: dict) -> Tuple:
+    args = record["args"]
+    return tuple(args["test_envs"]), args.get("seed"), args.get("output_dir")
+
+
+def final_records_only(records: Iterable[dict]) -> List[dict]:
+    """The records, where a run with ``final_average`` records keeps only those."""
+    records = list(records)
+    finals = {_run_key(r) for r in records if r.get("final_average")}
+    if not finals:
+        return records
+    return [r for r in records if r.get("final_average") or _run_key(r) not in finals]
 
 
 def _single_test_env_records(records: Iterable[dict]) -> Tuple[Optional[int], List[dict]]:
@@ -100,6 +118,7 @@ class SelectionMethod:
         """``{"val_acc", "test_acc"}`` chosen among the records of one hparams group, or
         None when the group cannot be scored by this method (e.g. it has no run with a
         single test env)."""
+        run_records = final_records_only(run_records)
         test_env, single = _single_test_env_records(run_records)
         if test_env is None:
             return None
@@ -200,5 +219,5 @@ def get_selection_method(name: str) -> type:
                          f"{', '.join(SELECTION_METHODS)}")
 
 
-__all__ = ["SELECTION_METHODS", "SelectionMethod", "IIDAccuracySelectionMethod",
+__all__ = ["SELECTION_METHODS", "SelectionMethod", "final_records_only", "IIDAccuracySelectionMethod",
            "LeaveOneOutSelectionMethod", "OracleSelectionMethod", "get_selection_method"]

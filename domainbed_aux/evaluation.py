@@ -68,7 +68,8 @@ class RunInfo:
 
     @property
     def final_record(self) -> dict:
-        return max(self.records, key=lambda r: r["step"])
+        # at the last step, SWAD's record of its averaged window comes after the live one
+        return max(self.records, key=lambda r: (r["step"], bool(r.get("final_average"))))
 
     @property
     def n_envs(self) -> int:

@@ -164,3 +164,32 @@ def test_get_selection_method_by_any_name():
     assert ms.get_selection_method("training-domain validation set") is IID
     with pytest.raises(DomainBedError, match="training_domain"):
         ms.get_selection_method("best")
+
+
+def test_a_run_with_a_final_average_record_is_scored_on_that_record_only():
+    # SWAD: live records during training, then one record of the averaged window
+    swad = [rec(step=0, accs={0: (0.10, 0), 1: (0, 0.50), 2: (0, 0.50)}),
+            rec(step=100, accs={0: (0.90, 0.9), 1: (0, 0.99), 2: (0, 0.99)}),  # best live val
+            rec(step=100, accs={0: (0.60, 0.2), 1: (0, 0.70), 2: (0, 0.70)},
+                final_average=True)]
+    for method in (IID, ORACLE):
+        acc = method.run_acc(Q(swad))
+        assert acc["test_acc"] == 0.60, method
+    assert IID.run_acc(Q(swad))["val_acc"] == pytest.approx(0.70)
+    # another run (other seed) of the same hparams group without the flag keeps every record
+    erm = rec(step=50, seed=1, accs={0: (0.30, 0), 1: (0, 0.80), 2: (0, 0.80)})
+    assert IID.run_acc(Q(swad + [erm]))["test_acc"] == 0.30
+    assert ms.final_records_only(swad + [erm]) == [swad[2], erm]
+
+
+def test_leave_one_out_with_final_average_records_pairs_the_final_records():
+    final = dict(final_average=True)
+    records = [
+        rec(step=10, accs={0: (0.9, 0)}),  # live, not used
+        rec(step=10, accs={0: (0.4, 0)}, **final),
+        rec(test_envs=(0, 1), step=10, accs={1: (0.99, 0)}),  # live pair record, not used
+        rec(test_envs=(0, 1), step=10, accs={1: (0.6, 0)}, **final),
+        rec(test_envs=(0, 2), step=10, accs={2: (0.8, 0)}, **final),
+    ]
+    acc = LOO.run_acc(Q(records))
+    assert acc == {"val_acc": pytest.approx(0.7), "test_acc": 0.4}

@@ -145,8 +145,12 @@ def test_ma_and_swad_in_the_training_cli(tmp_path):
     for run in (ma_dir, swad_dir):
         assert (run / "done").exists() and (run / "model.safetensors").exists()
     swad_records = _read_records(swad_dir)
-    assert len(swad_records) == 8
-    assert all("swad_val_loss" in r and "swad_n_averaged" in r for r in swad_records)
+    # one record per step scoring the live network, then one scoring the averaged window
+    assert len(swad_records) == 9
+    assert all("swad_val_loss" in r and "swad_n_averaged" in r for r in swad_records[:8])
+    assert [r.get("final_average", False) for r in swad_records] == [False] * 8 + [True]
+    final = swad_records[-1]
+    assert final["step"] == 7 and final["swad_n_averaged"] == swad_records[-2]["swad_n_averaged"]
     assert _read_records(ma_dir)[-1]["hparams"]["ma_start_iter"] == 2
 
     content, _ = load_file(str(ma_dir / "model.safetensors"))
@@ -159,6 +163,21 @@ def test_ma_and_swad_in_the_training_cli(tmp_path):
     # MA's evaluations score the average: re-scoring the saved file reproduces the record
     assert evaluator.accuracy(content, "test_in") == pytest.approx(
         _read_records(ma_dir)[-1]["env0_in_acc"])
+
+    # SWAD's final record scores the saved average (what soups, the pool and inference
+    # read), and that is the record model selection reports for the run
+    swad_content, _ = load_file(str(swad_dir / "model.safetensors"))
+    swad_run = read_run(str(swad_dir))
+    assert swad_run.final_record == final
+    swad_eval = RunEvaluator(swad_run)
+    assert swad_eval.accuracy(swad_content, "test_in") == pytest.approx(final["env0_in_acc"])
+    id_val = (final["env1_out_acc"] + final["env2_out_acc"]) / 2
+    # (the envs of Debug28 have equal out splits: pooled == mean)
+    assert swad_eval.accuracy(swad_content, "id_val") == pytest.approx(id_val)
+    from domainbed.lib.query import Q
+    from domainbed.model_selection import IIDAccuracySelectionMethod, OracleSelectionMethod
+    for method in (IIDAccuracySelectionMethod, OracleSelectionMethod):
+        assert method.sweep_acc(Q(swad_records)) == final["env0_in_acc"]
 
 
 def test_swad_resume_through_a_checkpoint_file_is_exact(tmp_path, monkeypatch):

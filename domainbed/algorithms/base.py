@@ -51,6 +51,14 @@ class Algorithm(nn.Module):
         ``init`` is what the run records about its initialisation (None without a file).
         """
 
+    def final_evaluation(self) -> Optional[dict]:
+        """Called once after the last update. Return None (the default) when the records
+        written during training already score the final model; return a dict to have the
+        loop write one more record, flagged ``"final_average": true``, that scores what
+        ``predict`` gives from now on (e.g. SWAD's averaged window) and holds the dict's
+        items. Model selection then uses only that record of the run."""
+        return None
+
     def extra_state(self) -> dict:
         """Non-tensor state that a resumable checkpoint must keep (tensors go in buffers)."""
         return {}

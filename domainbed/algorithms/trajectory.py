@@ -132,11 +132,14 @@ class SWAD(_LiveAndAveraged):
 
     The validation loss is the mean over training environments of the mean cross-entropy on
     their ``out`` split; the core loop hands the loaders to :meth:`on_evaluation`.
-    During a training run, evaluations (records) score the LIVE network, like ERM's; the
-    averaged window, kept under the standard names, is what ``model.safetensors`` holds and
-    what ``predict`` uses in eval mode on an instance that was not trained itself (e.g. one
-    loaded from the model file). If the window never starts, the average is the live network
-    at the last evaluation.
+    During training, evaluations (records) score the LIVE network, like ERM's; after the
+    last step :meth:`final_evaluation` switches ``predict`` to the averaged window and the
+    loop writes one more record (``"final_average": true``) scoring it: that record is the
+    one model selection uses, so SWAD's row in the tables is the averaged model's. The
+    averaged window, kept under the standard names, is also what ``model.safetensors``
+    holds and what ``predict`` uses in eval mode on an instance that was not trained itself
+    (e.g. one loaded from the model file). If the window never starts, the average is the
+    live network at the last evaluation.
     """
 
     @classmethod
@@ -150,6 +153,7 @@ class SWAD(_LiveAndAveraged):
         self.selector = LossValley(hparams["swad_n_converge"], hparams["swad_n_tolerance"],
                                    hparams["swad_tolerance_ratio"])
         self._trained_here = False
+        self._finished = False        # after final_evaluation: predict with the average
         self._segment = None          # {"sum": {key: tensor}, "n": int, "first": step}
         self._held: Dict[int, dict] = {}  # segments the selector may still add, by last step
         self._pending: Optional[dict] = None  # after the start: segments after the window end
@@ -158,7 +162,13 @@ class SWAD(_LiveAndAveraged):
         self._steps_done = 0
 
     def _predict_with_average(self) -> bool:
-        return not self._trained_here
+        return self._finished or not self._trained_here
+
+    def final_evaluation(self) -> dict:
+        self._finished = True
+        window = self._window_steps or [None, None]
+        return {"swad_window_start": window[0], "swad_window_end": window[1],
+                "swad_n_averaged": self._window_n}
 
     @torch.no_grad()
     def after_step(self) -> None:

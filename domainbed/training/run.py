@@ -92,6 +92,31 @@ def _append_record(path: str, record: Dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+def _accuracies(algorithm, eval_sets, n_workers: int, device) -> Dict[str, float]:
+    """``{<split>_acc: accuracy}`` of ``algorithm.predict`` on every evaluation split."""
+    accs = {}
+    for name, split, weights in eval_sets:
+        loader = eval_loader(split, EVAL_BATCH_SIZE, n_workers)
+        accs[name + "_acc"] = misc.accuracy(algorithm, loader, weights, device)
+    return accs
+
+
+def _log_record(record: Dict[str, Any], last_keys: Optional[List[str]]) -> List[str]:
+    """Log the record as a table row (with a header when the keys changed)."""
+    keys = sorted(record)
+    if keys != last_keys:
+        log.info(misc.print_row(keys, colwidth=12))
+    log.info(misc.print_row([record[k] for k in keys], colwidth=12))
+    return keys
+
+
+def _with_run_info(record: Dict[str, Any], hparams, args_record, init) -> Dict[str, Any]:
+    record = dict(record, hparams=hparams, args=args_record)
+    if init is not None:
+        record["init"] = init
+    return record
+
+
 def _model_metadata(args, dataset, hparams, n_train_domains: int) -> dict:
     return {"args": vars(args), "model_input_shape": list(dataset.input_shape),
             "model_num_classes": dataset.num_classes, "model_num_domains": n_train_domains,
@@ -209,24 +234,15 @@ def _train_locked(args) -> None:
             record = {"step": step, "epoch": step / steps_per_epoch}
             for key, vals in step_vals.items():
                 record[key] = sum(vals) / len(vals)
-            for name, split, weights in eval_sets:
-                loader = eval_loader(split, EVAL_BATCH_SIZE, n_workers)
-                record[name + "_acc"] = misc.accuracy(algorithm, loader, weights, device)
+            record.update(_accuracies(algorithm, eval_sets, n_workers, device))
             hook = getattr(algorithm, "on_evaluation", None)
             if hook is not None:  # e.g. SWAD's selector needs the validation loss
                 val_loaders = [(f"env{i}_out", eval_loader(splits.eval_out[i], EVAL_BATCH_SIZE,
                                                            n_workers)) for i in train_envs]
                 record.update(hook(record, val_loaders) or {})
             record["mem_gb"] = _peak_mem_gb(device)
-            results_keys = sorted(k for k in record)
-            if results_keys != last_results_keys:
-                log.info(misc.print_row(results_keys, colwidth=12))
-                last_results_keys = results_keys
-            log.info(misc.print_row([record[k] for k in results_keys], colwidth=12))
-            record.update({"hparams": hparams, "args": args_record})
-            if init is not None:
-                record["init"] = init
-            _append_record(results_path, record)
+            last_results_keys = _log_record(record, last_results_keys)
+            _append_record(results_path, _with_run_info(record, hparams, args_record, init))
             n_records += 1
             step_vals = {}
             if args.save_model_every_checkpoint and not args.skip_model_save:
@@ -234,6 +250,16 @@ def _train_locked(args) -> None:
                              algorithm.state_dict(), metadata)
             save_checkpoint(checkpoint_path, algorithm, step + 1, n_records, extra={})
 
+    final = algorithm.final_evaluation() if n_records else None
+    if final is not None:  # e.g. SWAD: score the averaged window once more
+        record = {"step": n_steps - 1, "epoch": (n_steps - 1) / steps_per_epoch,
+                  "final_average": True}
+        record.update(_accuracies(algorithm, eval_sets, n_workers, device))
+        record.update(final)
+        record["mem_gb"] = _peak_mem_gb(device)
+        log.info("final averaged model:")
+        _log_record(record, None)
+        _append_record(results_path, _with_run_info(record, hparams, args_record, init))
     if not args.skip_model_save:
         save_weights(os.path.join(out_dir, run_dir.MODEL), algorithm.state_dict(), metadata)
     misc.atomic_write_text(os.path.join(out_dir, run_dir.DONE), "done\n")
