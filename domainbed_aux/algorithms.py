@@ -10,6 +10,11 @@ They differ in how their runs are used afterwards (best run, weight average, fus
 
 ``LinearProbe`` trains only the classifier on a frozen featurizer, for every step: the shared
 linear probe is a run of this algorithm (see ``domainbed_aux.linear_probe``).
+
+``LPFT`` is LP-FT (Kumar et al., 2022) by name: ERM over every parameter from the shared
+linear probe ``(w_lp, phi_pt)``. The sweep plugin always gives its target jobs that init
+(the probe is trained in ``--output_dir_lp``, default ``<output_dir>/linear_probe``);
+ERM gets the same init only when the sweep is given ``--output_dir_lp`` or ``--aux_dir``.
 """
 
 import logging
@@ -20,6 +25,7 @@ import torch.nn.functional as F
 
 from domainbed.algorithms.base import concat_minibatches, register_algorithm
 from domainbed.algorithms.erm import ERM
+from domainbed.errors import DomainBedError
 
 log = logging.getLogger(__name__)
 
@@ -121,3 +127,17 @@ class LinearProbe(_FrozenFeaturizerMixin, ERM):
         loss = F.cross_entropy(self.classifier(features), y)
         self.step(loss)
         return {"loss": loss.item()}
+
+
+@register_algorithm()
+class LPFT(ERM):
+    """LP-FT: fine-tune every parameter, starting from a linear probe (``--init_from``)."""
+
+    def after_init(self, init: Optional[dict]) -> None:
+        super().after_init(init)
+        if init is None:
+            raise DomainBedError(
+                "LPFT fine-tunes from a linear probe: give --init_from the probe's "
+                "model.safetensors (a run of --algorithm LinearProbe trains one), or launch "
+                "LPFT in a sweep, which trains the probe first (--output_dir_lp DIR, default "
+                "<output_dir>/linear_probe)")

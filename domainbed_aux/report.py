@@ -4,8 +4,15 @@ Per dataset and test domain, over the finished runs of a sweep (one value per tr
 shown as ``mean +/- se``; dagger rows have one value, shown ``x +/- 0.0``):
 
 - ID-val rows: the core's training-domain validation selection over the runs of a family
-  ("Vanilla fine-tuning (ID val)" over ERM runs, "Inter-training (ID val)" over
-  InterTraining/Ratatouille runs, "Fusing (ID val)" over Fusing runs);
+  ("Vanilla fine-tuning (ID val)" over ERM runs; "LP-FT (ID val)", "CORAL (ID val)",
+  "SWAD (loss-aware trajectory)" and "MA (uniform trajectory)" over the runs of LPFT,
+  CORAL, SWAD and MA -- a SWAD run counts by its record of the averaged window --;
+  "Inter-training (ID val)" over InterTraining/Ratatouille runs, "Fusing (ID val)" over
+  Fusing runs);
+- "WiSE-FT (a=0.5)": per trial seed, the ERM run with the best final ID-validation
+  accuracy, interpolated halfway back to its initialisation (its ``--init_from`` file, e.g.
+  the linear probe, so LP-FT then WiSE-FT; see ``analysis.wise_ft``); the row is left out
+  when the runs have no known initialisation;
 - "Ensemble*" rows: softmax-averaged predictions of every run of a trial seed;
 - soup rows: uniform and greedy soups of every run of a trial seed, and the uniform soup of
   every trial together ("dagger").
@@ -38,13 +45,24 @@ DAGGER_SEED = "all"  # the trial-seed key of dagger cells: one value for every t
 # family name -> the algorithms whose runs it holds
 FAMILIES: Dict[str, Tuple[str, ...]] = {
     "erm": ("ERM",),
+    "lpft": ("LPFT",),
+    "coral": ("CORAL",),
+    "swad": ("SWAD",),
+    "ma": ("MA",),
     "inter": ("InterTraining", "Ratatouille"),
     "fusing": ("Fusing",),
 }
 
-# (row name, family, kind); kinds: id_val, ensemble, uniform, greedy, dagger
+WISE_ALPHA = 0.5  # WiSE-FT's mixing coefficient: the WiSE-FT paper's default
+
+# (row name, family, kind); kinds: id_val, wise, ensemble, uniform, greedy, dagger
 TABLE1_ROWS: Tuple[Tuple[str, str, str], ...] = (
     ("Vanilla fine-tuning (ID val)", "erm", "id_val"),
+    ("LP-FT (ID val)", "lpft", "id_val"),
+    ("CORAL (ID val)", "coral", "id_val"),
+    ("SWAD (loss-aware trajectory)", "swad", "id_val"),
+    ("MA (uniform trajectory)", "ma", "id_val"),
+    ("WiSE-FT (a=%g)" % WISE_ALPHA, "erm", "wise"),
     ("Ensemble*", "erm", "ensemble"),
     ("Model soups uniform", "erm", "uniform"),
     ("Model soups greedy", "erm", "greedy"),
@@ -58,14 +76,16 @@ TABLE1_ROWS: Tuple[Tuple[str, str, str], ...] = (
 )
 
 
-def row_names(robust: bool = False) -> List[str]:
-    """The row names in table order (the robust variants after the plain ones)."""
-    names = [name for name, _, _ in TABLE1_ROWS]
+def row_names(robust: bool = False, families: Optional[Sequence[str]] = None) -> List[str]:
+    """The row names in table order (the robust variants after the plain ones), of every
+    family or of the ``families`` given (keys of ``FAMILIES``)."""
+    names = [name for name, family, _ in TABLE1_ROWS if families is None or family in families]
     return names + ([robust_name(n) for n in names] if robust else [])
 
 
 def robust_name(name: str) -> str:
-    return "Robust " + name[0].lower() + name[1:]
+    keep = name[1:2].isupper()  # "MA ...", "SWAD ...", "WiSE-FT ..." keep their capitals
+    return "Robust " + (name if keep else name[0].lower() + name[1:])
 
 
 def family_of(run: RunInfo) -> Optional[str]:
@@ -130,6 +150,7 @@ class Table1Rows:
         self.progress = progress
         self.counts = {"computed": 0, "cached": 0}
         self.details: Dict[str, Any] = {}  # "<dataset>/<row>/env<k>/<trial>" -> result
+        self.skipped: Dict[str, str] = {}  # "<dataset>/<row>" -> why the row is left out
 
     def _groups(self, dataset: str):
         """(family, robust) -> test_env -> trial_seed -> runs."""
@@ -162,7 +183,7 @@ class Table1Rows:
     def _id_val(self, runs: Sequence[RunInfo], method) -> Optional[float]:
         if self.split == "test_in":
             return method.sweep_acc(Q([r for run in runs for r in run.records]))
-        best = sorted(runs, key=lambda r: (-r.id_val_acc, r.run_dir))[0]
+        best = self._best_final(runs)
         key = self.cache.key("single", "id_val", self.split, [best], self.evaluators.data_dir)
         cached = self.cache.get(key)
         if cached is None:
@@ -175,6 +196,27 @@ class Table1Rows:
         else:
             self.counts["cached"] += 1
         return cached["acc"]
+
+    def _best_final(self, runs: Sequence[RunInfo]) -> RunInfo:
+        """The run with the best ID-validation accuracy at its last step (ties: run dir)."""
+        return sorted(runs, key=lambda r: (-r.id_val_acc, r.run_dir))[0]
+
+    def _wise(self, runs: Sequence[RunInfo]) -> dict:
+        from domainbed_aux.analysis.wise_ft import wise_ft
+        best = self._best_final(runs)
+        key = self.cache.key("wise", str(WISE_ALPHA), self.split, [best],
+                             self.evaluators.data_dir)
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.counts["cached"] += 1
+            return cached
+        curve = wise_ft(self.evaluators(best), [WISE_ALPHA], splits=[self.split])
+        result = {"run": best.run_dir, "alpha": WISE_ALPHA, "init": curve["init"],
+                  "interpolated_parts": curve["interpolated_parts"],
+                  "accuracies": {self.split: curve["accuracies"][self.split][0]}}
+        self.counts["computed"] += 1
+        self.cache.put(key, result)
+        return result
 
     def _cell_values(self, kind: str, by_trial: Dict[int, List[RunInfo]], method, name: str,
                      dataset: str, env: int) -> Dict[Any, Optional[float]]:
@@ -189,7 +231,7 @@ class Table1Rows:
             if kind == "id_val":
                 values[trial] = self._id_val(runs, method)
                 continue
-            result = self._evaluate(kind, runs)
+            result = self._wise(runs) if kind == "wise" else self._evaluate(kind, runs)
             self.details[f"{dataset}/{name}/env{env}/{trial}"] = result
             values[trial] = result["accuracies"][self.split]
         return values
@@ -206,8 +248,16 @@ class Table1Rows:
         rows = []
         for name, kind, by_env in tqdm(todo, desc=f"{dataset} rows", disable=not self.progress,
                                        leave=False):
-            values = {env: self._cell_values(kind, by_env[env], method, name, dataset, env)
-                      for env in sorted(by_env)}
+            try:
+                values = {env: self._cell_values(kind, by_env[env], method, name, dataset, env)
+                          for env in sorted(by_env)}
+            except DomainBedError as exc:
+                if kind != "wise":
+                    raise
+                # e.g. runs trained from scratch: there is no initialisation to go back to
+                self.skipped[f"{dataset}/{name}"] = str(exc)
+                log.warning("%s: row %r left out: %s", dataset, name, exc)
+                continue
             rows.append((name, values))
         return rows
 
@@ -250,6 +300,8 @@ def build_table1(input_dirs: Sequence[str], data_dir: Optional[str] = None,
     load = LoadReport(input_dir=",".join(input_dirs), n_runs=len(runs), n_records=len(records))
     report = build_report(records, [IIDAccuracySelectionMethod], [provider], load)
     _keep_rows(report, row_names(robust=True))
+    for row, why in sorted(provider.skipped.items()):
+        report.notes.append(f"row {row} left out: {why}")
     split = "the whole test domain" if full_domain else "env{test}_in"
     report.notes.append(f"every row is scored on {split}; dagger rows hold one value "
                         "(every trial seed averaged), shown as 'x +/- 0.0'")

@@ -38,6 +38,7 @@ from domainbed_aux.linear_probe import (LinearProbeSpec, ensure_linear_probe, pr
 log = logging.getLogger(__name__)
 
 RECYCLING_ALGORITHMS = ("InterTraining", "Ratatouille", "Fusing")
+LP_FT_ALGORITHM = "LPFT"
 FUSING_ALGORITHM = "Fusing"
 ROBUST_AUX_ALGORITHM = "MA"
 POOL_KINDS = ("standard", "robust")
@@ -118,10 +119,14 @@ def engaged(sweep_args) -> bool:
 def needs_init(train_args: Dict[str, Any], sweep_args) -> bool:
     """Whether this job starts from a composed (w_lp, phi) file: recycling algorithms, and
     ERM given --output_dir_lp, once the sweep gives --aux_dir or --output_dir_lp (without
-    them, these algorithms train as plain ERM from the core's initialisation)."""
-    if not engaged(sweep_args) or list(train_args.get("test_envs") or []) == [-1]:
+    them, these algorithms train as plain ERM from the core's initialisation); LPFT always."""
+    if list(train_args.get("test_envs") or []) == [-1]:
         return False  # auxiliary runs have no target linear probe
     algorithm = train_args["algorithm"]
+    if algorithm == LP_FT_ALGORITHM:
+        return True  # LP-FT always starts from the shared linear probe
+    if not engaged(sweep_args):
+        return False
     if algorithm in RECYCLING_ALGORITHMS:
         return True
     return algorithm == "ERM" and bool(getattr(sweep_args, "output_dir_lp", None))

@@ -18,7 +18,7 @@ from domainbed_aux.soups import soup
 from tests.test_soups import trained_sweep  # noqa: F401  (session fixture)
 
 
-def _patch(run_dir, algorithm, init=None):
+def _patch(run_dir, algorithm, init=None, init_from=None):
     path = os.path.join(run_dir, "results.jsonl")
     with open(path) as f:
         records = [json.loads(line) for line in f]
@@ -26,20 +26,25 @@ def _patch(run_dir, algorithm, init=None):
         record["args"]["algorithm"] = algorithm
         if init is not None:
             record["init"] = init
+        if init_from is not None:
+            record["args"]["init_from"] = init_from
     with open(path, "w") as f:
         f.write("".join(json.dumps(r) + "\n" for r in records))
 
 
 @pytest.fixture(scope="session")
 def table_sweep(trained_sweep, tmp_path_factory):  # noqa: F811
-    """The trained ERM runs, plus copies relabelled InterTraining, Fusing, robust."""
+    """The trained ERM runs, plus copies relabelled InterTraining, Fusing, robust, CORAL,
+    SWAD, MA, LPFT (the ID-val rows read records only)."""
     root = tmp_path_factory.mktemp("table") / "sweep"
     for path in sorted(trained_sweep.iterdir()):
         if not (path / "done").exists():
             continue
         shutil.copytree(path, root / path.name)
         for algorithm, init, tag in (("InterTraining", None, "inter"), ("Fusing", None, "fus"),
-                                     ("InterTraining", {"robust": True}, "rob")):
+                                     ("InterTraining", {"robust": True}, "rob"),
+                                     ("CORAL", None, "coral"), ("SWAD", None, "swad"),
+                                     ("MA", None, "ma"), ("LPFT", None, "lpft")):
             copy = root / f"{tag}_{path.name}"
             shutil.copytree(path, copy)
             _patch(str(copy), algorithm, init)
@@ -54,8 +59,14 @@ def test_report_prints_every_row_with_numbers(table_sweep, capsys):
     robust_inter = ["Robust inter-training (ID val)", "Robust ensemble* of inter-training",
                     "Robust ratatouille uniform", "Robust ratatouille greedy",
                     "Robust ratatouille uniform (dagger)"]
-    names = row_names() + robust_inter
+    wise = "WiSE-FT (a=0.5)"
+    names = [n for n in row_names() if n != wise] + robust_inter
     assert set(robust_inter) <= set(row_names(robust=True))
+    assert {"CORAL (ID val)", "SWAD (loss-aware trajectory)",
+            "MA (uniform trajectory)"} <= set(names)
+    # the ERM runs were trained from scratch (a small CNN): nothing to interpolate back to
+    assert not any(l.startswith(wise) for l in lines)
+    assert "row Debug28/WiSE-FT (a=0.5) left out: " in out.out
     for name in names:
         row = [l for l in lines if l.startswith(name + "  ")]
         assert row, f"missing row {name!r}\n{out.out}"
@@ -89,6 +100,9 @@ def test_report_values_match_selection_and_soups(table_sweep):
     assert rows["Model soups uniform (dagger)"].cells[1].missing  # no run tests env 1
     # relabelled copies hold the same weights: the same numbers as the ERM rows
     assert rows["Ratatouille uniform"].cells[0].values == uniform.values
+    for name in ("LP-FT (ID val)", "CORAL (ID val)", "SWAD (loss-aware trajectory)",
+                 "MA (uniform trajectory)"):
+        assert rows[name].cells[0].values == rows["Vanilla fine-tuning (ID val)"].cells[0].values
     assert sum(provider.counts.values()) > 0
 
 
@@ -98,3 +112,25 @@ def test_report_errors_on_empty_input(tmp_path, capsys):
     assert report_script.main(["--input_dir", str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("report: error:") and "\n" not in err
+
+
+@pytest.mark.slow
+def test_wise_ft_row_interpolates_the_best_run_halfway_to_its_init(trained_sweep, tmp_path):  # noqa: F811
+    from domainbed_aux.analysis.wise_ft import wise_ft
+    from domainbed_aux.evaluation import RunEvaluator
+    root = tmp_path / "sweep"
+    trial0 = sorted(p for p in trained_sweep.iterdir() if p.name.startswith("erm_t0"))
+    # each run "started" from the other run's weights: a known init to go back to
+    for path, other in zip(trial0, reversed(trial0)):
+        shutil.copytree(path, root / path.name)
+        _patch(str(root / path.name), "ERM", init_from=str(other / "model.safetensors"))
+    report, provider = build_table1([str(root)], cache_dir=None)
+    rows = {row.name: row for row in report.sections[0].tables[0].rows}
+    cell = rows["WiSE-FT (a=0.5)"].cells[0]
+    runs = [read_run(str(p)) for p in sorted(root.iterdir())]
+    best = sorted(runs, key=lambda r: (-r.id_val_acc, r.run_dir))[0]
+    expected = wise_ft(RunEvaluator(best), [0.0, 0.5])["accuracies"]["test_in"]
+    assert cell.values == [pytest.approx(expected[1])]
+    assert provider.details["Debug28/WiSE-FT (a=0.5)/env0/0"]["run"] == best.run_dir
+    # a = 0 is the run itself: its recorded test accuracy
+    assert expected[0] == pytest.approx(best.final_record["env0_in_acc"])

@@ -176,6 +176,39 @@ def test_erm_with_lp_starts_from_member_zero(tmp_path):
     assert all(torch.equal(state["featurizer." + k], v) for k, v in phi.items())
 
 
+def test_lpft_starts_from_the_linear_probe_without_any_recipe_flag(tmp_path):
+    phi_pt = make_phi_pt(tmp_path / "phi_pt.safetensors")
+    args = sweep_args(tmp_path, "--algorithms", "LPFT", "ERM", "--pretrained_featurizer",
+                      phi_pt)
+    jobs = jobs_from_args(args)
+    lpft = [j for j in jobs if j.train_args["algorithm"] == "LPFT"]
+    erm = [j for j in jobs if j.train_args["algorithm"] == "ERM"]
+    assert len(lpft) == len(erm) == 3
+    # ERM keeps the plain pretrained featurizer; LPFT gets (w_lp, phi_pt) from the probe
+    # trained in <output_dir>/linear_probe
+    assert all(j.train_args["init_part"] == "featurizer" for j in erm)
+    lp_root = str(tmp_path / "sweep" / "linear_probe")
+    assert all(j.train_args["init_from"].startswith(lp_root) for j in lpft)
+    sweep_plugin.prepare_inits(lpft, args)
+    state, _ = load_file(lpft[0].train_args["init_from"])
+    assert any(k.startswith("classifier.") for k in state)
+    records = run_job_in_process(lpft[0])
+    assert records[-1]["args"]["algorithm"] == "LPFT"
+    assert records[-1]["init"]["member"]["kind"] == "pretrained"
+
+
+def test_lpft_without_an_init_is_one_clear_error(tmp_path, capsys):
+    from domainbed.scripts import train as train_script
+    assert train_script.main(["--dataset", "Debug28", "--algorithm", "LPFT", "--steps", "1",
+                              "--output_dir", str(tmp_path / "run"),
+                              "--hparams", json.dumps(HPARAMS)]) == 2
+    captured = capsys.readouterr()
+    errors = [l for l in (captured.out + captured.err).splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and "LPFT fine-tunes from a linear probe: give --init_from" \
+        in errors[0]
+    assert (tmp_path / "run" / "failed").exists() and not (tmp_path / "run" / "done").exists()
+
+
 def test_aux_jobs_start_from_the_pretrained_featurizer(tmp_path):
     phi = make_phi_pt(tmp_path / "phi.safetensors")
     args = build_parser().parse_args([
