@@ -66,6 +66,45 @@ def test_local_runs_in_order_and_a_failure_does_not_stop_the_rest(tmp_path, capl
     assert progress[2].startswith("[3/3] done job2")
 
 
+_PROGRESS_JOB = """
+import sys, time
+from domainbed.lib.run_dir import ProgressFile
+progress = ProgressFile(sys.argv[1], 4, min_interval=0)
+for step in range(1, 5):
+    progress.update(step)
+    time.sleep(0.4)
+"""
+
+
+def test_local_shows_the_steps_of_the_running_job(tmp_path, caplog, monkeypatch):
+    from domainbed.command_launchers import local
+    monkeypatch.setattr(local, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(local, "LOG_EVERY_SECONDS", 0.0)
+    monkeypatch.setenv("PYTHONPATH", os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    job = str(tmp_path / "job")
+    with caplog.at_level(logging.INFO, logger="domainbed.command_launchers"):
+        assert REGISTRY.get("local")([Task(py(_PROGRESS_JOB) + [job], job, "job")]) == [0]
+    lines = [r.getMessage() for r in caplog.records if " step " in r.getMessage()]
+    steps = sorted({int(line.split("step ")[1].split("/")[0]) for line in lines})
+    assert all(line.startswith("[1/1] step ") and line.endswith("/4") for line in lines)
+    assert len(steps) >= 2 and set(steps) <= {1, 2, 3, 4}, lines
+    assert run_dir.read_progress(job)["step"] == 4
+
+
+def test_step_progress_draws_a_bar_on_a_terminal(tmp_path, capsys):
+    from domainbed.command_launchers.local import StepProgress
+    run = tmp_path / "run"
+    task = Task(["true"], str(run), "job")
+    progress = StepProgress(task, "[2/5]", tty=True)
+    progress()  # no progress file yet: nothing to show
+    assert progress.bar is None
+    run_dir.ProgressFile(str(run), 10, min_interval=0).update(3)
+    progress()
+    assert progress.bar is not None and progress.bar.n == 3 and progress.bar.total == 10
+    progress.close()
+    assert "[2/5]" in capsys.readouterr().err
+
+
 def test_visible_gpus_honours_cuda_visible_devices(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3, 5")
     assert visible_gpus() == ["3", "5"]

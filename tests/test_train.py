@@ -34,6 +34,8 @@ def test_train_writes_upstream_outputs(tmp_path):
     for name in ("results.jsonl", "out.txt", "err.txt", "model.safetensors", "done"):
         assert (out / name).exists(), name
     assert not (out / "checkpoint.safetensors").exists()
+    progress = json.loads((out / "progress.json").read_text())
+    assert (progress["step"], progress["n_steps"]) == (7, 7)  # written at the last step
     records = _read_records(out)
     assert [r["step"] for r in records] == [0, 3, 6]
     keys = set(records[-1])

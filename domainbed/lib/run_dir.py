@@ -7,12 +7,15 @@
 - ``done``: written last, when the run has finished.
 - ``failed``: JSON ``{"error", "traceback"}`` when the last attempt raised.
 - ``.lock``: held (``flock``) by the process that is training in this directory.
+- ``progress.json``: ``{"step", "n_steps", "time"}``, rewritten about once a second while
+  training (steps done so far), for launchers that show progress.
 """
 
 import errno
 import fcntl
 import json
 import os
+import time
 from typing import Optional
 
 RESULTS = "results.jsonl"
@@ -23,9 +26,42 @@ CHECKPOINT = "checkpoint.safetensors"
 DONE = "done"
 FAILED = "failed"
 LOCK = ".lock"
+PROGRESS = "progress.json"
 
 DONE_STATE, RUNNING_STATE, FAILED_STATE = "Done", "Running", "Failed"
 INCOMPLETE_STATE, NOT_LAUNCHED_STATE = "Incomplete", "Not launched"
+
+
+class ProgressFile:
+    """Writes ``progress.json`` at most every ``min_interval`` seconds (and at the end)."""
+
+    def __init__(self, run_dir: str, n_steps: int, min_interval: float = 1.0):
+        self.path = os.path.join(run_dir, PROGRESS)
+        self.n_steps = n_steps
+        self.min_interval = min_interval
+        self._last = 0.0
+
+    def update(self, steps_done: int) -> None:
+        now = time.time()
+        if now - self._last < self.min_interval and steps_done < self.n_steps:
+            return
+        self._last = now
+        from domainbed.lib.misc import atomic_write_text
+        try:
+            atomic_write_text(self.path, json.dumps(
+                {"step": steps_done, "n_steps": self.n_steps, "time": now}))
+        except OSError:
+            pass  # progress is a convenience: never fail a run for it
+
+
+def read_progress(run_dir: str) -> Optional[dict]:
+    """``progress.json`` of a run, or None when absent or unreadable."""
+    try:
+        with open(os.path.join(run_dir, PROGRESS), encoding="utf-8") as f:
+            progress = json.load(f)
+        return progress if isinstance(progress, dict) else None
+    except (OSError, ValueError):
+        return None
 
 
 class RunLock:

@@ -221,6 +221,7 @@ def _train_locked(args) -> None:
     metadata = _model_metadata(args, dataset, hparams, len(train_envs))
     step_vals: Dict[str, List[float]] = {}
     last_results_keys = None
+    progress = run_dir.ProgressFile(out_dir, n_steps)
     for step in range(start_step, n_steps):
         step_start = time.time()
         minibatches = [tuple(t.to(device) for t in next(it)) for it in train_iters]
@@ -229,6 +230,7 @@ def _train_locked(args) -> None:
         step_vals.setdefault("step_time", []).append(time.time() - step_start)
         for key, value in values.items():
             step_vals.setdefault(key, []).append(value)
+        progress.update(step + 1)
 
         if step % checkpoint_freq == 0 or step == n_steps - 1:
             record = {"step": step, "epoch": step / steps_per_epoch}
