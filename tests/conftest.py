@@ -1,6 +1,7 @@
 """Shared pytest set-up.
 
-SLURM: tests marked ``slurm`` need a running cluster. They are skipped when ``sinfo`` is
+GPU: tests marked ``gpu`` need CUDA and are skipped without it (benchmarks/gpu_check.sh runs
+them on a GPU machine). SLURM: tests marked ``slurm`` need a running cluster. They are skipped when ``sinfo`` is
 missing or ``scontrol ping`` fails, and FAIL instead when ``REQUIRE_SLURM=1`` (CI brings a
 cluster up with .ci/slurm-up.sh, so a broken cluster cannot hide as "skipped").
 """
@@ -29,6 +30,10 @@ def slurm_unavailable_reason() -> str:
 
 
 def pytest_runtest_setup(item):
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+        if not torch.cuda.is_available():  # CI machines have none; benchmarks/gpu_check.sh
+            pytest.skip("no CUDA GPU here (run benchmarks/gpu_check.sh on a GPU machine)")
     if item.get_closest_marker("slurm") is not None:
         reason = slurm_unavailable_reason()
         if reason:

@@ -20,9 +20,13 @@ def seed_hash(*args: Any) -> int:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch, and make cuDNN pick deterministic kernels (as upstream
+    DomainBed does): a run resumed on a GPU then repeats the uninterrupted one."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 class _SplitDataset(Dataset):
