@@ -234,3 +234,18 @@ def test_slurm_failure_lines_show_the_remote_error():
     cancelled = "Job 3_4 (task: 0) has not produced any output (state: CANCELLED by 0)\nError " \
                 "stream produced:\n"
     assert _one_line_reason(Exception(cancelled)).endswith("(state: CANCELLED by 0)")
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    from domainbed.lib.misc import show_progress
+
+    class Stream:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+    monkeypatch.setattr(sys, "stderr", Stream(True))
+    assert show_progress() and not show_progress(disabled=True)
+    monkeypatch.setattr(sys, "stderr", Stream(False))
+    assert not show_progress()

@@ -29,6 +29,13 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
+def show_progress(disabled: bool = False) -> bool:
+    """Whether to draw progress bars: not when asked not to, nor when stderr is not a
+    terminal (a log file would fill with redrawn bars)."""
+    import sys
+    return not disabled and sys.stderr.isatty()
+
+
 class _SplitDataset(Dataset):
     """A subset of ``underlying_dataset`` given by ``keys``."""
 

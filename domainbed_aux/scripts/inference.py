@@ -18,7 +18,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from domainbed.errors import DomainBedError, one_line
-from domainbed.lib.misc import atomic_write_text
+from domainbed.lib.misc import atomic_write_text, show_progress
 
 log = logging.getLogger("domainbed_aux.inference")
 
@@ -102,7 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--algorithms", nargs="+", default=None,
                    help="only runs of these algorithms (default: all)")
     p.add_argument("--output", default=None, help="JSON file to write")
-    p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--no_progress", action="store_true",
+                   help="no progress bars (they are off anyway when stderr is not a terminal)")
     return p.parse_args(argv)
 
 
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
                                [d for d in args.input_dir.split(",") if d],
                                args.weight_selection, args.trial_seed, args.data_dir,
                                args.full_domain, args.algorithms, get_device(),
-                               progress=not args.no_progress)
+                               progress=show_progress(args.no_progress))
         output = args.output or default_output(args)
         atomic_write_text(output, json.dumps(result, indent=2) + "\n")
     except DomainBedError as exc:

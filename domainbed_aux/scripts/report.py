@@ -1,7 +1,8 @@
 """The paper's Table 1 for a sweep: ``python -m domainbed_aux.scripts.report --input_dir DIR``.
 
-Rows: vanilla fine-tuning, Ensemble*, model soups (uniform, greedy, dagger), inter-training,
-its Ensemble*, fusing, ratatouille (uniform, greedy, dagger) and their robust variants, per
+Rows: vanilla fine-tuning, LP-FT, CORAL, SWAD, MA, WiSE-FT, Ensemble*, model soups (uniform,
+greedy, dagger), inter-training, its Ensemble*, fusing, ratatouille (uniform, greedy, dagger)
+and their robust variants (the rows whose runs exist), per
 dataset and test domain, scored on ``env{test}_in`` (``--full_domain``: the whole test
 domain). Text by default, or ``--markdown``, ``--latex``, ``--json``.
 """
@@ -11,6 +12,7 @@ import logging
 import sys
 
 from domainbed.errors import DomainBedError, one_line
+from domainbed.lib.misc import show_progress
 from domainbed.reports.writers import add_format_arguments
 
 
@@ -25,7 +27,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="evaluation cache (default: <first input dir>/.ratatouille_cache)")
     p.add_argument("--no_cache", action="store_true", help="recompute every evaluation")
     p.add_argument("--output", default=None, help="also write the report to this file")
-    p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--no_progress", action="store_true",
+                   help="no progress bars (they are off anyway when stderr is not a terminal)")
     return p.parse_args(argv)
 
 
@@ -39,7 +42,7 @@ def main(argv=None) -> int:
     try:
         report, provider = build_table1(
             [d for d in args.input_dir.split(",") if d], args.data_dir, args.full_domain,
-            None if args.no_cache else args.cache_dir, progress=not args.no_progress,
+            None if args.no_cache else args.cache_dir, progress=show_progress(args.no_progress),
             device=get_device())
         text = render(report, args.fmt)
         if args.output:
