@@ -38,7 +38,8 @@ class EmbeddedCounts(EmbeddedDataset):
 
 @register_dataset()
 class EmbeddedPretrain(EmbeddedDataset):
-    """36 classes (letters, other shapes, grids) in four styles: the pretraining task."""
+    """36 classes (letters, other shapes, grids) in the plain and stipple styles, which no
+    target dataset uses: the pretraining task."""
     N_STEPS = 1001
     CHECKPOINT_FREQ = 200
 

@@ -14,7 +14,7 @@ from domainbed.datasets.embedded import content as c
 from domainbed.datasets.embedded.styles import STYLE_REGISTRY
 from domainbed.lib.misc import seed_hash
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ SPECS: Dict[str, EmbeddedSpec] = {s.name: s for s in [
           c.textures_content),
     _spec("EmbeddedCounts", ["count_%d" % k for k in range(1, 6)],
           ["cartoon", "painting", "neon", "mosaic"], 90, c.counts_content),
-    _spec("EmbeddedPretrain", _PRETRAIN_CLASSES, ["photo", "cartoon", "sketch", "painting"], 55,
+    _spec("EmbeddedPretrain", _PRETRAIN_CLASSES, ["plain", "stipple"], 110,
           c.pretrain_content),
 ]}
 

@@ -5,6 +5,10 @@ returns RGB images (n, 3, SIZE, SIZE) in [0, 1]. Styles differ in what a domain 
 changes in real data: filled vs outlined, stroke width, flat vs shaded vs textured paint,
 background (flat, gradient, blotches, clutter), colour range, resolution and noise.
 Every random draw is from ``rng`` and uniform-based (see geometry.py on determinism).
+
+``plain`` and ``stipple`` are the pretraining task's styles and no target dataset's: every
+held-out target domain is then a style the foundation featurizer never saw, as photos
+pretraining a network do not make sketches or paintings in-distribution.
 """
 
 from typing import Callable
@@ -168,3 +172,20 @@ def clutter(d, rng, distractors: int = 5):
     fg = hsv_to_rgb(rng.rand(n), rng.uniform(.3, 1., n), fg_value)
     img = mix(img, fg, coverage(d))
     return img + _pixel_noise(rng, img.shape, 0.12)
+
+
+@register_style("plain")
+def plain(d, rng):
+    """Flat fill on a flat background of clearly different brightness; nothing else."""
+    fg, bg = _contrasting(rng, len(d))
+    return mix(bg, fg, coverage(d))
+
+
+@register_style("stipple")
+def stipple(d, rng):
+    """The object as a dense field of random dots over a sparsely dotted background."""
+    n = len(d)
+    fg, bg = _contrasting(rng, n)
+    density = 0.12 + 0.68 * coverage(d)
+    dots = (rng.rand(n, 1, g.SIZE, g.SIZE) < density).astype(np.float32)
+    return mix(bg, fg, dots)
