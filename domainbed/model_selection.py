@@ -219,5 +219,6 @@ def get_selection_method(name: str) -> type:
                          f"{', '.join(SELECTION_METHODS)}")
 
 
-__all__ = ["SELECTION_METHODS", "SelectionMethod", "final_records_only", "IIDAccuracySelectionMethod",
-           "LeaveOneOutSelectionMethod", "OracleSelectionMethod", "get_selection_method"]
+__all__ = ["SELECTION_METHODS", "SelectionMethod", "final_records_only",
+           "IIDAccuracySelectionMethod", "LeaveOneOutSelectionMethod", "OracleSelectionMethod",
+           "get_selection_method"]

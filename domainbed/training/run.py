@@ -252,7 +252,8 @@ def _train_locked(args) -> None:
                              algorithm.state_dict(), metadata)
             save_checkpoint(checkpoint_path, algorithm, step + 1, n_records, extra={})
 
-    final = algorithm.final_evaluation() if n_records else None
+    hook = getattr(algorithm, "final_evaluation", None)
+    final = hook() if hook is not None and n_records else None
     if final is not None:  # e.g. SWAD: score the averaged window once more
         record = {"step": n_steps - 1, "epoch": (n_steps - 1) / steps_per_epoch,
                   "final_average": True}
