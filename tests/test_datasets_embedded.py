@@ -49,8 +49,23 @@ def test_family_is_registered_with_fixed_order():
                                                "EmbeddedCounts"]
     for name in ALL_NAMES:
         assert name in datasets.DATASETS
+    for name in embedded.EMBEDDED_TARGET_FAMILY:
         assert datasets.num_environments(name) >= 3
     assert embedded.EMBEDDED_PRETRAIN not in embedded.EMBEDDED_TARGET_FAMILY
+
+
+def test_pretraining_styles_are_never_target_domains():
+    """Every held-out target domain is a style the foundation featurizer never saw."""
+    target_styles = {d for name in embedded.EMBEDDED_TARGET_FAMILY
+                     for d in specs.get_spec(name).domains}
+    pretrain = specs.get_spec(embedded.EMBEDDED_PRETRAIN)
+    assert len(pretrain.domains) >= 2 and not set(pretrain.domains) & target_styles
+    # and it is the larger task: more classes and more images than any target
+    for name in embedded.EMBEDDED_TARGET_FAMILY:
+        spec = specs.get_spec(name)
+        assert len(pretrain.classes) > len(spec.classes)
+        assert pretrain.n_per_domain * len(pretrain.domains) > \
+            spec.n_per_domain * len(spec.domains)
 
 
 @pytest.mark.parametrize("name", ALL_NAMES)
@@ -60,7 +75,7 @@ def test_dataset_contract(built, name):
     assert cls.INPUT_SHAPE == (3, 32, 32) and tuple(ds.input_shape) == (3, 32, 32)
     assert cls.N_WORKERS == 0 and cls.N_STEPS > cls.CHECKPOINT_FREQ > 0
     assert ds.num_classes == EXPECTED_CLASSES[name] == len(cls.CLASSES)
-    assert len(ds) == len(cls.ENVIRONMENTS) >= 3
+    assert len(ds) == len(cls.ENVIRONMENTS) >= (2 if name == embedded.EMBEDDED_PRETRAIN else 3)
     sizes = []
     for i, env in enumerate(ds):
         x, y = env.tensors
@@ -118,11 +133,14 @@ def test_generation_is_identical_in_another_process(built, data_root):
 def test_generator_fingerprint_is_pinned():
     # the same bytes on every machine; a deliberate change of the generator must bump
     # specs.GENERATOR_VERSION (which renames the cache files) and update this fingerprint
-    assert specs.GENERATOR_VERSION == 1
-    assert fingerprint(specs.generate("EmbeddedCounts")) == COUNTS_FINGERPRINT_V1
+    assert specs.GENERATOR_VERSION == 2
+    # version 2 changed only the pretraining task: the targets' bytes are those of version 1
+    assert fingerprint(specs.generate("EmbeddedCounts")) == COUNTS_FINGERPRINT_V1_V2
+    assert fingerprint(specs.generate("EmbeddedPretrain")) == PRETRAIN_FINGERPRINT_V2
 
 
-COUNTS_FINGERPRINT_V1 = "c8d536198d89889ffbbff6f0c68992ed07c578d0bf96958c7ada356d641aa105"
+COUNTS_FINGERPRINT_V1_V2 = "c8d536198d89889ffbbff6f0c68992ed07c578d0bf96958c7ada356d641aa105"
+PRETRAIN_FINGERPRINT_V2 = "810acbeeab3c832bf77bfa50c22fcae412b19e584b037d36d67a34dc3e7b77e5"
 
 
 def test_cache_is_reused_without_regenerating(tmp_path, monkeypatch):
@@ -149,10 +167,10 @@ def test_cache_location(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache.cache_dir(None) == str(tmp_path / "home" / ".cache" / "domainbed" / "embedded")
     # the version is part of the file name: a new generator never reads an old cache
-    v1 = cache.cache_path("EmbeddedCounts", "r")
-    monkeypatch.setattr(specs, "GENERATOR_VERSION", 2)
-    assert cache.cache_path("EmbeddedCounts", "r") != v1
-    assert cache.cache_path("EmbeddedCounts", "r").endswith("EmbeddedCounts_v2.npz")
+    now = cache.cache_path("EmbeddedCounts", "r")
+    assert now.endswith(f"EmbeddedCounts_v{specs.GENERATOR_VERSION}.npz")
+    monkeypatch.setattr(specs, "GENERATOR_VERSION", specs.GENERATOR_VERSION + 1)
+    assert cache.cache_path("EmbeddedCounts", "r") != now
 
 
 def test_no_root_uses_the_env_var_folder(tmp_path, monkeypatch):
