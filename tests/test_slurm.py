@@ -155,7 +155,7 @@ def test_failed_jobs_are_reported_and_dependent_stages_wait(tmp_path, monkeypatc
     assert not any("FAILED" in r.getMessage() and stage2_ids[0] in r.getMessage()
                    for r in caplog.records)
     report = actions.status(jobs)
-    assert "1 done, 0 incomplete, 0 running, 1 failed" in report
+    assert "1 done, 0 incomplete, 0 running, 0 queued, 1 failed" in report
     assert "DataError: dataset Broken has no files" in report
 
 
@@ -171,3 +171,29 @@ def test_impossible_requests_fail_with_one_line_naming_the_option(tmp_path, opti
         REGISTRY.get("slurm").submit([Task(["true"])], log_dir=str(tmp_path), **request)
     message = str(info.value)
     assert "\n" not in message and f"fix {option}" in message
+
+
+def test_jobs_waiting_in_the_queue_are_not_submitted_twice(tmp_path):
+    fake = write_fake_train(tmp_path)
+    base = {"dataset": "Debug28", "algorithm": "ERM", "test_envs": [0]}
+    jobs = make_jobs([dict(base, hparams_seed=h) for h in range(2)], str(tmp_path / "sweep"),
+                     fake)
+    launcher = REGISTRY.get("slurm")
+    logs = str(tmp_path / "logs")
+    # held back by --begin: both stay pending in the queue
+    ids = launcher.launch(jobs, log_dir=logs, additional_parameters={"begin": "now+1hour"},
+                          **SUBMIT)
+    try:
+        assert [run_dir.read_submission(j.output_dir) for j in jobs] == ids
+        assert actions.status(jobs).splitlines()[0] == (
+            "2 jobs: 0 done, 0 incomplete, 0 running, 2 queued, 0 failed, 0 not launched")
+        assert actions.launch(jobs, launcher, skip_confirmation=True, log_dir=logs,
+                              **SUBMIT) == []
+        assert n_submitted(logs) == 2  # nothing submitted again
+    finally:
+        subprocess.run(["scancel", ids[0].split("_")[0]], check=True)
+    _wait_for(lambda: not actions.queued_dirs(jobs), "the cancelled jobs to leave the queue")
+    # out of the queue, never started: launched again, and they run to the end
+    launched = actions.launch(jobs, launcher, skip_confirmation=True, log_dir=logs, wait=True,
+                              **SUBMIT)
+    assert launched == jobs and all(j.state == run_dir.DONE_STATE for j in jobs)

@@ -232,7 +232,7 @@ def test_local_sweep_runs_all_skips_done_and_resumes_one(tmp_path, data_dir, fak
         assert [json.loads(l)["step"] for l in f] == [0, 1, 2, 3, 4]
     capsys.readouterr()
     assert sweep_cli.main(["status", "--output_dir", str(out), *SWEEP_24]) == 0
-    assert "24 jobs: 24 done, 0 incomplete, 0 running, 0 failed, 0 not launched" in \
+    assert "24 jobs: 24 done, 0 incomplete, 0 running, 0 queued, 0 failed, 0 not launched" in \
         capsys.readouterr().out
 
 
@@ -243,7 +243,7 @@ def test_failed_job_is_shown_with_reason_and_relaunched(tmp_path, fake_train):
     actions.launch(jobs, REGISTRY.get("local"), skip_confirmation=True)
     assert [j.state for j in jobs] == [run_dir.FAILED_STATE, run_dir.DONE_STATE]
     report = actions.status(jobs)
-    assert "2 jobs: 1 done, 0 incomplete, 0 running, 1 failed, 0 not launched" in report
+    assert "2 jobs: 1 done, 0 incomplete, 0 running, 0 queued, 1 failed, 0 not launched" in report
     assert (f"Failed {jobs[0].name}: DataError: dataset Broken has no files (traceback: "
             f"{os.path.join(jobs[0].output_dir, run_dir.FAILED)})") in report
     assert actions.launch(jobs, REGISTRY.get("local"), skip_confirmation=True) == [jobs[0]]
@@ -296,6 +296,30 @@ def test_delete_incomplete_removes_incomplete_and_failed_but_never_running(tmp_p
     assert actions.delete_incomplete(jobs, skip_confirmation=True) == [running]
 
 
+def test_jobs_still_in_the_slurm_queue_are_neither_relaunched_nor_deleted(tmp_path, fake_train):
+    args = [{"dataset": "Debug28", "algorithm": "ERM", "test_envs": [0], "hparams_seed": h}
+            for h in range(4)]
+    queued, left_queue, done, fresh = jobs = make_jobs(args, str(tmp_path / "sweep"),
+                                                       fake_train)
+    REGISTRY.get("local")([done])
+    for job, job_id in ((queued, "11_0"), (left_queue, "11_1"), (done, "11_2")):
+        run_dir.write_submission(job.output_dir, job_id)
+    assert run_dir.read_submission(queued.output_dir) == "11_0"
+    in_queue = lambda: {"11_0", "11_2", "99"}  # noqa: E731  (what squeue lists)
+
+    assert actions.queued_dirs(jobs, in_queue) == {queued.output_dir}
+    assert actions.queued_dirs(jobs, lambda: None) == set()  # squeue unavailable
+    report = actions.status(jobs, in_queue)
+    assert report.splitlines()[0] == ("4 jobs: 1 done, 1 incomplete, 0 running, 1 queued, "
+                                      "0 failed, 1 not launched")
+    assert actions.delete_incomplete(jobs, skip_confirmation=True, in_queue=in_queue) == \
+        [left_queue]
+    assert os.path.isdir(queued.output_dir)
+    launched = actions.launch(jobs, REGISTRY.get("local"), skip_confirmation=True,
+                              in_queue=in_queue)
+    assert launched == [left_queue, fresh] and n_starts(queued) == 0
+
+
 def test_launch_needs_an_existing_data_dir_and_a_known_launcher(tmp_path, capsys):
     base = ["launch", "--output_dir", str(tmp_path / "out"), "--skip_confirmation", *SWEEP_24]
     assert sweep_cli.main(base + ["--command_launcher", "dummy", "--data_dir",
@@ -342,7 +366,7 @@ def test_real_training_sweep_resumes_and_reports_failures(tmp_path, data_dir):
     REGISTRY.get("local")(bad)
     assert bad[0].state == run_dir.FAILED_STATE
     report = actions.status(jobs + bad)
-    assert "3 jobs: 2 done, 0 incomplete, 0 running, 1 failed, 0 not launched" in report
+    assert "3 jobs: 2 done, 0 incomplete, 0 running, 0 queued, 1 failed, 0 not launched" in report
     line = next(l for l in report.splitlines() if l.startswith("Failed"))
     assert "5" in line and "traceback: " + os.path.join(bad[0].output_dir, run_dir.FAILED) in line
 

@@ -8,6 +8,7 @@ file) and the same command is requeued.
 
 import argparse
 import contextlib
+import getpass
 import io
 import logging
 import os
@@ -16,7 +17,7 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 from domainbed.command_launchers.base import Launcher, Task, as_task, register_launcher
 from domainbed.errors import DomainBedError
@@ -247,6 +248,9 @@ class SlurmLauncher(Launcher):
             raise DomainBedError(explain_sbatch_error(text)) from None
         if sbatch_stderr.getvalue().strip():
             log.warning("%s", sbatch_stderr.getvalue().strip())
+        for task, job in zip(tasks, submitted):
+            if task.output_dir:  # so that a relaunch does not submit it again while queued
+                run_dir.write_submission(task.output_dir, job.job_id)
         log.info("submitted %d jobs to SLURM (array %s); logs in %s", len(submitted),
                  submitted[0].job_id.split("_")[0], log_dir)
         return submitted
@@ -261,6 +265,24 @@ class SlurmLauncher(Launcher):
         if wait:
             wait_for(submitted, tasks)
         return [j.job_id for j in submitted]
+
+
+def jobs_in_queue() -> Optional[Set[str]]:
+    """Ids of this user's jobs that SLURM still holds (pending, running, requeued...), one
+    per array task (``123_4``); None when ``squeue`` is missing or fails."""
+    if shutil.which("squeue") is None:
+        return None
+    command = ["squeue", "--noheader", "--array", "--user", getpass.getuser(), "--format=%i"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("cannot read the SLURM queue (%s); queued jobs may be submitted again", exc)
+        return None
+    if result.returncode != 0:
+        log.warning("cannot read the SLURM queue (squeue: %s); queued jobs may be submitted "
+                    "again", " ".join(result.stderr.split()) or result.returncode)
+        return None
+    return {line.strip() for line in result.stdout.splitlines() if line.strip()}
 
 
 def wait_for(submitted: Sequence[Any], tasks: Sequence[Task]) -> List[bool]:

@@ -9,6 +9,8 @@
 - ``.lock``: held (``flock``) by the process that is training in this directory.
 - ``progress.json``: ``{"step", "n_steps", "time"}``, rewritten about once a second while
   training (steps done so far), for launchers that show progress.
+- ``slurm_job``: the SLURM job id of the last submission (written by the slurm launcher), so
+  that a job still waiting in the queue is not submitted twice.
 """
 
 import errno
@@ -27,9 +29,11 @@ DONE = "done"
 FAILED = "failed"
 LOCK = ".lock"
 PROGRESS = "progress.json"
+SLURM_JOB = "slurm_job"
 
 DONE_STATE, RUNNING_STATE, FAILED_STATE = "Done", "Running", "Failed"
 INCOMPLETE_STATE, NOT_LAUNCHED_STATE = "Incomplete", "Not launched"
+QUEUED_STATE = "Queued"  # submitted to SLURM and still in its queue (see sweep.actions)
 
 
 class ProgressFile:
@@ -61,6 +65,22 @@ def read_progress(run_dir: str) -> Optional[dict]:
             progress = json.load(f)
         return progress if isinstance(progress, dict) else None
     except (OSError, ValueError):
+        return None
+
+
+def write_submission(run_dir: str, job_id: str) -> None:
+    """Record the scheduler's job id of the submission that will train ``run_dir``."""
+    from domainbed.lib.misc import atomic_write_text
+    os.makedirs(run_dir, exist_ok=True)
+    atomic_write_text(os.path.join(run_dir, SLURM_JOB), str(job_id) + "\n")
+
+
+def read_submission(run_dir: str) -> Optional[str]:
+    """The job id recorded by ``write_submission``, or None."""
+    try:
+        with open(os.path.join(run_dir, SLURM_JOB), encoding="utf-8") as f:
+            return f.read().strip() or None
+    except OSError:
         return None
 
 

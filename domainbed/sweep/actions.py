@@ -4,7 +4,7 @@ import logging
 import os
 import shutil
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from domainbed.lib import run_dir
 from domainbed.sweep.jobs import Job
@@ -12,7 +12,7 @@ from domainbed.sweep.jobs import Job
 log = logging.getLogger(__name__)
 
 STATES = (run_dir.DONE_STATE, run_dir.INCOMPLETE_STATE, run_dir.RUNNING_STATE,
-          run_dir.FAILED_STATE, run_dir.NOT_LAUNCHED_STATE)
+          run_dir.QUEUED_STATE, run_dir.FAILED_STATE, run_dir.NOT_LAUNCHED_STATE)
 LAUNCHABLE = (run_dir.NOT_LAUNCHED_STATE, run_dir.INCOMPLETE_STATE, run_dir.FAILED_STATE)
 DELETABLE = (run_dir.INCOMPLETE_STATE, run_dir.FAILED_STATE)
 
@@ -25,12 +25,41 @@ def ask_yes_no(prompt: str) -> bool:
         return False
 
 
-def group_by_state(jobs: Sequence[Job]) -> "OrderedDict[str, List[Job]]":
-    """Jobs per state, every state present (possibly empty), in ``STATES`` order."""
+def queued_dirs(jobs: Sequence[Job],
+                in_queue: Optional[Callable[[], Optional[Set[str]]]] = None) -> Set[str]:
+    """Output dirs of the jobs that were submitted to SLURM (``slurm_job`` file), have not
+    started (Incomplete, Failed) and whose job id SLURM still holds: launching them again
+    would submit them twice. ``in_queue`` (default: ``squeue``) returns the held job ids."""
+    submitted = {}
+    for job in jobs:
+        job_id = run_dir.read_submission(job.output_dir)
+        if job_id and job.state in (run_dir.INCOMPLETE_STATE, run_dir.FAILED_STATE):
+            submitted[job.output_dir] = job_id
+    if not submitted:
+        return set()
+    if in_queue is None:
+        from domainbed.command_launchers.slurm import jobs_in_queue as in_queue
+    held = in_queue()
+    if held is None:
+        return set()
+    return {d for d, job_id in submitted.items() if job_id in held}
+
+
+def group_by_state(jobs: Sequence[Job],
+                   queued: Set[str] = frozenset()) -> "OrderedDict[str, List[Job]]":
+    """Jobs per state, every state present (possibly empty), in ``STATES`` order; the
+    jobs whose output dir is in ``queued`` (see ``queued_dirs``) are Queued."""
     groups: "OrderedDict[str, List[Job]]" = OrderedDict((s, []) for s in STATES)
     for job in jobs:
-        groups[job.state].append(job)
+        groups[run_dir.QUEUED_STATE if job.output_dir in queued else job.state].append(job)
     return groups
+
+
+def _in_states(jobs: Sequence[Job], groups: Dict[str, List[Job]],
+               states: Sequence[str]) -> List[Job]:
+    """The jobs grouped under one of ``states``, in the sweep's order."""
+    wanted = {id(j) for state in states for j in groups[state]}
+    return [j for j in jobs if id(j) in wanted]
 
 
 def format_counts(groups: Dict[str, List[Job]]) -> str:
@@ -53,9 +82,9 @@ def failures(jobs: Sequence[Job]) -> List[Tuple[Job, str, str]]:
     return out
 
 
-def status(jobs: Sequence[Job]) -> str:
+def status(jobs: Sequence[Job], in_queue=None) -> str:
     """A report: counts per state, then one line per Failed job with its reason."""
-    groups = group_by_state(jobs)
+    groups = group_by_state(jobs, queued_dirs(jobs, in_queue))
     lines = [format_counts(groups)]
     for job, reason, where in failures(groups[run_dir.FAILED_STATE]):
         lines.append(f"Failed {job.name}: {reason} (traceback: {where})")
@@ -67,18 +96,22 @@ def status(jobs: Sequence[Job]) -> str:
 def launch(jobs: Sequence[Job], launcher: Callable[..., Any], skip_confirmation: bool = False,
            confirm: Callable[[str], bool] = ask_yes_no,
            before_launch: Sequence[Callable[[List[Job]], None]] = (),
-           **launcher_options: Any) -> Optional[List[Job]]:
-    """Launch the jobs that are not Done and not Running; returns them (None if declined).
+           in_queue=None, **launcher_options: Any) -> Optional[List[Job]]:
+    """Launch the jobs that are not Done, Running or Queued; returns them (None if declined).
 
     Incomplete and Failed jobs get the same command again, which resumes them from their
     checkpoint. ``before_launch`` functions get the job list once, after confirmation.
     """
-    groups = group_by_state(jobs)
+    groups = group_by_state(jobs, queued_dirs(jobs, in_queue))
     log.info(format_counts(groups))
     if groups[run_dir.RUNNING_STATE]:
         log.warning("not launching %d running jobs (a process holds their lock)",
                     len(groups[run_dir.RUNNING_STATE]))
-    to_launch = [j for j in jobs if j.state in LAUNCHABLE]
+    if groups[run_dir.QUEUED_STATE]:
+        log.warning("not launching %d jobs still in the SLURM queue (their recorded job ids "
+                    "are pending or running; scancel them to launch again)",
+                    len(groups[run_dir.QUEUED_STATE]))
+    to_launch = _in_states(jobs, groups, LAUNCHABLE)
     if not to_launch:
         log.info("nothing to launch")
         return []
@@ -95,13 +128,17 @@ def launch(jobs: Sequence[Job], launcher: Callable[..., Any], skip_confirmation:
 
 
 def delete_incomplete(jobs: Sequence[Job], skip_confirmation: bool = False,
-                      confirm: Callable[[str], bool] = ask_yes_no) -> Optional[List[Job]]:
+                      confirm: Callable[[str], bool] = ask_yes_no,
+                      in_queue=None) -> Optional[List[Job]]:
     """Delete the directories of Incomplete and Failed jobs; returns the deleted jobs.
 
     A job is deleted only while this process holds its run lock, so a running job (or
-    one that starts meanwhile) is never deleted.
+    one that starts meanwhile) is never deleted; nor is one still in the SLURM queue.
     """
-    candidates = [j for j in jobs if j.state in DELETABLE]
+    groups = group_by_state(jobs, queued_dirs(jobs, in_queue))
+    candidates = _in_states(jobs, groups, DELETABLE)
+    if groups[run_dir.QUEUED_STATE]:
+        log.warning("kept %d jobs still in the SLURM queue", len(groups[run_dir.QUEUED_STATE]))
     log.info("%d incomplete or failed jobs to delete", len(candidates))
     if not candidates:
         return []
