@@ -369,29 +369,40 @@ def submit_to_slurm(recipe: Dict[str, Any], stage_command: Sequence[str],
                     slurm_options: Dict[str, Any]) -> Dict[str, List[str]]:
     """Submit every stage with ``afterok`` on the previous one; returns SLURM ids per stage.
 
+    Jobs of an earlier submission that are still in the SLURM queue are not submitted again;
+    the next stage waits for them instead.
+
     A stage whose jobs can be listed now (pretrain, and aux) is one job array; the others
     (linear probes, target sweeps that need the pool, report) run as one small job each:
     ``stage_command + [stage name]``; the target one submits its arrays and waits for them.
     """
     from domainbed.command_launchers import get_launcher
     from domainbed.command_launchers.base import Task
+    from domainbed.lib import run_dir
+    from domainbed.sweep import actions
     slurm = get_launcher("slurm")
     options = {k: v for k, v in slurm_options.items() if k != "wait"}
     ids: Dict[str, List[str]] = {}
     previous: List[str] = []
     for stage in stages(recipe):
+        waiting: List[str] = []  # ids of this stage's jobs still in the SLURM queue
         if stage.name in ("pretrain", "aux"):  # listable now: no pool needed
             jobs = [j for argv in stage.sweeps for j in _sweep_jobs(argv) if j.state != "Done"]
+            queued = actions.queued_dirs(jobs)
+            waiting = [run_dir.read_submission(j.output_dir) for j in jobs
+                       if j.output_dir in queued]
+            jobs = [j for j in jobs if j.output_dir not in queued]
         else:
             jobs = [Task(list(stage_command) + [stage.name], _root(recipe),
                          f"recipe stage {stage.name}")]
-        if not jobs:
+        if not jobs and not waiting:
             log.info("stage %s: every job is done", stage.name)
             continue
         submitted = slurm.submit(jobs, after=previous, job_name=f"recipe-{stage.name}",
-                                 **options)
-        ids[stage.name] = [s.job_id for s in submitted]
+                                 **options) if jobs else []
+        ids[stage.name] = [s.job_id for s in submitted] + waiting
+        log.info("stage %s: %d SLURM jobs (after %s)%s", stage.name, len(submitted),
+                 ",".join(previous) or "nothing",
+                 f"; {len(waiting)} still queued from an earlier submission" if waiting else "")
         previous = ids[stage.name]
-        log.info("stage %s: %d SLURM jobs (after %s)", stage.name, len(submitted),
-                 ",".join(previous) or "nothing")
     return ids

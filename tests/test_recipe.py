@@ -114,6 +114,24 @@ def test_slurm_stages_are_chained_with_afterok(tmp_path, monkeypatch):
         assert command[-2:] == ["--stage", name.split("-", 1)[1]]
         assert "--slurm_partition" in command and "run_stage" in command
 
+    # submitted again while the pretraining job and one aux job wait in the queue: those two
+    # are not submitted twice, and the next stages wait for them
+    from domainbed.command_launchers import slurm as slurm_module
+    from domainbed.lib import run_dir
+    stage_jobs = [[j for argv in stage.sweeps for j in recipe_lib._sweep_jobs(argv)]
+                  for stage in recipe_lib.stages(recipe_lib.load_recipe(path))[:2]]
+    (pretrain,), (aux_a, aux_b) = stage_jobs
+    for job, job_id in ((pretrain, "1_0"), (aux_a, "2_0"), (aux_b, "2_1")):
+        run_dir.write_submission(job.output_dir, job_id)
+    monkeypatch.setattr(slurm_module, "jobs_in_queue", lambda: {"1_0", "2_0"})
+    calls.clear()
+    assert recipe_cli.main(["run", path, "--launcher", "slurm", "--slurm_partition", "p1"]) == 0
+    assert [c[0] for c in calls] == ["recipe-aux", "recipe-linear_probe", "recipe-target",
+                                     "recipe-report"]
+    assert [j.output_dir for j in calls[0][1]] == [aux_b.output_dir]
+    assert calls[0][2] == ["1_0"]  # after the queued pretraining
+    assert calls[1][2] == ["1_0", "2_0"]  # the new aux job and the queued one
+
 
 def _tiny_recipe_with_phi(tmp_path, monkeypatch, **changes):
     """A tiny recipe whose subprocesses see the test datasets and a fixed phi_pt file."""
