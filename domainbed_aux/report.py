@@ -29,7 +29,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from domainbed.errors import DomainBedError
 from domainbed.lib.query import Q

@@ -15,6 +15,7 @@ import pytest
 
 from domainbed.datasets import get_dataset_class
 from domainbed.errors import DataError
+from domainbed.lib import archives, fetch
 from domainbed.scripts import download as dl
 from tests.fixtures_data import make_image_folder_fixture, make_mnist_fixture, write_image
 
@@ -108,7 +109,7 @@ def server():
 def fetcher(**kwargs):
     sleeps = []
     kwargs.setdefault("retries", 3)
-    f = dl.Fetcher(progress=False, sleep=sleeps.append, chunk_size=1024, **kwargs)
+    f = fetch.Fetcher(progress=False, sleep=sleeps.append, chunk_size=1024, **kwargs)
     f.sleeps = sleeps
     return f
 
@@ -240,14 +241,14 @@ def gdrive_routes(server, files, style="form"):
 
 @pytest.mark.parametrize("style", ["form", "link", "direct"])
 def test_google_drive_confirmation_flow(server, tmp_path, monkeypatch, style):
-    monkeypatch.setattr(dl, "GDRIVE_URL", server.url + "/uc?export=download&id={id}")
+    monkeypatch.setattr(fetch, "GDRIVE_URL", server.url + "/uc?export=download&id={id}")
     gdrive_routes(server, {"abc": PAYLOAD}, style)
     fetcher().fetch_google_drive("abc", str(tmp_path / "f.zip"))
     assert (tmp_path / "f.zip").read_bytes() == PAYLOAD
 
 
 def test_google_drive_quota_page_names_the_manual_fix(server, tmp_path, monkeypatch):
-    monkeypatch.setattr(dl, "GDRIVE_URL", server.url + "/uc?export=download&id={id}")
+    monkeypatch.setattr(fetch, "GDRIVE_URL", server.url + "/uc?export=download&id={id}")
     gdrive_routes(server, {"abc": PAYLOAD}, "quota")
     with pytest.raises(DataError, match="quota") as info:
         fetcher().fetch_google_drive("abc", str(tmp_path / "f.zip"))
@@ -257,9 +258,9 @@ def test_google_drive_quota_page_names_the_manual_fix(server, tmp_path, monkeypa
 def test_confirm_url_from_cookie():
     class Cookie:
         name, value = "download_warning_123", "XYZ"
-    url = dl.google_drive_confirm_url("<html>no form</html>", "https://h/uc?id=1", [Cookie()])
+    url = fetch.google_drive_confirm_url("<html>no form</html>", "https://h/uc?id=1", [Cookie()])
     assert url == "https://h/uc?id=1&confirm=XYZ"
-    assert dl.google_drive_confirm_url("<html>nothing</html>", "https://h/uc?id=1") is None
+    assert fetch.google_drive_confirm_url("<html>nothing</html>", "https://h/uc?id=1") is None
 
 
 # ---------------------------------------------------------------- archives
@@ -275,7 +276,7 @@ def test_extract_refuses_paths_outside_the_destination(tmp_path):
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("../evil.txt", "x")
     with pytest.raises(DataError, match="unsafe"):
-        dl.extract_archive(str(archive), str(tmp_path / "out"))
+        archives.extract_archive(str(archive), str(tmp_path / "out"))
     assert not (tmp_path / "evil.txt").exists()
 
 
@@ -288,7 +289,7 @@ def test_corrupt_archive_is_deleted_with_a_clear_error(tmp_path):
     data[start + 100:start + 130] = bytes(30)  # damaged data: the CRC check fails
     archive.write_bytes(bytes(data))
     with pytest.raises(DataError, match="corrupt"):
-        dl.extract_archive(str(archive), str(tmp_path / "out"))
+        archives.extract_archive(str(archive), str(tmp_path / "out"))
     assert not archive.exists()
 
 
@@ -299,7 +300,7 @@ def test_truncated_tar_gz_is_corrupt(tmp_path):
     data = open(archive, "rb").read()
     open(archive, "wb").write(data[:len(data) // 2])
     with pytest.raises(DataError, match="corrupt"):
-        dl.extract_archive(archive, str(tmp_path / "out"))
+        archives.extract_archive(archive, str(tmp_path / "out"))
 
 
 def test_drop_listed_files(tmp_path):
@@ -334,7 +335,7 @@ def serve_gdrive_archive(server, monkeypatch, tmp_path, file_id, top, envs, fmt)
     src = tmp_path / "src"
     make_image_folder_fixture(str(src), top, envs, CLASSES, n_per_class=1)
     archive = shutil.make_archive(str(tmp_path / file_id), fmt, root_dir=str(src), base_dir=top)
-    monkeypatch.setattr(dl, "GDRIVE_URL", server.url + "/uc?export=download&id={id}")
+    monkeypatch.setattr(fetch, "GDRIVE_URL", server.url + "/uc?export=download&id={id}")
     gdrive_routes(server, {file_id: open(archive, "rb").read()}, "form")
 
 

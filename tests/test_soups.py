@@ -9,7 +9,6 @@ import torch
 
 from domainbed import algorithms, datasets, hparams_registry
 from domainbed.errors import DomainBedError
-from domainbed.lib import misc
 from domainbed.lib.fast_data_loader import eval_loader
 from domainbed.lib.weights import save_weights
 from domainbed.training.splits import make_splits

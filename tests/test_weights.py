@@ -1,6 +1,5 @@
 """Safe weight files: safetensors round trips, CUDA-written files on CPU, refusing code."""
 
-import io
 import os
 import pickle
 import zipfile

@@ -7,7 +7,7 @@ import os
 import random
 import tempfile
 from collections import Counter
-from typing import Any, Iterable, List, Optional, Sequence
+from typing import Any, Iterable, List, Sequence
 
 import numpy as np
 import torch

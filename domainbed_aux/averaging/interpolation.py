@@ -1,7 +1,7 @@
 """Weighted averages with given coefficients: interpolation (analysis) and fusing (init)."""
 
 import math
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 

@@ -1,6 +1,6 @@
 """Uniform soup (mean of all members) and its dagger variant (all trial seeds together)."""
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import torch
 
