@@ -29,7 +29,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from domainbed.errors import DomainBedError
 from domainbed.lib.query import Q
@@ -168,14 +168,19 @@ class Table1Rows:
         from domainbed_aux.soups import soup
         key = self.cache.key("ensemble" if kind == "ensemble" else "soup", kind, self.split,
                              runs, self.evaluators.data_dir)
+        if kind == "ensemble":
+            return self._cached(key, lambda: ensemble(runs, self.evaluators, [self.split],
+                                                      progress=self.progress))
+        return self._cached(key, lambda: soup(runs, kind, self.evaluators, [self.split],
+                                              progress=self.progress))
+
+    def _cached(self, key: str, compute: Callable[[], dict]) -> dict:
+        """The cached result under ``key``, else ``compute()`` (then cached); counted."""
         cached = self.cache.get(key)
         if cached is not None:
             self.counts["cached"] += 1
             return cached
-        if kind == "ensemble":
-            result = ensemble(runs, self.evaluators, [self.split], progress=self.progress)
-        else:
-            result = soup(runs, kind, self.evaluators, [self.split], progress=self.progress)
+        result = compute()
         self.counts["computed"] += 1
         self.cache.put(key, result)
         return result
@@ -185,17 +190,12 @@ class Table1Rows:
             return method.sweep_acc(Q([r for run in runs for r in run.records]))
         best = self._best_final(runs)
         key = self.cache.key("single", "id_val", self.split, [best], self.evaluators.data_dir)
-        cached = self.cache.get(key)
-        if cached is None:
-            evaluator = self.evaluators(best)
+
+        def score() -> dict:
             from domainbed_aux.averaging.base import load_member
-            cached = {"run": best.run_dir, "acc": evaluator.accuracy(
+            return {"run": best.run_dir, "acc": self.evaluators(best).accuracy(
                 load_member(best.model_path, best.run_dir), self.split)}
-            self.counts["computed"] += 1
-            self.cache.put(key, cached)
-        else:
-            self.counts["cached"] += 1
-        return cached["acc"]
+        return self._cached(key, score)["acc"]
 
     def _best_final(self, runs: Sequence[RunInfo]) -> RunInfo:
         """The run with the best ID-validation accuracy at its last step (ties: run dir)."""
@@ -206,17 +206,13 @@ class Table1Rows:
         best = self._best_final(runs)
         key = self.cache.key("wise", str(WISE_ALPHA), self.split, [best],
                              self.evaluators.data_dir)
-        cached = self.cache.get(key)
-        if cached is not None:
-            self.counts["cached"] += 1
-            return cached
-        curve = wise_ft(self.evaluators(best), [WISE_ALPHA], splits=[self.split])
-        result = {"run": best.run_dir, "alpha": WISE_ALPHA, "init": curve["init"],
-                  "interpolated_parts": curve["interpolated_parts"],
-                  "accuracies": {self.split: curve["accuracies"][self.split][0]}}
-        self.counts["computed"] += 1
-        self.cache.put(key, result)
-        return result
+
+        def interpolate() -> dict:
+            curve = wise_ft(self.evaluators(best), [WISE_ALPHA], splits=[self.split])
+            return {"run": best.run_dir, "alpha": WISE_ALPHA, "init": curve["init"],
+                    "interpolated_parts": curve["interpolated_parts"],
+                    "accuracies": {self.split: curve["accuracies"][self.split][0]}}
+        return self._cached(key, interpolate)
 
     def _cell_values(self, kind: str, by_trial: Dict[int, List[RunInfo]], method, name: str,
                      dataset: str, env: int) -> Dict[Any, Optional[float]]:

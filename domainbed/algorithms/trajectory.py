@@ -166,6 +166,9 @@ class SWAD(_LiveAndAveraged):
 
     def final_evaluation(self) -> dict:
         self._finished = True
+        return self._window_info()
+
+    def _window_info(self) -> dict:
         window = self._window_steps or [None, None]
         return {"swad_window_start": window[0], "swad_window_end": window[1],
                 "swad_n_averaged": self._window_n}
@@ -240,10 +243,8 @@ class SWAD(_LiveAndAveraged):
             self._observe(record["step"], loss, segment)
         if self._window_n == 0:
             self._copy_live_to_average()
-        window = self._window_steps or [None, None]
         return {"swad_val_loss": loss, "swad_started": self.selector.started,
-                "swad_stopped": self.selector.stopped, "swad_window_start": window[0],
-                "swad_window_end": window[1], "swad_n_averaged": self._window_n}
+                "swad_stopped": self.selector.stopped, **self._window_info()}
 
     def _observe(self, step: int, loss: float, segment: dict) -> None:
         was_started = self.selector.started

@@ -68,13 +68,11 @@ class StepProgress:
         self.tty = sys.stderr.isatty() if tty is None else tty
         self.bar = None
         self._last_log = time.monotonic()
-        self.seen: Optional[dict] = None
 
     def __call__(self) -> None:
         progress = run_dir.read_progress(self.task.output_dir) if self.task.output_dir else None
         if not progress or "step" not in progress or "n_steps" not in progress:
             return
-        self.seen = progress
         step, total = int(progress["step"]), int(progress["n_steps"])
         if self.tty:
             if self.bar is None:
