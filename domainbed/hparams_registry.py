@@ -7,10 +7,12 @@ A *space* rewrites some of them: ``upstream`` (DomainBed's) or ``mild`` (the pap
 Table 3, used for soups, DiWA and ratatouille).
 """
 
-from typing import Callable, Dict, Tuple
+import difflib
+from typing import Callable, Dict, Iterable, Mapping, Set, Tuple
 
 import numpy as np
 
+from domainbed.errors import DomainBedError
 from domainbed.lib.misc import seed_hash
 from domainbed.registry import Registry
 
@@ -18,6 +20,15 @@ from domainbed.registry import Registry
 SMALL_IMAGES = ["Debug28", "RotatedMNIST", "ColoredMNIST"]
 
 HPARAM_SPACES: Registry = Registry("hparams space")
+
+# names that code reads (``hparams.get(name, default)``) but that no declaration draws, so
+# they are set only through --hparams; name -> who reads it. Plugins and backbones add theirs
+# with ``register_known_hparams``.
+KNOWN_HPARAMS: Dict[str, str] = {
+    "backbone": "domainbed.networks (backbone by name)",
+    "pretrained": "domainbed.networks (False: random init)",
+    "pretrained_path": "domainbed.networks (weight file of the backbone)",
+}
 
 
 class _Declarations:
@@ -67,7 +78,17 @@ def _declare_base(dataset: str, hp: _Declarations, small: bool) -> None:
         hp("backbone", backbone, lambda r: backbone)
     hp("data_augmentation", True, lambda r: True)
     hp("resnet18", False, lambda r: False)
+    # upstream HEAD defaults to True (timm's resnet50.ram_in1k); the paper and DomainBed's
+    # published tables used torchvision's ImageNet weights: our one documented departure
+    hp("resnet50_augmix", False, lambda r: False)
+    hp("dinov2", False, lambda r: False)
+    hp("vit", False, lambda r: False)
+    hp("vit_attn_tune", False, lambda r: False)
+    hp("freeze_bn", False, lambda r: False)
+    hp("lars", False, lambda r: False)
+    hp("linear_steps", 500, lambda r: 500)
     hp("resnet_dropout", 0.0, lambda r: float(r.choice([0.0, 0.1, 0.5])))
+    hp("vit_dropout", 0.0, lambda r: float(r.choice([0.0, 0.1, 0.5])))
     hp("class_balanced", False, lambda r: False)
     hp("nonlinear_classifier", False, lambda r: bool(r.choice([False, False])))
     hp("mlp_width", 256, lambda r: int(2 ** r.uniform(6, 10)))
@@ -98,6 +119,7 @@ def _mild_space(dataset: str, hp: _Declarations, small: bool) -> None:
     hp.override("batch_size", 32, lambda r: 32)
     hp.override("resnet_dropout", 0.0, lambda r: float(r.choice([0.0, 0.1, 0.5])))
     hp.override("weight_decay", 0.0, lambda r: float(r.choice([1e-4, 1e-6])))
+    hp.override("freeze_bn", True, lambda r: True)  # the paper froze batch norm
 
 
 def _declarations(algorithm: str, dataset: str, seed: int, space: str) -> _Declarations:
@@ -133,3 +155,45 @@ def get_hparams(algorithm: str, dataset: str, hparams_seed: int, trial_seed: int
     if hparams_seed == 0:
         return default_hparams(algorithm, dataset, space)
     return random_hparams(algorithm, dataset, seed_hash(hparams_seed, trial_seed), space)
+
+
+def register_known_hparams(names: Iterable[str], owner: str) -> None:
+    """Declare hyperparameter names that ``owner`` (a plugin, a backbone) reads without a
+    registry declaration, so that ``--hparams`` accepts them."""
+    for name in names:
+        KNOWN_HPARAMS.setdefault(str(name), owner)
+
+
+def known_hparams(dataset: str, extra_known: Iterable[str] = ()) -> Set[str]:
+    """Every name some algorithm, space, dataset or registered reader knows, for ``dataset``
+    and for both image-size branches (a name declared only for small images still counts)."""
+    from domainbed import algorithms
+    names = set(KNOWN_HPARAMS) | set(extra_known)
+    for algorithm in algorithms.ALGORITHMS:
+        for ds in dict.fromkeys([dataset, "Debug28", "Debug224"]):
+            for space in HPARAM_SPACES:
+                names.update(_declarations(algorithm, ds, 0, space).values)
+    return names
+
+
+def check_hparams_keys(algorithm: str, dataset: str, overrides: Mapping[str, object],
+                       extra_known: Iterable[str] = (), space: str = "upstream") -> None:
+    """Raise ``DomainBedError`` naming the closest known name when an ``--hparams`` key is
+    declared by no algorithm, backbone, dataset or space (a typo would otherwise be ignored
+    silently: nothing reads it)."""
+    extra_known = list(extra_known)
+    own = set(_declarations(algorithm, dataset, 0, space).values) | set(KNOWN_HPARAMS)
+    unknown = [k for k in overrides if k not in own and k not in extra_known]
+    if not unknown:
+        return
+    known = known_hparams(dataset, extra_known)
+    unknown = [k for k in unknown if k not in known]
+    if not unknown:
+        return
+    key = unknown[0]
+    closest = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.0)
+    hint = f"did you mean {closest[0]!r}?" if closest else "no hyperparameter is known"
+    raise DomainBedError(
+        f"unknown hyperparameter {key!r} in --hparams (no algorithm, backbone, dataset or "
+        f"space declares it); {hint} Fix the key, or, for a name a plugin reads, declare it "
+        "with domainbed.hparams_registry.register_known_hparams")
