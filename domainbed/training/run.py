@@ -40,6 +40,8 @@ def resolve_hparams(args) -> dict:
                                  "--hparams '{\"lr\": 1e-4}'") from None
         if not isinstance(overrides, dict):
             raise DomainBedError("--hparams must be a JSON object, e.g. '{\"lr\": 1e-4}'")
+        hparams_registry.check_hparams_keys(args.algorithm, args.dataset, overrides,
+                                            space=args.hparams_space)
         hparams.update(overrides)
     return hparams
 
