@@ -8,6 +8,22 @@ from domainbed.algorithms.penalties import IRM, VREx, GroupDRO
 from domainbed.algorithms.trajectory import MA, SWAD
 
 
+# upstream DomainBed's ALGORITHMS, in its order (sweep default, row order of the tables);
+# names registered here but not in this list (MA, SWAD, plugins) follow in registration order
+UPSTREAM_ALGORITHMS = [
+    "ERM", "ERMPlusPlus", "Fish", "IRM", "GroupDRO", "Mixup", "MLDG", "CORAL", "MMD", "DANN",
+    "CDANN", "MTL", "SagNet", "ARM", "VREx", "RSC", "SD", "ANDMask", "SANDMask", "IGA",
+    "SelfReg", "Fishr", "TRM", "IB_ERM", "IB_IRM", "CAD", "CondCAD", "Transfer",
+    "CausIRL_CORAL", "CausIRL_MMD", "EQRM", "RDM", "ADRMX", "URM",
+]
+
+
+def _ordered_names(registered) -> list:
+    registered = list(registered)
+    return ([n for n in UPSTREAM_ALGORITHMS if n in registered]
+            + [n for n in registered if n not in UPSTREAM_ALGORITHMS])
+
+
 def _registry():
     from domainbed.plugins import load_plugins
     load_plugins()
@@ -21,7 +37,7 @@ def get_algorithm_class(algorithm_name: str):
 
 def __getattr__(name):
     if name == "ALGORITHMS":
-        return _registry().names()
+        return _ordered_names(_registry().names())
     raise AttributeError(name)
 
 
