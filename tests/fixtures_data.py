@@ -92,5 +92,5 @@ def make_dataset_fixture(data_dir: str, dataset: str, classes: Sequence[str] = (
     it under ``data_dir``: its sub-folder and its environment names."""
     from domainbed.datasets import get_dataset_class
     cls = get_dataset_class(dataset)
-    return make_image_folder_fixture(data_dir, cls.SUBDIR, cls.ENVIRONMENTS, classes,
+    return make_image_folder_fixture(data_dir, cls.SUBDIR, cls.environment_folders(), classes,
                                      n_per_class, missing, size)

@@ -16,28 +16,36 @@ from tests.fixtures_data import make_dataset_fixture, make_image_folder_fixture,
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-BENCHMARKS = {  # name: (sub-folder, environments, steps, checkpoint freq)
-    "VLCS": ("VLCS", ["Caltech101", "LabelMe", "SUN09", "VOC2007"], 5001, 300),
-    "PACS": ("PACS", ["art_painting", "cartoon", "photo", "sketch"], 5001, 300),
-    "OfficeHome": ("office_home", ["Art", "Clipart", "Product", "Real World"], 5001, 300),
-    "TerraIncognita": ("terra_incognita",
+BENCHMARKS = {  # name: (sub-folder, upstream's labels, domain folders, steps, checkpoint freq)
+    "VLCS": ("VLCS", ["C", "L", "S", "V"], ["Caltech101", "LabelMe", "SUN09", "VOC2007"],
+             5001, 300),
+    "PACS": ("PACS", ["A", "C", "P", "S"], ["art_painting", "cartoon", "photo", "sketch"],
+             5001, 300),
+    "OfficeHome": ("office_home", ["A", "C", "P", "R"],
+                   ["Art", "Clipart", "Product", "Real World"], 5001, 300),
+    "TerraIncognita": ("terra_incognita", ["L100", "L38", "L43", "L46"],
                        ["location_100", "location_38", "location_43", "location_46"], 5001, 300),
-    "DomainNet": ("domain_net",
+    "DomainNet": ("domain_net", ["clip", "info", "paint", "quick", "real", "sketch"],
                   ["clipart", "infograph", "painting", "quickdraw", "real", "sketch"], 5001, 1000),
 }
 
 
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
 def test_benchmark_dataset_builds_from_its_folder(tmp_path, name):
-    subdir, envs, steps, freq = BENCHMARKS[name]
+    subdir, labels, folders, steps, freq = BENCHMARKS[name]
     cls = get_dataset_class(name)
-    assert (cls.SUBDIR, cls.ENVIRONMENTS, cls.N_STEPS, cls.CHECKPOINT_FREQ) == (subdir, envs,
+    assert (cls.SUBDIR, cls.ENVIRONMENTS, cls.N_STEPS, cls.CHECKPOINT_FREQ) == (subdir, labels,
                                                                                steps, freq)
+    assert cls.environment_folders() == folders
+    assert cls.ENVIRONMENT_FOLDERS == dict(zip(labels, folders))
     assert cls.INPUT_SHAPE == (3, 224, 224) and cls.N_WORKERS == 8
-    assert num_environments(name) == len(envs)
-    make_image_folder_fixture(str(tmp_path), subdir, envs, ["b_cls", "a_cls"], n_per_class=1)
+    assert num_environments(name) == len(labels)
+    make_image_folder_fixture(str(tmp_path), subdir, folders, ["b_cls", "a_cls"], n_per_class=1)
     ds = cls(str(tmp_path), [0], {})
-    assert len(ds) == len(envs) and ds.num_classes == 2 and ds.classes == ["a_cls", "b_cls"]
+    assert len(ds) == len(labels) and ds.num_classes == 2 and ds.classes == ["a_cls", "b_cls"]
+    assert ds.ENVIRONMENTS == labels
+    assert [os.path.basename(os.path.dirname(os.path.dirname(env.samples[0][0])))
+            for env in ds] == folders
     assert tuple(ds.input_shape) == (3, 224, 224)
     x, y = ds[1][0]
     assert x.shape == (3, 224, 224) and x.dtype == torch.float32 and y == 0
@@ -49,7 +57,7 @@ def test_a_class_missing_from_one_domain_keeps_global_labels(tmp_path):
                          missing=[("cartoon", "elephant"), ("sketch", "dog")])
     ds = get_dataset_class("PACS")(str(tmp_path), [], {})
     assert ds.classes == classes and ds.num_classes == 3
-    by_env = dict(zip(ds.ENVIRONMENTS, ds))
+    by_env = dict(zip(ds.environment_folders(), ds))
     assert by_env["art_painting"].targets == [0, 0, 1, 1, 2, 2]
     assert by_env["cartoon"].targets == [0, 0, 2, 2]
     assert by_env["sketch"].targets == [1, 1, 2, 2]
@@ -159,7 +167,7 @@ def test_corrupt_and_truncated_images_raise_data_error(tmp_path):
     bad = tmp_path / "PACS" / "photo" / "a" / "img_0.png"
     bad.write_bytes(b"this is not a png")
     ds = get_dataset_class("PACS")(str(tmp_path), [], {})
-    photo = ds.ENVIRONMENTS.index("photo")
+    photo = ds.environment_folders().index("photo")
     with pytest.raises(DataError) as info:
         ds[photo][0]
     message = str(info.value)

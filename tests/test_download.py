@@ -348,12 +348,12 @@ def test_google_drive_datasets_are_laid_out_for_their_class(server, tmp_path, mo
                                                             name, source, top, fmt):
     cls = get_dataset_class(name)
     serve_gdrive_archive(server, monkeypatch, tmp_path, source.gdrive_id, top,
-                         cls.ENVIRONMENTS, fmt)
+                         cls.environment_folders(), fmt)
     data_dir = tmp_path / "data"
     assert run_main(data_dir, name) == 0
     target = data_dir / cls.SUBDIR
     assert (target / dl.MARKER).exists()
-    assert sorted(p.name for p in target.iterdir() if p.is_dir()) == sorted(cls.ENVIRONMENTS)
+    assert sorted(p.name for p in target.iterdir() if p.is_dir()) == sorted(cls.environment_folders())
     assert os.listdir(data_dir / "downloads") == []  # archive removed after success
     assert not any(p.name.endswith(".partial") for p in data_dir.iterdir())
     dataset = cls(str(data_dir), [0], {})
@@ -366,7 +366,7 @@ def test_google_drive_datasets_are_laid_out_for_their_class(server, tmp_path, mo
 
 def test_keep_archives(server, tmp_path, monkeypatch):
     serve_gdrive_archive(server, monkeypatch, tmp_path, dl.PACS_SOURCE.gdrive_id, "kfold",
-                         get_dataset_class("PACS").ENVIRONMENTS, "zip")
+                         get_dataset_class("PACS").environment_folders(), "zip")
     assert run_main(tmp_path / "data", "PACS", extra=["--keep_archives"]) == 0
     assert os.listdir(tmp_path / "data" / "downloads") == ["PACS.zip"]
 
@@ -392,7 +392,7 @@ def test_existing_folder_without_marker_is_left_untouched(server, tmp_path):
 
 def test_one_failure_does_not_stop_the_other_datasets(server, tmp_path, monkeypatch, capsys):
     serve_gdrive_archive(server, monkeypatch, tmp_path, dl.VLCS_SOURCE.gdrive_id, "VLCS",
-                         get_dataset_class("VLCS").ENVIRONMENTS, "gztar")
+                         get_dataset_class("VLCS").environment_folders(), "gztar")
     # PACS's id is unknown to the fake Drive: its download fails, VLCS still installs
     uc = server.routes["/uc"]
     server.routes["/uc"] = lambda h, q: (uc(h, q) if q["id"] == dl.VLCS_SOURCE.gdrive_id

@@ -143,17 +143,20 @@ class MultipleEnvironmentImageFolder(MultipleDomainDataset):
     CHECKPOINT_FREQ = 300
     N_WORKERS = 8
     INPUT_SHAPE = (3, 224, 224)
+    # label (upstream's ENVIRONMENTS) -> domain folder on disk; None: labels are the folders
+    ENVIRONMENT_FOLDERS: Optional[Dict[str, str]] = None
 
     def __init__(self, root, test_envs, hparams, loader: Optional[ImageLoader] = None):
         super().__init__()
         dataset_dir = self.dataset_dir(root)
         environments = self.environments(root)
-        domain_dirs = [os.path.join(dataset_dir, env) for env in environments]
-        missing = [env for env, d in zip(environments, domain_dirs) if not os.path.isdir(d)]
+        folders = self.environment_folders(root)
+        domain_dirs = [os.path.join(dataset_dir, folder) for folder in folders]
+        missing = [f for f, d in zip(folders, domain_dirs) if not os.path.isdir(d)]
         if missing:
             raise DataError(
                 f"{type(self).__name__}: domain folder(s) {missing} missing in {dataset_dir!r} "
-                f"(found {list_subfolders(dataset_dir)}; expected {environments}); "
+                f"(found {list_subfolders(dataset_dir)}; expected {folders}); "
                 f"{self._fix(root)}")
         self.ENVIRONMENTS = list(environments)
         self.classes = find_classes(domain_dirs)
@@ -186,6 +189,13 @@ class MultipleEnvironmentImageFolder(MultipleDomainDataset):
         return self._eval_views[index]
 
     @classmethod
+    def environment_folders(cls, root=None) -> List[str]:
+        """The domain folder on disk of each environment, in ``ENVIRONMENTS`` order
+        (``ENVIRONMENT_FOLDERS`` maps upstream's short labels to the folder names)."""
+        table = cls.ENVIRONMENT_FOLDERS or {}
+        return [table.get(label, label) for label in cls.environments(root)]
+
+    @classmethod
     def dataset_dir(cls, root) -> str:
         """``<root>/<SUBDIR>``; a missing folder raises DataError naming the fix."""
         if root is None:
@@ -208,28 +218,33 @@ class MultipleEnvironmentImageFolder(MultipleDomainDataset):
 class VLCS(MultipleEnvironmentImageFolder):
     SUBDIR = "VLCS"
     DOWNLOAD_NAME = "VLCS"
-    ENVIRONMENTS = ["Caltech101", "LabelMe", "SUN09", "VOC2007"]
+    ENVIRONMENT_FOLDERS = {"C": "Caltech101", "L": "LabelMe", "S": "SUN09", "V": "VOC2007"}
+    ENVIRONMENTS = list(ENVIRONMENT_FOLDERS)
 
 
 @register_dataset()
 class PACS(MultipleEnvironmentImageFolder):
     SUBDIR = "PACS"
     DOWNLOAD_NAME = "PACS"
-    ENVIRONMENTS = ["art_painting", "cartoon", "photo", "sketch"]
+    ENVIRONMENT_FOLDERS = {"A": "art_painting", "C": "cartoon", "P": "photo", "S": "sketch"}
+    ENVIRONMENTS = list(ENVIRONMENT_FOLDERS)
 
 
 @register_dataset()
 class OfficeHome(MultipleEnvironmentImageFolder):
     SUBDIR = "office_home"
     DOWNLOAD_NAME = "OfficeHome"
-    ENVIRONMENTS = ["Art", "Clipart", "Product", "Real World"]
+    ENVIRONMENT_FOLDERS = {"A": "Art", "C": "Clipart", "P": "Product", "R": "Real World"}
+    ENVIRONMENTS = list(ENVIRONMENT_FOLDERS)
 
 
 @register_dataset()
 class TerraIncognita(MultipleEnvironmentImageFolder):
     SUBDIR = "terra_incognita"
     DOWNLOAD_NAME = "TerraIncognita"
-    ENVIRONMENTS = ["location_100", "location_38", "location_43", "location_46"]
+    ENVIRONMENT_FOLDERS = {"L100": "location_100", "L38": "location_38", "L43": "location_43",
+                           "L46": "location_46"}
+    ENVIRONMENTS = list(ENVIRONMENT_FOLDERS)
 
 
 @register_dataset()
@@ -238,7 +253,9 @@ class DomainNet(MultipleEnvironmentImageFolder):
     DOWNLOAD_NAME = "DomainNet"
     N_STEPS = 5001
     CHECKPOINT_FREQ = 1000
-    ENVIRONMENTS = ["clipart", "infograph", "painting", "quickdraw", "real", "sketch"]
+    ENVIRONMENT_FOLDERS = {"clip": "clipart", "info": "infograph", "paint": "painting",
+                           "quick": "quickdraw", "real": "real", "sketch": "sketch"}
+    ENVIRONMENTS = list(ENVIRONMENT_FOLDERS)
 
 
 @register_dataset("ImageFolder")

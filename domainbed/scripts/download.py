@@ -145,7 +145,7 @@ def _find_folder(root: str, name: str) -> str:
 
 def _check_layout(folder: str, dataset: str) -> None:
     from domainbed.datasets import get_dataset_class
-    environments = get_dataset_class(dataset).ENVIRONMENTS
+    environments = get_dataset_class(dataset).environment_folders()  # folder names
     missing = [e for e in environments if not os.path.isdir(os.path.join(folder, e))]
     if missing:
         raise DataError(f"{dataset}: the downloaded data lack the domain folder(s) {missing} "
