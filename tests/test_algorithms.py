@@ -43,6 +43,7 @@ def test_algorithm_updates_and_predicts(name, dataset_name):
 
 def test_resnet_batch_norm_stays_frozen_after_train():
     hp = _hparams("ERM", "Debug224")
+    hp["freeze_bn"] = True  # upstream's switch (the paper's mild space sets it)
     algorithm = algorithms.get_algorithm_class("ERM")((3, 224, 224), 2, 2, hp)
     algorithm.train()
     bns = [m for m in algorithm.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -51,6 +52,19 @@ def test_resnet_batch_norm_stays_frozen_after_train():
     x = torch.randn(2, 3, 224, 224) * 5 + 3
     algorithm.update([(x, torch.tensor([0, 1])), (x, torch.tensor([1, 0]))])
     assert torch.equal(mean, bns[0].running_mean)
+
+
+def test_resnet_batch_norm_updates_its_statistics_without_freeze_bn():
+    hp = _hparams("ERM", "Debug224")
+    hp["freeze_bn"] = False
+    algorithm = algorithms.get_algorithm_class("ERM")((3, 64, 64), 2, 2, hp)
+    algorithm.train()
+    bns = [m for m in algorithm.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.training for m in bns)
+    mean = bns[0].running_mean.clone()
+    x = torch.randn(2, 3, 64, 64) * 5 + 3
+    algorithm.update([(x, torch.tensor([0, 1])), (x, torch.tensor([1, 0]))])
+    assert not torch.equal(mean, bns[0].running_mean)
 
 
 def test_unknown_algorithm_error_lists_names():

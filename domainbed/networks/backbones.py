@@ -1,15 +1,41 @@
-"""Backbones, registered by name: MLP, a small CNN for 28x28 / 32x32 inputs, ResNet-18/50."""
+"""The backbone registry, plus the small backbones: MLP and CNNs for 28x28 / 32x32 inputs.
+
+A backbone is built by name: ``build_backbone(name, input_shape, hparams)``. Names are
+registered where each backbone is defined (this module, ``resnet``, ``wide_resnet``,
+``timm_backbones``); ``timm:<model name>`` builds any timm model. Every backbone maps a batch
+of inputs to ``(batch, n_outputs)`` features.
+"""
 
 import torch
 import torch.nn as nn
 
-from domainbed.networks.pretrained import load_pretrained_resnet
+from domainbed.errors import DomainBedError
 from domainbed.registry import Registry
 
 BACKBONES: Registry = Registry("backbone")
+TIMM_PREFIX = "timm:"
+
+# the hparams the backbones read (beyond the declared base ones), for the hparams checker
+BACKBONE_HPARAMS = ("backbone", "pretrained", "pretrained_path")
+
+
+class BackboneError(DomainBedError):
+    """An unknown backbone name, or a backbone that cannot be built here."""
+
+
+def known_backbones() -> str:
+    return ", ".join(BACKBONES.names() + [TIMM_PREFIX + "<timm model name>"])
 
 
 def build_backbone(name: str, input_shape, hparams) -> nn.Module:
+    """The backbone ``name`` for inputs of ``input_shape``; unknown names raise BackboneError."""
+    if name.startswith(TIMM_PREFIX):
+        from domainbed.networks.timm_backbones import build_timm_backbone
+        return build_timm_backbone(name[len(TIMM_PREFIX):], input_shape, hparams)
+    if name not in BACKBONES:
+        raise BackboneError(
+            f"unknown backbone {name!r}; known backbones: {known_backbones()}; fix the "
+            "'backbone' entry of --hparams")
     return BACKBONES.get(name)(input_shape, hparams)
 
 
@@ -96,55 +122,3 @@ class TinyCNN(nn.Module):
 @BACKBONES.register("tiny_cnn")
 def _tiny_cnn(input_shape, hparams):
     return TinyCNN(input_shape)
-
-
-def _freeze_bn(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.eval()
-
-
-class ResNet(nn.Module):
-    """A torchvision ResNet without its fc layer, frozen batch norm and feature dropout.
-
-    Batch-norm layers stay in eval mode (running statistics frozen) at build time and after
-    every ``train()`` call; their affine parameters are still trained, as in the paper.
-    """
-
-    def __init__(self, input_shape, hparams, depth: int = 50):
-        super().__init__()
-        import torchvision
-        builder = {18: torchvision.models.resnet18, 50: torchvision.models.resnet50}[depth]
-        self.network = builder(weights=None)
-        if hparams.get("pretrained", True):
-            load_pretrained_resnet(self.network, depth, hparams.get("pretrained_path"))
-        self.n_outputs = self.network.fc.in_features
-        n_channels = input_shape[0]
-        if n_channels != 3:
-            # reuse the RGB filters cyclically for other channel counts
-            old = self.network.conv1.weight.data.clone()
-            self.network.conv1 = nn.Conv2d(n_channels, 64, kernel_size=7, stride=2, padding=3,
-                                           bias=False)
-            for i in range(n_channels):
-                self.network.conv1.weight.data[:, i] = old[:, i % 3]
-        self.network.fc = nn.Identity()
-        self.dropout = nn.Dropout(hparams.get("resnet_dropout", 0.0))
-        _freeze_bn(self)
-
-    def forward(self, x):
-        return self.dropout(self.network(x))
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        _freeze_bn(self)
-        return self
-
-
-@BACKBONES.register("resnet18")
-def _resnet18(input_shape, hparams):
-    return ResNet(input_shape, hparams, depth=18)
-
-
-@BACKBONES.register("resnet50")
-def _resnet50(input_shape, hparams):
-    return ResNet(input_shape, hparams, depth=50)
