@@ -1,8 +1,28 @@
-"""Datasets: ``DATASETS``, ``get_dataset_class(name)``, ``num_environments(name)``."""
+"""Datasets: ``DATASETS``, ``get_dataset_class(name)``, ``num_environments(name)``.
+
+Every registered dataset class is also a module attribute (``domainbed.datasets.PACS``), as
+in upstream DomainBed, and ``DATASETS`` lists upstream's names in upstream's order (those
+registered), then ours in registration order.
+"""
 
 # importing a module registers its dataset classes
 from domainbed.datasets import debug, embedded, image_folder, mnist  # noqa: F401
 from domainbed.datasets.base import DATASET_REGISTRY, MultipleDomainDataset, register_dataset
+from domainbed.datasets.debug import _DebugDataset as Debug
+from domainbed.datasets.image_folder import MultipleEnvironmentImageFolder
+from domainbed.datasets.mnist import MultipleEnvironmentMNIST
+
+# upstream's DATASETS order: the sweep's default order and the order of the result tables
+UPSTREAM_DATASETS = [
+    "Debug28", "Debug224", "ColoredMNIST", "RotatedMNIST", "VLCS", "PACS", "OfficeHome",
+    "TerraIncognita", "DomainNet", "SVIRO", "WILDSCamelyon", "WILDSFMoW", "SpawriousO2O_easy",
+    "SpawriousO2O_medium", "SpawriousO2O_hard", "SpawriousM2M_easy", "SpawriousM2M_medium",
+    "SpawriousM2M_hard",
+]
+
+
+class UnknownDatasetError(KeyError, NotImplementedError):
+    """An unregistered dataset name: a KeyError (ours) and a NotImplementedError (upstream's)."""
 
 
 def _registry():
@@ -12,19 +32,34 @@ def _registry():
 
 
 def get_dataset_class(dataset_name: str):
-    """The dataset class registered under ``dataset_name``."""
-    return _registry().get(dataset_name)
+    """The dataset class registered under ``dataset_name``; an unknown name raises
+    ``UnknownDatasetError`` listing the known ones."""
+    try:
+        return _registry().get(dataset_name)
+    except KeyError as exc:
+        raise UnknownDatasetError(exc.args[0]) from None
 
 
 def num_environments(dataset_name: str, data_dir=None) -> int:
+    """Number of environments (domains); ``data_dir`` only for datasets that read their
+    domains from disk (``ImageFolder``)."""
     return len(get_dataset_class(dataset_name).environments(data_dir))
+
+
+def _ordered_names(registered) -> list:
+    registered = list(registered)
+    return ([n for n in UPSTREAM_DATASETS if n in registered]
+            + [n for n in registered if n not in UPSTREAM_DATASETS])
 
 
 def __getattr__(name):
     if name == "DATASETS":
-        return _registry().names()
-    raise AttributeError(name)
+        return _ordered_names(_registry().names())
+    if not name.startswith("_") and name in _registry():
+        return _registry().get(name)
+    raise AttributeError(f"module 'domainbed.datasets' has no attribute {name!r}")
 
 
-__all__ = ["DATASETS", "MultipleDomainDataset", "get_dataset_class", "num_environments",
-           "register_dataset"]
+__all__ = ["DATASETS", "Debug", "MultipleDomainDataset", "MultipleEnvironmentImageFolder",
+           "MultipleEnvironmentMNIST", "UnknownDatasetError", "get_dataset_class",
+           "num_environments", "register_dataset"]

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import math
 import os
 import random
 import tempfile
@@ -12,6 +11,8 @@ from typing import Any, Iterable, List, Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from domainbed.lib.text_rows import format_row
 
 
 def seed_hash(*args: Any) -> int:
@@ -144,12 +145,6 @@ def pretty_json(obj: Any) -> str:
 
 
 def print_row(row: Iterable[Any], colwidth: int = 10, latex: bool = False) -> str:
-    """Format a table row with fixed-width columns (upstream's console layout)."""
-    sep, end = (" & ", "\\\\") if latex else ("  ", "")
-
-    def fmt(x):
-        if isinstance(x, float) and not math.isnan(x):
-            x = "{:.10f}".format(x)
-        return str(x).ljust(colwidth)[:colwidth]
-
-    return sep.join(fmt(x) for x in row) + " " + end
+    """Format a table row with fixed-width columns (upstream's console layout); returns the
+    line instead of printing it (the training loop logs it)."""
+    return format_row(row, colwidth, latex)
