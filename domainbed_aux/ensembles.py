@@ -1,6 +1,7 @@
 """Deep ensembles ("Ensemble*" rows): the average of the runs' softmax predictions.
 
-An ensemble takes the same runs a soup averages and is scored on the same split
+An ensemble takes the same runs (and the same weights of each: by default its
+best-ID-validation checkpoint) a soup averages and is scored on the same split
 (``env{test}_in`` by default). It streams: one model is loaded at a time and its
 probabilities are added to one running sum per example. Runs of several trial seeds form
 one ensemble per trial seed (each scored on its own splits); ``accuracies`` is the mean.
@@ -13,7 +14,7 @@ import torch
 from domainbed.errors import DomainBedError
 from domainbed_aux.averaging.base import load_member
 from domainbed_aux.evaluation import SPLITS, EvaluatorCache, RunInfo
-from domainbed_aux.soups import _progress, by_trial, check_runs
+from domainbed_aux.soups import _progress, by_trial, check_runs, weights_text
 
 
 def pooled_accuracy(prob_sums: Sequence[torch.Tensor],
@@ -79,6 +80,7 @@ def ensemble(runs: Sequence[RunInfo], evaluators: Optional[EvaluatorCache] = Non
         "test_env": runs[0].test_envs[0] if len(runs[0].test_envs) == 1 else runs[0].test_envs,
         "trial_seeds": sorted({r.trial_seed for r in runs}),
         "members": [r.run_dir for r in runs],
+        "weights": weights_text(runs),
         "accuracies": {s: sum(v.values()) / len(v) for s, v in per_trial.items()},
         "per_trial": per_trial,
     }

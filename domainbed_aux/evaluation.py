@@ -35,16 +35,70 @@ EVAL_BATCH_SIZE = 64
 StateDict = Dict[str, torch.Tensor]
 
 
+WEIGHTS = ("best", "final")
+
+
+def _keeps_best_checkpoint(algorithm: str) -> bool:
+    try:
+        return bool(getattr(_algorithm_class(algorithm), "BEST_CHECKPOINT", True))
+    except DomainBedError:
+        return True
+
+
 @dataclass
 class RunInfo:
-    """A finished run: its directory, recorded args/hparams, records and final model file."""
+    """A finished run: its directory, recorded args/hparams, records and weight files.
+
+    ``weights`` says which weights of the run soups, ensembles, WiSE-FT and re-scored rows
+    use: ``"best"`` (default) = ``model_best.safetensors``, the checkpoint with the highest
+    ID-validation accuracy (the paper's appendix F.1); for algorithms whose model is an
+    average over the trajectory (MA, SWAD) that is their final, averaged model;
+    ``"final"`` = ``model.safetensors``, the weights after the last step.
+    """
 
     run_dir: str
     args: Dict[str, Any]
     hparams: Dict[str, Any]
     records: List[dict]
-    model_path: str
+    final_model_path: str
     init: Optional[Dict[str, Any]] = None
+    weights: str = "best"
+
+    @property
+    def uses_best_checkpoint(self) -> bool:
+        """Whether ``model_path`` is the best-ID-validation checkpoint (not the final one)."""
+        return self.weights == "best" and _keeps_best_checkpoint(self.algorithm)
+
+    @property
+    def model_path(self) -> str:
+        """The weight file of this run that ``weights`` selects (see the class docstring)."""
+        if not self.uses_best_checkpoint:
+            return self.final_model_path
+        path = os.path.join(self.run_dir, rd.MODEL_BEST)
+        if not os.path.isfile(path):
+            raise DomainBedError(
+                f"{self.run_dir}: no {rd.MODEL_BEST} (the best ID-validation checkpoint; runs "
+                "trained before it existed, or with --skip_model_save, lack it); retrain the "
+                "run, or use its final weights explicitly (--weights final)")
+        return path
+
+    @property
+    def selected_record(self) -> dict:
+        """The record of the weights ``model_path`` holds: the first record with the highest
+        ID-validation accuracy for the best checkpoint, else the final record."""
+        if not self.uses_best_checkpoint:
+            return self.final_record
+        best, best_acc = None, None
+        for record in sorted(self.records, key=lambda r: r["step"]):
+            if record.get("final_average"):
+                continue
+            acc = self._id_val_of(record)
+            if acc is not None and (best_acc is None or acc > best_acc):
+                best, best_acc = record, acc
+        if best is None:
+            raise DomainBedError(f"{self.run_dir}: no record has env{{j}}_out_acc for every "
+                                 f"training env {self.train_envs}; re-run the training")
+        return best
 
     @property
     def dataset(self) -> str:
@@ -80,15 +134,21 @@ class RunInfo:
     def train_envs(self) -> List[int]:
         return [i for i in range(self.n_envs) if i not in self.test_envs]
 
-    @property
-    def id_val_acc(self) -> float:
-        """Mean ``env{j}_out_acc`` over training envs at the final step (as recorded)."""
-        record = self.final_record
+    def _id_val_of(self, record: dict) -> Optional[float]:
         accs = [record.get(f"env{j}_out_acc") for j in self.train_envs]
         if not accs or any(a is None for a in accs):
-            raise DomainBedError(f"{self.run_dir}: the last record has no env{{j}}_out_acc for "
-                                 f"training envs {self.train_envs}; re-run the training")
+            return None
         return sum(accs) / len(accs)
+
+    @property
+    def id_val_acc(self) -> float:
+        """Recorded ID-validation accuracy (mean ``env{j}_out_acc`` over training envs) of
+        the weights ``model_path`` holds (see ``selected_record``)."""
+        acc = self._id_val_of(self.selected_record)
+        if acc is None:
+            raise DomainBedError(f"{self.run_dir}: the record has no env{{j}}_out_acc for "
+                                 f"training envs {self.train_envs}; re-run the training")
+        return acc
 
 
 def _read_jsonl(path: str) -> List[dict]:
@@ -105,8 +165,10 @@ def _read_jsonl(path: str) -> List[dict]:
     return records
 
 
-def read_run(run_dir: str) -> RunInfo:
+def read_run(run_dir: str, weights: str = "best") -> RunInfo:
     """The ``RunInfo`` of a finished run; raises ``DomainBedError`` when it is not usable."""
+    if weights not in WEIGHTS:
+        raise DomainBedError(f"unknown weights {weights!r}; known: {', '.join(WEIGHTS)}")
     if not os.path.exists(os.path.join(run_dir, rd.DONE)):
         raise DomainBedError(f"{run_dir}: the run is not finished (no `{rd.DONE}` file)")
     model_path = os.path.join(run_dir, rd.MODEL)
@@ -122,14 +184,16 @@ def read_run(run_dir: str) -> RunInfo:
                              "ID-validation accuracy and splits are read from its records")
     last = records[-1]
     return RunInfo(run_dir=run_dir, args=dict(last["args"]), hparams=dict(last["hparams"]),
-                   records=records, model_path=model_path, init=last.get("init"))
+                   records=records, final_model_path=model_path, init=last.get("init"),
+                   weights=weights)
 
 
 def find_runs(input_dirs: Iterable[str], dataset: Optional[str] = None,
               test_env: Optional[int] = None, trial_seed: Optional[int] = None,
               algorithms: Optional[Sequence[str]] = None,
-              max_depth: int = DEFAULT_MAX_DEPTH) -> List[RunInfo]:
-    """Finished runs (with ``done`` and a model file) under ``input_dirs``, filtered.
+              max_depth: int = DEFAULT_MAX_DEPTH, weights: str = "best") -> List[RunInfo]:
+    """Finished runs (with ``done`` and a model file) under ``input_dirs``, filtered;
+    ``weights`` (best or final) is passed to each ``RunInfo``.
 
     ``test_env`` keeps runs whose ``test_envs`` is exactly ``[test_env]``; ``trial_seed``
     None or -1 keeps every trial. Runs are sorted by directory path (a deterministic order).
@@ -143,7 +207,7 @@ def find_runs(input_dirs: Iterable[str], dataset: Optional[str] = None,
             if not has_done or not os.path.isfile(os.path.join(path, rd.MODEL)):
                 continue
             try:
-                run = read_run(path)
+                run = read_run(path, weights)
             except DomainBedError as exc:
                 log.warning("skipping %s", exc)
                 continue
@@ -211,7 +275,7 @@ class RunEvaluator:
         self.run = run
         self.identity = split_identity(run, data_dir)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        meta = read_metadata(run.model_path)
+        meta = read_metadata(run.final_model_path)
         self._meta = meta
         self.model_algorithm = (meta.get("args") or {}).get("algorithm") or run.algorithm
         args = run.args
@@ -376,7 +440,7 @@ class EvaluatorCache:
 
     def __call__(self, run: RunInfo) -> RunEvaluator:
         identity = split_identity(run, self.data_dir)
-        meta = read_metadata(run.model_path)
+        meta = read_metadata(run.final_model_path)
         algorithm = (meta.get("args") or {}).get("algorithm") or run.algorithm
         key = identity + (algorithm, meta.get("model_num_classes"),
                           tuple(meta.get("model_input_shape") or ()))

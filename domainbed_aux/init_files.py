@@ -1,11 +1,8 @@
 """Composed init files for the core's ``--init_from``: ``(w_lp, phi)`` in one weight file.
 
 A composed file holds ``featurizer.*`` (a pool member, member 0 = phi_pt, or a fused
-featurizer) and ``classifier.*`` (the shared linear probe), with metadata::
-
-    {"init": {"member": {"index", "kind", "dataset", "run", "sha256", ...},
-              "members": [...] (fusing only), "lambdas": [...] | None, "u": [...] | None,
-              "fusing_range": r | None, "robust": bool, "linear_probe": <probe sha256>}}
+featurizer) and ``classifier.*`` (the shared linear probe), with the ``init`` metadata of
+:mod:`domainbed_aux.init_record`.
 
 The core copies that ``init`` dict into every result record of the run. A file's name is
 the hash of what identifies its content (probe identity, member file hashes, lambdas), so
@@ -25,6 +22,7 @@ from domainbed.lib.weights import save_weights
 from domainbed_aux.aux_pool import AuxPool, PoolError, PoolMember, content_hash
 from domainbed_aux.init_choice import (DEFAULT_FUSING_RANGE, FusingChoice, choose_fusing,
                                        choose_init, fused_featurizer)
+from domainbed_aux.init_record import fused_member, init_record, pretrained_member
 from domainbed_aux.linear_probe import read_linear_probe
 
 INITS_DIR = "inits"
@@ -33,8 +31,7 @@ INITS_DIR = "inits"
 def member_record(pool: Optional[AuxPool], index: int) -> Dict[str, Any]:
     """What a record states about one pool member (member 0 without a pool: phi_pt)."""
     if pool is None:
-        return {"index": 0, "kind": "pretrained", "dataset": None, "run": None,
-                "sha256": None}
+        return pretrained_member(None)
     m: PoolMember = pool.members[index]
     return {"index": index, "kind": m.kind, "dataset": m.dataset, "run": m.run_dir,
             "sha256": m.sha256, "hparams_seed": m.hparams_seed, "trial_seed": m.trial_seed,
@@ -76,10 +73,8 @@ def plan_init(pool: Optional[AuxPool], probe_key: str, probe_path: str, hparams_
             raise PoolError("fusing needs an auxiliary pool: give --aux_dir")
         choice = choose_fusing(pool, hparams_seed, trial_seed, fusing_range)
         members = [member_record(pool, i) for i in choice.member_indices]
-        return InitRequest(probe_key, probe_path,
-                           {"index": None, "kind": "fused", "dataset": None, "run": None,
-                            "sha256": None}, members, choice.lambdas, choice.u,
-                           choice.fusing_range, robust)
+        return InitRequest(probe_key, probe_path, fused_member(), members, choice.lambdas,
+                           choice.u, choice.fusing_range, robust)
     if pool is None:
         return InitRequest(probe_key, probe_path, member_record(None, 0), robust=robust)
     choice = choose_init(pool, hparams_seed)
@@ -129,9 +124,8 @@ def compose_init_file(request: InitRequest, pool: Optional[AuxPool], cache_dir: 
     member = dict(request.member)
     if member["kind"] == "pretrained" and member.get("sha256") is None:
         member["sha256"] = content_hash(phi_pt)
-    init = {"member": member, "members": request.members, "lambdas": request.lambdas,
-            "u": request.u, "fusing_range": request.fusing_range, "robust": request.robust,
-            "linear_probe": probe_sha256, "linear_probe_key": request.probe_key}
+    init = init_record(member, request.probe_key, probe_sha256, request.members,
+                       request.lambdas, request.u, request.fusing_range, request.robust)
     state = {"featurizer." + k: v for k, v in featurizer.items()}
     state.update({"classifier." + k: v for k, v in classifier.items()})
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -13,7 +13,8 @@ Files under ``output_dir_lp``::
 
     phi_pt/<sha256[:16]>.safetensors   the pretrained featurizer (featurizer.* keys)
     runs/<key>/                        the probe's run directory (resumable)
-    <key>.safetensors                  the probe: classifier.* and featurizer.* (= phi_pt)
+    <key>.safetensors                  the probe: classifier.* of the probe run's best
+                                       ID-validation checkpoint, and featurizer.* (= phi_pt)
     <key>.safetensors.lock             flock'ed while the probe is trained
 
 Two processes asking for the same probe at the same time train it once: the second waits on
@@ -35,6 +36,7 @@ from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir as rd
 from domainbed.lib.weights import extract_state_dict, load_file, read_metadata, save_weights
 from domainbed_aux.aux_pool import content_hash, featurizer_state_dict, sha256_file
+from domainbed_aux.init_record import init_record, pretrained_member
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,8 @@ class LinearProbeSpec:
                                  "seed": PHI_PT_SEED}}
 
     def identity(self) -> Dict[str, Any]:
-        return {"dataset": self.dataset, "test_envs": sorted(int(t) for t in self.test_envs),
+        # version 2: the probe is the run's best-ID-validation checkpoint (was: its last step)
+        return {"version": 2, "dataset": self.dataset, "test_envs": sorted(int(t) for t in self.test_envs),
                 "trial_seed": int(self.trial_seed), "hparams": self.hparams,
                 "steps": self.steps, "holdout_fraction": self.holdout_fraction,
                 "featurizer": self.featurizer_id()}
@@ -155,10 +158,6 @@ def _train_args(spec: LinearProbeSpec, run_path: str, phi_pt_path: str):
     return build_parser().parse_args(argv)
 
 
-def _last_record(run_path: str) -> Dict[str, Any]:
-    with open(os.path.join(run_path, rd.RESULTS), encoding="utf-8") as f:
-        lines = [line for line in f if line.strip()]
-    return json.loads(lines[-1]) if lines else {}
 
 
 def _train_and_write(spec: LinearProbeSpec, output_dir_lp: str, path: str) -> None:
@@ -168,22 +167,24 @@ def _train_and_write(spec: LinearProbeSpec, output_dir_lp: str, path: str) -> No
     run_path = os.path.join(os.path.abspath(output_dir_lp), RUNS_DIR, spec.key())
     log.info("linear probe: training %s in %s", spec.key(), run_path)
     train(_train_args(spec, run_path, phi_pt_path))  # resumes a killed attempt
-    content, _ = load_file(os.path.join(run_path, rd.MODEL), device="cpu")
+    # w_lp is the probe run's best-ID-validation checkpoint (the released code's network_best)
+    best_path = os.path.join(run_path, rd.MODEL_BEST)
+    if not os.path.isfile(best_path):
+        raise DomainBedError(f"{run_path}: the linear probe run left no {rd.MODEL_BEST} (no "
+                             "ID-validation score: are the training envs' out splits empty?)")
+    content, best_meta = load_file(best_path, device="cpu")
     model = extract_state_dict(content)
     classifier = {k: v for k, v in model.items() if k.startswith("classifier.")}
     if not classifier:
         raise DomainBedError(f"{run_path}: the linear probe run saved no classifier.* weights")
-    record = _last_record(run_path)
     state = dict(classifier)
     state.update({"featurizer." + k: v for k, v in phi_pt.items()})
     metadata = {
         "linear_probe": {"spec": asdict(spec), "key": spec.key(), "phi_pt_sha256": phi_pt_sha,
                          "run_dir": os.path.relpath(run_path, os.path.dirname(path)),
-                         "last_record": {k: v for k, v in record.items()
-                                         if k.endswith("_acc") or k == "step"}},
-        # so that a member-0 run can use this file directly with --init_from
-        "init": {"member": {"index": 0, "kind": "pretrained", "sha256": phi_pt_sha},
-                 "lambdas": None, "u": None, "robust": False, "linear_probe": spec.key()},
+                         "best_checkpoint": best_meta.get("best_checkpoint")},
+        # the probe file is itself the init of every run that starts from (w_lp, phi_pt)
+        "init": init_record(pretrained_member(phi_pt_sha), spec.key()),
     }
     save_weights(path, state, metadata)
 

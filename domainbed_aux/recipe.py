@@ -1,5 +1,9 @@
-"""A declarative recipe: pretrain -> auxiliary pool sweeps -> linear probes -> target sweeps
+"""A declarative recipe: pretrain -> linear probes -> auxiliary pool sweeps -> target sweeps
 -> report, run locally in order or submitted to SLURM with dependencies.
+
+Linear probes of phi_pt come before the auxiliary sweeps: each auxiliary run starts from a
+probe on its own dataset (every domain), each non-recycling target run from the target's
+probe, as the paper's released code does.
 
 Recipe file (JSON; see ``sweeps/ratatouille_paper.json`` and docs/ratatouille.md)::
 
@@ -37,7 +41,7 @@ from domainbed.errors import DomainBedError
 
 log = logging.getLogger(__name__)
 
-STAGES = ("pretrain", "aux", "linear_probe", "target", "report")
+STAGES = ("pretrain", "linear_probe", "aux", "target", "report")
 DEFAULT_REPORT_MODULE = "domainbed_aux.scripts.report"
 DEFAULT_REPORT_ARGS = ["--input_dir", "{target_dirs}", "--output", "{output_root}/report.txt"]
 
@@ -146,7 +150,11 @@ def aux_argvs(recipe: Dict[str, Any]) -> List[List[str]]:
                 "--n_hparams", str(aux.get("n_hparams", 4)),
                 "--n_trials", str(aux.get("n_trials", 1)),
                 "--algorithms", aux.get("algorithm", "ERM"),
-                "--output_dir", _root(recipe, "aux", f"{dataset}_notest")]
+                "--output_dir", _root(recipe, "aux", f"{dataset}_notest"),
+                "--output_dir_lp", _root(recipe, "lp")]
+        lp_steps = (recipe.get("linear_probe") or {}).get("steps")
+        if lp_steps is not None:
+            argv += ["--lp_steps_total", str(lp_steps)]
         if recipe.get("hparams_space"):
             argv += ["--hparams_space", recipe["hparams_space"]]
         argvs.append(argv + _common(recipe, dataset) + _phi_argv(recipe))
@@ -209,10 +217,11 @@ def stages(recipe: Dict[str, Any]) -> List[Stage]:
     pre = pretrain_argv(recipe)
     if pre is not None:
         out.append(Stage("pretrain", [pre]))
-    if recipe.get("aux", {}) is not None:
-        out.append(Stage("aux", aux_argvs(recipe)))
+    auxes = aux_argvs(recipe) if recipe.get("aux", {}) is not None else []
     targets = target_argvs(recipe)
-    out.append(Stage("linear_probe", targets))  # the probes the target sweeps need
+    out.append(Stage("linear_probe", auxes + targets))  # the probes both stages start from
+    if auxes:
+        out.append(Stage("aux", auxes))
     out.append(Stage("target", targets))
     command = report_command(recipe)
     if command is not None:
@@ -372,8 +381,9 @@ def submit_to_slurm(recipe: Dict[str, Any], stage_command: Sequence[str],
     Jobs of an earlier submission that are still in the SLURM queue are not submitted again;
     the next stage waits for them instead.
 
-    A stage whose jobs can be listed now (pretrain, and aux) is one job array; the others
-    (linear probes, target sweeps that need the pool, report) run as one small job each:
+    A stage whose jobs can be listed now (pretrain; aux once phi_pt exists) is one job array;
+    the others (linear probes, aux before phi_pt exists, target sweeps that need the pool,
+    report) run as one small job each:
     ``stage_command + [stage name]``; the target one submits its arrays and waits for them.
     """
     from domainbed.command_launchers import get_launcher
@@ -384,9 +394,13 @@ def submit_to_slurm(recipe: Dict[str, Any], stage_command: Sequence[str],
     options = {k: v for k, v in slurm_options.items() if k != "wait"}
     ids: Dict[str, List[str]] = {}
     previous: List[str] = []
+    phi_pt = pretrained_featurizer(recipe)
+    phi_pt_ready = phi_pt is None or os.path.exists(phi_pt)
     for stage in stages(recipe):
         waiting: List[str] = []  # ids of this stage's jobs still in the SLURM queue
-        if stage.name in ("pretrain", "aux"):  # listable now: no pool needed
+        # listable now: pretraining; the aux jobs once phi_pt exists (their probes' names
+        # hash it); the other stages need earlier outputs and list their jobs when they run
+        if stage.name == "pretrain" or (stage.name == "aux" and phi_pt_ready):
             jobs = [j for argv in stage.sweeps for j in _sweep_jobs(argv) if j.state != "Done"]
             queued = actions.queued_dirs(jobs)
             waiting = [run_dir.read_submission(j.output_dir) for j in jobs

@@ -9,19 +9,23 @@ shown as ``mean +/- se``; dagger rows have one value, shown ``x +/- 0.0``):
   CORAL, SWAD and MA -- a SWAD run counts by its record of the averaged window --;
   "Inter-training (ID val)" over InterTraining/Ratatouille runs, "Fusing (ID val)" over
   Fusing runs);
-- "WiSE-FT (a=0.5)": per trial seed, the ERM run with the best final ID-validation
-  accuracy, interpolated halfway back to its initialisation (its ``--init_from`` file, e.g.
+- "WiSE-FT (a=0.5)": per trial seed, the ERM run with the best ID-validation accuracy
+  (of its best checkpoint), interpolated halfway back to its initialisation (its ``--init_from`` file, e.g.
   the linear probe, so LP-FT then WiSE-FT; see ``analysis.wise_ft``); the row is left out
   when the runs have no known initialisation;
 - "Ensemble*" rows: softmax-averaged predictions of every run of a trial seed;
 - soup rows: uniform and greedy soups of every run of a trial seed, and the uniform soup of
-  every trial together ("dagger").
+  every trial together ("dagger"; only when the runs hold more than one trial seed).
+
+Soups, ensembles, WiSE-FT and re-scored rows use each run's best-ID-validation checkpoint
+(``model_best.safetensors``, the paper's appendix F.1; MA and SWAD runs: their averaged
+final model); ``weights="final"`` uses the final weights instead, and the report says which.
 
 Runs whose recorded init has ``robust: true`` form separate "Robust ..." rows. Rows without
 runs are left out. Every row is scored on ``env{test}_in`` (the selection rows' split); with
 ``full_domain`` on the whole test domain instead, and the ID-val rows then pick, per trial
-seed, the run with the best ID-validation accuracy at its last step (the final weights are
-the only weights kept). Evaluations are cached as JSON files keyed by the member files'
+seed, the run whose best checkpoint has the best ID-validation accuracy (the checkpoint that
+training-domain validation selects) and score that checkpoint. Evaluations are cached as JSON files keyed by the member files'
 paths, sizes and modification times, so a second report is fast.
 """
 
@@ -38,7 +42,7 @@ from domainbed_aux.evaluation import EvaluatorCache, RunInfo, find_runs
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: members are best checkpoints by default
 CACHE_DIR_NAME = ".ratatouille_cache"
 DAGGER_SEED = "all"  # the trial-seed key of dagger cells: one value for every trial
 
@@ -188,7 +192,7 @@ class Table1Rows:
     def _id_val(self, runs: Sequence[RunInfo], method) -> Optional[float]:
         if self.split == "test_in":
             return method.sweep_acc(Q([r for run in runs for r in run.records]))
-        best = self._best_final(runs)
+        best = self._best_run(runs)
         key = self.cache.key("single", "id_val", self.split, [best], self.evaluators.data_dir)
 
         def score() -> dict:
@@ -197,13 +201,14 @@ class Table1Rows:
                 load_member(best.model_path, best.run_dir), self.split)}
         return self._cached(key, score)["acc"]
 
-    def _best_final(self, runs: Sequence[RunInfo]) -> RunInfo:
-        """The run with the best ID-validation accuracy at its last step (ties: run dir)."""
+    def _best_run(self, runs: Sequence[RunInfo]) -> RunInfo:
+        """The run whose selected weights have the best recorded ID-validation accuracy
+        (ties: run dir)."""
         return sorted(runs, key=lambda r: (-r.id_val_acc, r.run_dir))[0]
 
     def _wise(self, runs: Sequence[RunInfo]) -> dict:
         from domainbed_aux.analysis.wise_ft import wise_ft
-        best = self._best_final(runs)
+        best = self._best_run(runs)
         key = self.cache.key("wise", str(WISE_ALPHA), self.split, [best],
                              self.evaluators.data_dir)
 
@@ -238,6 +243,9 @@ class Table1Rows:
         todo = []
         for robust in (False, True):
             for name, family, kind in TABLE1_ROWS:
+                if kind == "dagger" and (family, robust) in groups and not any(
+                        len(by_trial) > 1 for by_trial in groups[(family, robust)].values()):
+                    continue  # one trial seed: a dagger soup would repeat the uniform row
                 if (family, robust) in groups:
                     todo.append((robust_name(name) if robust else name, kind,
                                  groups[(family, robust)]))
@@ -269,7 +277,7 @@ def _keep_rows(report, names: Sequence[str]) -> None:
 
 def build_table1(input_dirs: Sequence[str], data_dir: Optional[str] = None,
                  full_domain: bool = False, cache_dir: Optional[str] = "default",
-                 progress: bool = False, device=None):
+                 progress: bool = False, device=None, weights: str = "best"):
     """The Table 1 ``Report`` (render it with ``domainbed.reports.render``) and the provider.
 
     ``cache_dir``: "default" = ``<first input dir>/.ratatouille_cache``, None = no cache.
@@ -278,7 +286,7 @@ def build_table1(input_dirs: Sequence[str], data_dir: Optional[str] = None,
     from domainbed.lib.reporting import LoadReport
     from domainbed.model_selection import IIDAccuracySelectionMethod
     from domainbed.reports import build_report
-    runs = find_runs(input_dirs)
+    runs = find_runs(input_dirs, weights=weights)
     runs = [r for r in runs if len(r.test_envs) == 1 and r.test_envs[0] >= 0]
     if not runs:
         raise DomainBedError(f"no finished run with one test environment and a model file "
@@ -301,4 +309,8 @@ def build_table1(input_dirs: Sequence[str], data_dir: Optional[str] = None,
     split = "the whole test domain" if full_domain else "env{test}_in"
     report.notes.append(f"every row is scored on {split}; dagger rows hold one value "
                         "(every trial seed averaged), shown as 'x +/- 0.0'")
+    which = ("each run's best-ID-validation checkpoint (model_best.safetensors; MA and SWAD: "
+             "their averaged final model)" if weights == "best"
+             else "each run's final weights (model.safetensors)")
+    report.notes.append(f"soups, ensembles and WiSE-FT use {which}")
     return report, provider

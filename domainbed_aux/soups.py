@@ -1,9 +1,11 @@
 """Weight soups of finished runs, scored on the runs' own splits.
 
 Glue between run directories, :mod:`domainbed_aux.averaging` (the arithmetic) and
-:mod:`domainbed_aux.evaluation` (the scores). A soup averages each run's final weights
-(``model.safetensors``). Greedy soups rank runs by their recorded ID-validation accuracy
-(mean ``env{j}_out_acc`` over training envs at the last step; ties by run directory) and
+:mod:`domainbed_aux.evaluation` (the scores). A soup averages the weights ``RunInfo.weights``
+selects: by default each run's best-ID-validation checkpoint (``model_best.safetensors``; the
+paper's appendix F.1), the final, averaged model for MA/SWAD runs; ``weights="final"`` takes
+``model.safetensors``. Greedy soups rank runs by the recorded ID-validation accuracy (mean
+``env{j}_out_acc`` over training envs) of those weights (ties by run directory) and
 score each candidate average on the pooled ID-validation split. Every soup is scored on
 ``env{test}_in``, the split of the selection rows; ``test_full`` (the whole test domain) and
 ``id_val`` on request. A dagger soup averages the runs of every trial seed; its score is the
@@ -134,9 +136,18 @@ def soup(runs: Sequence[RunInfo], rule: str, evaluators: Optional[EvaluatorCache
         "val_acc": summary["val_acc"],
         "accuracies": {s: sum(v.values()) / len(v) for s, v in per_trial.items()},
         "per_trial": {s: {str(k): v for k, v in accs.items()} for s, accs in per_trial.items()},
+        "weights": weights_text(runs),
         "bn": _bn_text(reference, live_bn),
         "bn_recomputed": bool(summary["bn_recomputed"]),
     }
+
+
+def weights_text(runs: Sequence[RunInfo]) -> str:
+    """Which weights of the runs were used (the report and ``inference`` print it)."""
+    kinds = sorted({"best-ID-validation checkpoint" if r.uses_best_checkpoint
+                    else ("final weights" if r.weights == "final"
+                          else "final (trajectory-averaged) weights") for r in runs})
+    return " and ".join(kinds)
 
 
 def _bn_text(evaluator, live_bn: bool) -> str:

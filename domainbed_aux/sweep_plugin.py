@@ -11,11 +11,15 @@ files live; default ``<output_dir>/linear_probe`` when a pool is used), ``--fusi
 Default algorithm when ``--algorithms`` is not given: ``Fusing`` with ``--fusing_range``
 >= 0, else ``Ratatouille`` with ``--aux_dir``, else ``ERM`` with ``--output_dir_lp``.
 
-Once ``--aux_dir`` or ``--output_dir_lp`` is given, jobs of InterTraining / Ratatouille /
-Fusing (and ERM when ``--output_dir_lp`` is given) get ``--init_from <composed file>``
-(without either flag they train as plain ERM): the file's name is fixed when the jobs are listed; the
-before-launch hook trains the missing linear probes and writes the files. Auxiliary jobs
-(``--test_env -1``) with ``--pretrained_featurizer`` start their featurizer from that file.
+Once ``--aux_dir`` or ``--output_dir_lp`` is given, every target job gets ``--init_from``
+(without either flag, jobs train from the core's initialisation; LPFT always gets the probe):
+InterTraining / Ratatouille / Fusing a composed file ``(w_lp, pool member or fused
+featurizer)``; every other algorithm (ERM, LPFT, CORAL, MA, SWAD, ...) the shared linear
+probe file ``(w_lp, phi_pt)`` itself, whatever other flags the sweep passes. Auxiliary jobs
+(``--test_env -1``) given ``--output_dir_lp`` start from a linear probe of phi_pt on their
+own dataset (every domain); without it, with ``--pretrained_featurizer``, from that
+featurizer and a fresh head. File names are fixed when the jobs are listed; the
+before-launch hook trains the missing linear probes and writes the files.
 
 The pool of a sweep is built once into ``<output_dir>/aux_pool/<Dataset>[_robust]/`` (the
 target dataset excluded by recorded identity) and reused afterwards; job ids do not depend
@@ -116,20 +120,30 @@ def engaged(sweep_args) -> bool:
     return uses_pool(sweep_args) or bool(getattr(sweep_args, "output_dir_lp", None))
 
 
-def needs_init(train_args: Dict[str, Any], sweep_args) -> bool:
-    """Whether this job starts from a composed (w_lp, phi) file: recycling algorithms, and
-    ERM given --output_dir_lp, once the sweep gives --aux_dir or --output_dir_lp (without
-    them, these algorithms train as plain ERM from the core's initialisation); LPFT always."""
-    if list(train_args.get("test_envs") or []) == [-1]:
-        return False  # auxiliary runs have no target linear probe
+def init_kind(train_args: Dict[str, Any], sweep_args) -> Optional[str]:
+    """Where a job starts (SPEC section 7), or None for the core's own initialisation.
+
+    - ``"probe"``: ``(w_lp, phi_pt)``, the shared linear probe file itself. Every target job
+      of an algorithm that does not recycle (ERM, LPFT, CORAL, MA, SWAD, any other) once the
+      sweep gives ``--aux_dir`` or ``--output_dir_lp``; LPFT always; auxiliary jobs
+      (``--test_envs -1``) given ``--output_dir_lp`` (a probe of phi_pt on their own dataset,
+      every domain, as the paper's aux stage).
+    - ``"pool"``: InterTraining / Ratatouille / Fusing in such a sweep: a member of the pool
+      (or a fused featurizer) with the probe, composed into one file.
+    """
     algorithm = train_args["algorithm"]
+    if list(train_args.get("test_envs") or []) == [-1]:
+        return "probe" if getattr(sweep_args, "output_dir_lp", None) else None
     if algorithm == LP_FT_ALGORITHM:
-        return True  # LP-FT always starts from the shared linear probe
+        return "probe"  # LP-FT always starts from the shared linear probe
     if not engaged(sweep_args):
-        return False
-    if algorithm in RECYCLING_ALGORITHMS:
-        return True
-    return algorithm == "ERM" and bool(getattr(sweep_args, "output_dir_lp", None))
+        return None
+    return "pool" if algorithm in RECYCLING_ALGORITHMS else "probe"
+
+
+def needs_init(train_args: Dict[str, Any], sweep_args) -> bool:
+    """Whether this job starts from a linear probe (see ``init_kind``)."""
+    return init_kind(train_args, sweep_args) is not None
 
 
 def _cache(sweep_args) -> Dict[str, Any]:
@@ -216,7 +230,13 @@ def transform_job(train_args: Dict[str, Any], sweep_args) -> Dict[str, Any]:
     """Add ``init_from`` (and ``hparams_space``) to the jobs that need them."""
     if getattr(sweep_args, "hparams_space", None) and "hparams_space" not in train_args:
         train_args["hparams_space"] = sweep_args.hparams_space
-    if needs_init(train_args, sweep_args):
+    kind = init_kind(train_args, sweep_args)
+    if kind == "probe":  # (w_lp, phi_pt): the probe file is itself the init file
+        spec = probe_spec(train_args, sweep_args)
+        path = probe_path(spec, lp_root(sweep_args))
+        _cache(sweep_args)["requests"][path] = (spec, None, train_args["dataset"])
+        train_args["init_from"] = path
+    elif kind == "pool":
         spec, request = _request(train_args, sweep_args)
         path = init_path(request, lp_root(sweep_args))
         _cache(sweep_args)["requests"][path] = (spec, request, train_args["dataset"])
@@ -260,12 +280,16 @@ def prepare_inits(jobs, sweep_args) -> List[str]:
     for path, (spec, request, dataset) in requests.items():
         if path not in wanted:
             continue
-        pool = get_pool(sweep_args, dataset, verify=True)
-        if request.probe_path not in probes:
+        probe_file = probe_path(spec, lp_root(sweep_args))
+        if probe_file not in probes:
             probe = ensure_linear_probe(spec, lp_root(sweep_args))
-            probes[request.probe_path] = (probe.sha256, probe.trained)
+            probes[probe_file] = (probe.sha256, probe.trained)
+        if request is None:  # the probe is the init
+            written.append(probe_file)
+            continue
+        pool = get_pool(sweep_args, dataset, verify=True)
         written.append(compose_init_file(request, pool, lp_root(sweep_args),
-                                         probes[request.probe_path][0]))
+                                         probes[probe_file][0]))
     if written:
         n_trained = sum(1 for _, trained in probes.values() if trained)
         log.info("ratatouille: %d linear probes (%d trained now), %d init files ready",

@@ -132,5 +132,5 @@ def test_wise_ft_row_interpolates_the_best_run_halfway_to_its_init(trained_sweep
     expected = wise_ft(RunEvaluator(best), [0.0, 0.5])["accuracies"]["test_in"]
     assert cell.values == [pytest.approx(expected[1])]
     assert provider.details["Debug28/WiSE-FT (a=0.5)/env0/0"]["run"] == best.run_dir
-    # a = 0 is the run itself: its recorded test accuracy
-    assert expected[0] == pytest.approx(best.final_record["env0_in_acc"])
+    # a = 0 is the run's best checkpoint: its recorded test accuracy
+    assert expected[0] == pytest.approx(best.selected_record["env0_in_acc"])

@@ -27,11 +27,13 @@ def test_paper_recipe_lists_exactly_the_papers_jobs(capsys, entry):
                                "--command_launcher", "dummy"]) == 0
     out = capsys.readouterr().out
     counts = dict(re.findall(r"^stage (\w+): (\d+)", out, re.M))
-    # aux: 4 runs per dataset; probes: one per (dataset, test env, trial); target: 22 test
-    # envs (4+4+4+4+6) x 3 algorithms (vanilla/soups = ERM from the probe, ratatouille and
+    # aux: 4 runs per dataset; probes: one per target (dataset, test env, trial) and one per
+    # auxiliary dataset (every domain, which its runs start from); target: 22 test envs
+    # (4+4+4+4+6) x 3 algorithms (vanilla/soups = ERM from the probe, ratatouille and
     # inter-training = the same Ratatouille runs, fusing) x 20 hparams x 3 trials
-    assert counts == {"aux": "20", "linear_probe": "66", "target": str(22 * 3 * 60),
+    assert counts == {"aux": "20", "linear_probe": str(66 + 5), "target": str(22 * 3 * 60),
                       "report": "1"}
+    assert out.index("stage linear_probe") < out.index("stage aux") < out.index("stage target")
     print(out)
     target_lines = [l for l in out.splitlines() if "Ratatouille" in l]
     assert len(target_lines) == 22
@@ -73,7 +75,7 @@ def test_pretrain_stage_feeds_phi_pt_to_later_stages(tmp_path):
     path = _tiny_recipe(tmp_path, pretrain={"dataset": "AuxDebugA", "steps": 4})
     recipe = recipe_lib.load_recipe(path)
     stages = recipe_lib.stages(recipe)
-    assert [s.name for s in stages] == ["pretrain", "aux", "linear_probe", "target", "report"]
+    assert [s.name for s in stages] == ["pretrain", "linear_probe", "aux", "target", "report"]
     phi = recipe_lib.pretrained_featurizer(recipe)
     assert phi.startswith(str(tmp_path / "out" / "pretrain")) and phi.endswith(
         "model.safetensors")
@@ -82,7 +84,8 @@ def test_pretrain_stage_feeds_phi_pt_to_later_stages(tmp_path):
             assert argv[argv.index("--pretrained_featurizer") + 1] == phi
     pre = stages[0].sweeps[0]
     assert pre[pre.index("--steps") + 1] == "4"
-    assert [recipe_lib.count_jobs(s) for s in stages] == [1, 2, 1, 5, 1]
+    # probes: the target's and one per auxiliary dataset
+    assert [recipe_lib.count_jobs(s) for s in stages] == [1, 3, 2, 5, 1]
 
 
 def test_unknown_recipe_key_is_an_error(tmp_path):
@@ -103,34 +106,40 @@ def test_slurm_stages_are_chained_with_afterok(tmp_path, monkeypatch):
     monkeypatch.setattr(get_launcher("slurm"), "submit", fake_submit)
     assert recipe_cli.main(["run", path, "--launcher", "slurm", "--slurm_partition", "p1"]) == 0
     names = [c[0] for c in calls]
-    assert names == ["recipe-pretrain", "recipe-aux", "recipe-linear_probe", "recipe-target",
+    # the aux jobs start from probes of phi_pt, which the pretraining has not written yet:
+    # the aux stage lists its jobs when it runs (one stage job), after the probes
+    assert names == ["recipe-pretrain", "recipe-linear_probe", "recipe-aux", "recipe-target",
                      "recipe-report"]
     assert calls[0][2] == [] and len(calls[0][1]) == 1
-    assert len(calls[1][1]) == 2 and calls[1][2] == ["1_0"]  # aux array after pretrain
-    assert calls[2][2] == ["2_0", "2_1"]  # the probe job waits for the whole aux array
-    for (name, jobs, after), previous in zip(calls[3:], ["3_0", "4_0"]):
+    for (name, jobs, after), previous in zip(calls[1:], ["1_0", "2_0", "3_0", "4_0"]):
         assert after == [previous] and len(jobs) == 1
         command = jobs[0].command
         assert command[-2:] == ["--stage", name.split("-", 1)[1]]
         assert "--slurm_partition" in command and "run_stage" in command
 
-    # submitted again while the pretraining job and one aux job wait in the queue: those two
-    # are not submitted twice, and the next stages wait for them
+    # submitted again once the pretraining is done, while one aux job waits in the queue:
+    # the aux stage is an array of the job not queued, and the target stage waits for both
+    from domainbed import networks
     from domainbed.command_launchers import slurm as slurm_module
     from domainbed.lib import run_dir
-    stage_jobs = [[j for argv in stage.sweeps for j in recipe_lib._sweep_jobs(argv)]
-                  for stage in recipe_lib.stages(recipe_lib.load_recipe(path))[:2]]
-    (pretrain,), (aux_a, aux_b) = stage_jobs
-    for job, job_id in ((pretrain, "1_0"), (aux_a, "2_0"), (aux_b, "2_1")):
-        run_dir.write_submission(job.output_dir, job_id)
-    monkeypatch.setattr(slurm_module, "jobs_in_queue", lambda: {"1_0", "2_0"})
+    recipe = recipe_lib.load_recipe(path)
+    phi = recipe_lib.pretrained_featurizer(recipe)
+    os.makedirs(os.path.dirname(phi), exist_ok=True)
+    save_weights(phi, {"featurizer." + k: v for k, v in
+                       networks.Featurizer((3, 28, 28), HPARAMS).state_dict().items()})
+    open(os.path.join(os.path.dirname(phi), "done"), "w").close()
+    aux_stage = next(s for s in recipe_lib.stages(recipe) if s.name == "aux")
+    aux_a, aux_b = [j for argv in aux_stage.sweeps for j in recipe_lib._sweep_jobs(argv)]
+    run_dir.write_submission(aux_a.output_dir, "q_7")
+    monkeypatch.setattr(slurm_module, "jobs_in_queue", lambda: {"q_7"})
     calls.clear()
     assert recipe_cli.main(["run", path, "--launcher", "slurm", "--slurm_partition", "p1"]) == 0
-    assert [c[0] for c in calls] == ["recipe-aux", "recipe-linear_probe", "recipe-target",
+    assert [c[0] for c in calls] == ["recipe-linear_probe", "recipe-aux", "recipe-target",
                                      "recipe-report"]
-    assert [j.output_dir for j in calls[0][1]] == [aux_b.output_dir]
-    assert calls[0][2] == ["1_0"]  # after the queued pretraining
-    assert calls[1][2] == ["1_0", "2_0"]  # the new aux job and the queued one
+    assert calls[0][2] == []  # the pretraining is done
+    assert [j.output_dir for j in calls[1][1]] == [aux_b.output_dir]
+    assert calls[1][2] == ["1_0"]  # after the probes
+    assert calls[2][2] == ["2_0", "q_7"]  # the new aux job and the queued one
 
 
 def _tiny_recipe_with_phi(tmp_path, monkeypatch, **changes):

@@ -34,8 +34,10 @@ def random_state(seed, num_classes=2):
 
 
 def make_run(path, state, trial_seed=0, val_accs=(0.5, 0.5), algorithm="ERM", test_env=0,
-             num_classes=2, init=None):
-    """A finished run dir with a model file and one record (accuracies as given)."""
+             num_classes=2, init=None, best_state=None):
+    """A finished run dir with one record (accuracies as given) and its model files: the
+    final ``state`` and, as the training loop writes it, the best checkpoint (with one record,
+    the same weights unless ``best_state`` is given)."""
     os.makedirs(path, exist_ok=True)
     args = {"dataset": "Debug28", "algorithm": algorithm, "test_envs": [test_env],
             "trial_seed": trial_seed, "hparams_seed": 0, "seed": 0, "holdout_fraction": 0.2,
@@ -51,10 +53,12 @@ def make_run(path, state, trial_seed=0, val_accs=(0.5, 0.5), algorithm="ERM", te
         record["init"] = init
     with open(os.path.join(path, "results.jsonl"), "w") as f:
         f.write(json.dumps(record) + "\n")
-    save_weights(os.path.join(path, "model.safetensors"), state,
-                 {"args": {"algorithm": "ERM", "dataset": "Debug28"},
-                  "model_input_shape": [3, 28, 28], "model_num_classes": num_classes,
-                  "model_num_domains": 2, "model_hparams": _hparams()})
+    meta = {"args": {"algorithm": "ERM", "dataset": "Debug28"},
+            "model_input_shape": [3, 28, 28], "model_num_classes": num_classes,
+            "model_num_domains": 2, "model_hparams": _hparams()}
+    save_weights(os.path.join(path, "model.safetensors"), state, meta)
+    save_weights(os.path.join(path, "model_best.safetensors"),
+                 state if best_state is None else best_state, meta)
     with open(os.path.join(path, "done"), "w") as f:
         f.write("done\n")
     return str(path)
@@ -172,10 +176,19 @@ def test_single_run_soup_reproduces_the_runs_own_test_accuracy(trained_sweep):
     for path in sorted(trained_sweep.iterdir()):
         run = read_run(str(path))
         result = soup([run], "uniform", evaluators, splits=["test_in", "id_val"])
-        last = run.final_record
-        assert result["accuracies"]["test_in"] == pytest.approx(last["env0_in_acc"], abs=1e-6)
+        # the member is the run's best-ID-validation checkpoint: its record's test accuracy
+        best = run.selected_record
+        assert result["weights"] == "best-ID-validation checkpoint"
+        assert result["accuracies"]["test_in"] == pytest.approx(best["env0_in_acc"], abs=1e-6)
         # Debug28 out splits have equal sizes: pooled equals the mean of the two
         assert result["accuracies"]["id_val"] == pytest.approx(run.id_val_acc, abs=1e-6)
+        assert run.id_val_acc == max((r["env1_out_acc"] + r["env2_out_acc"]) / 2
+                                     for r in run.records)
+        # the final weights, asked for explicitly, reproduce the last record
+        final = read_run(str(path), weights="final")
+        result = soup([final], "uniform", evaluators, splits=["test_in"])
+        assert result["accuracies"]["test_in"] == pytest.approx(
+            final.final_record["env0_in_acc"], abs=1e-6)
 
 
 @pytest.mark.slow

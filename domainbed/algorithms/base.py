@@ -28,6 +28,11 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], hparams) -> torch.optim
 class Algorithm(nn.Module):
     """Base class: subclasses implement ``update`` and ``predict``."""
 
+    #: whether the training loop keeps ``model_best.safetensors`` (the weights at the best
+    #: ID-validation evaluation); False where the model is an average over the trajectory
+    #: (MA, SWAD), whose final weights are the model
+    BEST_CHECKPOINT = True
+
     def __init__(self, input_shape, num_classes: int, num_domains: int, hparams):
         super().__init__()
         self.input_shape = tuple(input_shape)

@@ -3,6 +3,10 @@
 - ``results.jsonl``: one JSON record per evaluation.
 - ``out.txt`` / ``err.txt``: the run's log and errors.
 - ``model.safetensors``: the final model (JSON metadata: args, hparams, shapes).
+- ``model_best.safetensors``: the weights at the evaluation with the highest ID-validation
+  accuracy (mean ``env{j}_out_acc`` over training envs; replaced only when strictly better,
+  so ties keep the earlier step); metadata ``best_checkpoint: {"step", "id_val_acc"}``.
+  Not written by algorithms whose model is an average over the trajectory (MA, SWAD).
 - ``checkpoint.safetensors``: the full training state for resuming (removed once done).
 - ``done``: written last, when the run has finished.
 - ``failed``: JSON ``{"error", "traceback"}`` when the last attempt raised.
@@ -24,6 +28,7 @@ RESULTS = "results.jsonl"
 OUT = "out.txt"
 ERR = "err.txt"
 MODEL = "model.safetensors"
+MODEL_BEST = "model_best.safetensors"
 CHECKPOINT = "checkpoint.safetensors"
 DONE = "done"
 FAILED = "failed"

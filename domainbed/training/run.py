@@ -125,6 +125,44 @@ def _model_metadata(args, dataset, hparams, n_train_domains: int) -> dict:
             "model_hparams": hparams}
 
 
+def id_val_accuracy(record: Dict[str, Any], train_envs: List[int]) -> Optional[float]:
+    """The ID-validation accuracy of a record: mean ``env{j}_out_acc`` over training envs
+    (None when a training env has no ``out`` score)."""
+    accs = [record.get(f"env{j}_out_acc") for j in train_envs]
+    if not accs or any(a is None for a in accs):
+        return None
+    return sum(accs) / len(accs)
+
+
+class BestCheckpoint:
+    """Keeps ``model_best.safetensors``: the weights at the evaluation with the highest
+    ID-validation accuracy; a later evaluation replaces it only when strictly better (ties
+    keep the earlier step, as the paper's released code). Its state (best accuracy and step)
+    travels in the resumable checkpoint."""
+
+    def __init__(self, path: str, metadata: dict, enabled: bool):
+        self.path = path
+        self.metadata = metadata
+        self.enabled = enabled
+        self.best: Optional[float] = None
+        self.step: Optional[int] = None
+
+    def observe(self, algorithm, record: Dict[str, Any], train_envs: List[int]) -> None:
+        acc = id_val_accuracy(record, train_envs)
+        if not self.enabled or acc is None or (self.best is not None and acc <= self.best):
+            return
+        self.best, self.step = acc, int(record["step"])
+        meta = dict(self.metadata, best_checkpoint={"step": self.step, "id_val_acc": acc})
+        save_weights(self.path, algorithm.state_dict(), meta)
+
+    def state(self) -> Dict[str, Any]:
+        return {"best_id_val_acc": self.best, "best_step": self.step}
+
+    def load(self, state: Dict[str, Any]) -> None:
+        self.best = state.get("best_id_val_acc")
+        self.step = state.get("best_step")
+
+
 def train(args) -> Optional[str]:
     """Run (or resume, or skip when done) the training described by ``args``.
 
@@ -186,10 +224,14 @@ def _train_locked(args) -> None:
     init = init_info(args.init_from) if args.init_from else None
     checkpoint_path = os.path.join(out_dir, run_dir.CHECKPOINT)
     results_path = os.path.join(out_dir, run_dir.RESULTS)
+    metadata = _model_metadata(args, dataset, hparams, len(train_envs))
+    best = BestCheckpoint(os.path.join(out_dir, run_dir.MODEL_BEST), metadata,
+                          enabled=algorithm.BEST_CHECKPOINT and not args.skip_model_save)
     start_step, n_records = 0, 0
     if os.path.exists(checkpoint_path):
         state = load_checkpoint(checkpoint_path, algorithm, device)
         start_step, n_records = state["step"], state["n_records"]
+        best.load(state.get("extra") or {})
         _truncate_records(results_path, n_records)
         log.info("resuming from step %d (%d records kept)", start_step, n_records)
     else:
@@ -220,11 +262,15 @@ def _train_locked(args) -> None:
     steps_per_epoch = min(len(splits.in_splits[i][0]) / batch_size for i in train_envs)
 
     args_record = vars(args)
-    metadata = _model_metadata(args, dataset, hparams, len(train_envs))
     step_vals: Dict[str, List[float]] = {}
     last_results_keys = None
     progress = run_dir.ProgressFile(out_dir, n_steps)
+    stop_hook = getattr(algorithm, "stop_training", None)  # e.g. SWAD once its valley is over
+    last_step = start_step - 1
     for step in range(start_step, n_steps):
+        if stop_hook is not None and stop_hook():
+            break
+        last_step = step
         step_start = time.time()
         minibatches = [tuple(t.to(device) for t in next(it)) for it in train_iters]
         unlabeled = [next(it)[0].to(device) for it in uda_iters] or None
@@ -249,16 +295,21 @@ def _train_locked(args) -> None:
             _append_record(results_path, _with_run_info(record, hparams, args_record, init))
             n_records += 1
             step_vals = {}
+            best.observe(algorithm, record, train_envs)
             if args.save_model_every_checkpoint and not args.skip_model_save:
                 save_weights(os.path.join(out_dir, f"model_step{step}.safetensors"),
                              algorithm.state_dict(), metadata)
-            save_checkpoint(checkpoint_path, algorithm, step + 1, n_records, extra={})
+            save_checkpoint(checkpoint_path, algorithm, step + 1, n_records, extra=best.state())
+    if last_step < n_steps - 1:
+        log.info("%s stopped training after step %d of %d", args.algorithm, last_step, n_steps)
 
     hook = getattr(algorithm, "final_evaluation", None)
     final = hook() if hook is not None and n_records else None
     if final is not None:  # e.g. SWAD: score the averaged window once more
-        record = {"step": n_steps - 1, "epoch": (n_steps - 1) / steps_per_epoch,
+        record = {"step": last_step, "epoch": last_step / steps_per_epoch,
                   "final_average": True}
+        if last_step < n_steps - 1:
+            record["stopped_early"] = True
         record.update(_accuracies(algorithm, eval_sets, n_workers, device))
         record.update(final)
         record["mem_gb"] = _peak_mem_gb(device)

@@ -1,7 +1,8 @@
 """WiSE-FT: interpolate a fine-tuned run back towards its initialisation.
 
 ``theta(a) = (1 - a) theta_ft + a theta_init`` for each ``a`` of a grid (a = 0: the
-fine-tuned run; a = 1: where it started). ``theta_init`` is, in this order: the file given
+fine-tuned run's weights that ``RunInfo.weights`` selects, by default its best-ID-validation
+checkpoint; a = 1: where it started). ``theta_init`` is, in this order: the file given
 by the caller, the run's recorded ``--init_from`` file, or the pretrained featurizer of the
 run's backbone (ResNets only: a small CNN has no pretrained weights). Parts the init does
 not hold (e.g. the classifier when only a featurizer was pretrained) keep their fine-tuned
@@ -33,7 +34,7 @@ def init_parts(evaluator, init: Optional[str] = None) -> Dict[str, dict]:
             candidate = os.path.join(run.run_dir, path)
             path = candidate if os.path.exists(candidate) else path
         return load_parts(path)
-    meta = read_metadata(run.model_path)
+    meta = read_metadata(run.final_model_path)
     hparams = dict(meta.get("model_hparams") or run.hparams)
     from domainbed.networks.featurizer import backbone_name
     shape = meta.get("model_input_shape") or list(evaluator.dataset.input_shape)

@@ -23,6 +23,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_format_arguments(p)
     p.add_argument("--full_domain", action="store_true",
                    help="score every row on the whole test domain instead of env{test}_in")
+    p.add_argument("--weights", choices=("best", "final"), default="best",
+                   help="which weights of each run soups, ensembles and WiSE-FT use: best = "
+                        "its best-ID-validation checkpoint (the paper's; default), final = "
+                        "its weights after the last step")
     p.add_argument("--cache_dir", default="default",
                    help="evaluation cache (default: <first input dir>/.ratatouille_cache)")
     p.add_argument("--no_cache", action="store_true", help="recompute every evaluation")
@@ -43,7 +47,7 @@ def main(argv=None) -> int:
         report, provider = build_table1(
             [d for d in args.input_dir.split(",") if d], args.data_dir, args.full_domain,
             None if args.no_cache else args.cache_dir, progress=show_progress(args.no_progress),
-            device=get_device())
+            device=get_device(), weights=args.weights)
         text = render(report, args.fmt)
         if args.output:
             atomic_write_text(args.output, text)
