@@ -112,6 +112,22 @@ def to_latex(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
+def extras_text(report: Report, latex: bool, with_tables: bool = False) -> str:
+    """What we add after upstream's ``collect_results`` output: the summary (runs counted,
+    runs without ``done`` ignored, records) and notes, as ``#`` lines (LaTeX: ``%`` comments
+    after ``\\end{document}``); with ``with_tables`` also our tables, which hold the rows
+    of row providers (LaTeX: as comment lines)."""
+    if latex:
+        body = to_latex(report) if with_tables else ""
+        lines = [f"% {line}" for line in _summary(report)]
+        if body:
+            lines += ["%"] + [f"% {line}" if line else "%" for line in body.splitlines()]
+        return "".join(line + "\n" for line in lines)
+    if with_tables:
+        return "\n" + to_text(report)
+    return "\n" + "".join(f"# {line}\n" for line in _summary(report))
+
+
 def report_to_dict(report: Report) -> dict:
     """Machine-readable report. Accuracies (``mean``, ``se``, ``values``, ``avg``) are in
     percent; a missing cell has ``mean`` and ``se`` null; ``values`` follow ``trial_seeds``."""

@@ -2,6 +2,10 @@
 
 Prints the tables (text by default, or ``--markdown``, ``--latex``, ``--json``) for each model
 selection method, and writes them next to the sweep as ``DIR/results.{txt,md,tex,json}``.
+Text and LaTeX are upstream DomainBed's output line for line (``domainbed.reports.upstream``);
+our additions (runs counted and ignored, notes, rows of row providers) come after them.
+Upstream's module functions (``format_mean``, ``print_table``, ``print_results_tables``,
+``merge_records``, ``recursive_freeze``, ``remove_key``) are importable from here.
 """
 
 import argparse
@@ -15,7 +19,12 @@ from domainbed.lib.reporting import DEFAULT_MAX_DEPTH, load_records_with_report
 from domainbed.model_selection import SELECTION_METHODS, get_selection_method
 from domainbed.reports import FORMATS, RowProvider, build_report, render
 from domainbed.reports.tables import start_registry_import
-from domainbed.reports.writers import add_format_arguments
+from domainbed.reports.upstream import (format_mean, merge_records, print_results_tables,
+                                        print_table, recursive_freeze, remove_key,
+                                        report_lines)
+from domainbed.reports.writers import add_format_arguments, extras_text
+
+UPSTREAM_FORMATS = {"text": False, "latex": True}  # format -> latex flag of upstream's output
 
 log = logging.getLogger("domainbed.collect_results")
 
@@ -38,7 +47,12 @@ def collect_results(input_dir: str, fmt: str = "text",
     start_registry_import()
     records, load_report = load_records_with_report(input_dir, max_depth)
     report = build_report(records, methods, row_providers, load_report)
-    text = render(report, fmt)
+    if fmt in UPSTREAM_FORMATS:
+        latex = UPSTREAM_FORMATS[fmt]
+        text = "\n".join(report_lines(records, methods, latex)) + "\n"
+        text += extras_text(report, latex, with_tables=bool(row_providers))
+    else:
+        text = render(report, fmt)
     targets = [os.path.join(input_dir, FORMATS[fmt][1])] if save else []
     targets += [output] if output else []
     if targets:
@@ -65,6 +79,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max_depth", type=int, default=DEFAULT_MAX_DEPTH,
                         help="how many folder levels below --input_dir to look for runs")
     return parser.parse_args(argv)
+
+
+__all__ = ["collect_results", "format_mean", "main", "merge_records", "print_results_tables",
+           "print_table", "recursive_freeze", "remove_key"]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
