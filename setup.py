@@ -21,7 +21,7 @@ setup(
         "safetensors",
     ],
     extras_require={
-        "test": ["pytest>=7", "matplotlib"],  # the plot tests run in CI too
+        "test": ["pytest>=7", "matplotlib", "timm"],  # the plot and timm tests run in CI too
         "plots": ["matplotlib"],
         "timm": ["timm"],
         "wilds": ["wilds"],

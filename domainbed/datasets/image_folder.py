@@ -165,6 +165,8 @@ class MultipleEnvironmentImageFolder(MultipleDomainDataset):
                             f"expected <domain>/<class>/<image>; {self._fix(root)}")
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
         augment = bool(hparams.get("data_augmentation", True)) if hparams else True
+        size, channels = T.image_geometry(hparams)
+        self._eval_transform = T.eval_transform(size, channels)
         test_envs = set(test_envs or [])
         self.datasets = []
         for i, domain_dir in enumerate(domain_dirs):
@@ -174,10 +176,11 @@ class MultipleEnvironmentImageFolder(MultipleDomainDataset):
                     f"{type(self).__name__}: domain folder {domain_dir!r} holds no images "
                     f"(accepted extensions: {', '.join(IMAGE_EXTENSIONS)}); {self._fix(root)}")
             augmented = augment and i not in test_envs
-            self.datasets.append(ImageEnvironment(samples, T.image_transform(augmented), loader))
+            transform = T.train_transform(size, channels) if augmented else self._eval_transform
+            self.datasets.append(ImageEnvironment(samples, transform, loader))
         self._augmented = [augment and i not in test_envs for i in range(len(domain_dirs))]
         self._eval_views: Dict[int, ImageEnvironment] = {}
-        self.input_shape = self.INPUT_SHAPE
+        self.input_shape = (channels, size, size)
         self.num_classes = len(self.classes)
 
     def eval_view(self, index: int) -> ImageEnvironment:
@@ -185,7 +188,7 @@ class MultipleEnvironmentImageFolder(MultipleDomainDataset):
         if not self._augmented[index]:
             return self.datasets[index]
         if index not in self._eval_views:
-            self._eval_views[index] = self.datasets[index].with_transform(T.eval_transform())
+            self._eval_views[index] = self.datasets[index].with_transform(self._eval_transform)
         return self._eval_views[index]
 
     @classmethod

@@ -1,25 +1,57 @@
-"""Image transforms for the 224x224 datasets: the eval transform and the train augmentation.
+"""Image transforms: the eval transform and the train augmentation, at any size.
 
-torchvision is imported inside the functions: importing it costs seconds, and modules that
-only register datasets should not pay for it.
+The size and channels are hyperparameters of the image datasets: ``image_size`` (default
+224; e.g. 32, 64, 96 or 128 for small data or CPU work) and ``image_channels`` (3, default:
+greyscale images are read as RGB; 1: images are converted to greyscale). torchvision is
+imported inside the functions: importing it costs seconds, and modules that only register
+datasets should not pay for it.
 """
+
+from typing import Tuple
+
+from domainbed.errors import DataError
+from domainbed.hparams_registry import register_known_hparams
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SIZE = 224
+IMAGE_CHANNELS = 3
+# one channel: the mean of the ImageNet statistics
+GREY_MEAN = (sum(IMAGENET_MEAN) / 3,)
+GREY_STD = (sum(IMAGENET_STD) / 3,)
+
+register_known_hparams(["image_size", "image_channels"],
+                       "domainbed.datasets (input size and channels of image datasets)")
 
 
-def eval_transform(size: int = IMAGE_SIZE):
+def image_geometry(hparams) -> Tuple[int, int]:
+    """``(image_size, image_channels)`` from ``hparams``; bad values raise DataError."""
+    hparams = hparams or {}
+    size = hparams.get("image_size", IMAGE_SIZE)
+    channels = hparams.get("image_channels", IMAGE_CHANNELS)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+        raise DataError(f"hparams 'image_size' must be an integer >= 8 (e.g. 32, 64, 224), "
+                        f"got {size!r}")
+    if channels not in (1, 3):
+        raise DataError(f"hparams 'image_channels' must be 1 (greyscale) or 3 (RGB), "
+                        f"got {channels!r}")
+    return size, channels
+
+
+def _to_tensor(channels: int):
+    from torchvision import transforms
+    steps = [transforms.Grayscale(num_output_channels=1)] if channels == 1 else []
+    mean, std = (GREY_MEAN, GREY_STD) if channels == 1 else (IMAGENET_MEAN, IMAGENET_STD)
+    return steps + [transforms.ToTensor(), transforms.Normalize(mean, std)]
+
+
+def eval_transform(size: int = IMAGE_SIZE, channels: int = IMAGE_CHANNELS):
     """Resize to ``size`` x ``size``, to tensor, ImageNet normalisation; deterministic."""
     from torchvision import transforms
-    return transforms.Compose([
-        transforms.Resize((size, size)),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    return transforms.Compose([transforms.Resize((size, size))] + _to_tensor(channels))
 
 
-def train_transform(size: int = IMAGE_SIZE):
+def train_transform(size: int = IMAGE_SIZE, channels: int = IMAGE_CHANNELS):
     """The training augmentation: random resized crop, flip, colour jitter, grayscale."""
     from torchvision import transforms
     return transforms.Compose([
@@ -27,11 +59,9 @@ def train_transform(size: int = IMAGE_SIZE):
         transforms.RandomHorizontalFlip(),
         transforms.ColorJitter(0.3, 0.3, 0.3, 0.3),
         transforms.RandomGrayscale(),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    ] + _to_tensor(channels))
 
 
-def image_transform(augment: bool, size: int = IMAGE_SIZE):
+def image_transform(augment: bool, size: int = IMAGE_SIZE, channels: int = IMAGE_CHANNELS):
     """``train_transform`` when ``augment`` else ``eval_transform``."""
-    return train_transform(size) if augment else eval_transform(size)
+    return train_transform(size, channels) if augment else eval_transform(size, channels)

@@ -68,6 +68,20 @@ class SeededDataset(Dataset):
             return out
 
 
+def available_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    import os
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def cap_workers(num_workers: int) -> int:
+    """``num_workers`` capped to the available cores (more only add processes and warnings)."""
+    return max(0, min(int(num_workers), available_cpus()))
+
+
 def _loader_generator() -> torch.Generator:
     # a private generator: creating loaders must not consume the training RNG
     return torch.Generator().manual_seed(0)
@@ -77,7 +91,8 @@ def infinite_loader(dataset, batch_size: int, seed: int, env: int, start_step: i
                     num_workers: int, weights: Optional[torch.Tensor] = None) -> Iterator:
     """An endless iterator of training batches for one environment, starting at a step."""
     sampler = StepBatchSampler(len(dataset), batch_size, seed, env, start_step, weights)
-    loader = DataLoader(SeededDataset(dataset), batch_sampler=sampler, num_workers=num_workers,
+    loader = DataLoader(SeededDataset(dataset), batch_sampler=sampler,
+                        num_workers=cap_workers(num_workers),
                         generator=_loader_generator(),
                         persistent_workers=False, pin_memory=False)
     return iter(loader)
@@ -85,6 +100,7 @@ def infinite_loader(dataset, batch_size: int, seed: int, env: int, start_step: i
 
 def eval_loader(dataset, batch_size: int, num_workers: int) -> DataLoader:
     """Sequential batches over the whole dataset, without touching the global RNG."""
+    num_workers = cap_workers(num_workers)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                       generator=_loader_generator(), persistent_workers=num_workers > 0)
 
