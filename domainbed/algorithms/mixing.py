@@ -29,36 +29,47 @@ class Mixup(ERM):
         return {"loss": objective.item()}
 
 
+MMD_GAMMAS = (0.001, 0.01, 0.1, 1, 10, 100, 1000)
+
+
+def _sq_distances(x, y):
+    x_norm = x.pow(2).sum(-1, keepdim=True)
+    y_norm = y.pow(2).sum(-1, keepdim=True)
+    return torch.addmm(y_norm.transpose(-2, -1), x, y.transpose(-2, -1), alpha=-2) \
+        .add_(x_norm).clamp_min_(1e-30)
+
+
+def _kernel(x, y, gammas):
+    distances = _sq_distances(x, y)
+    return sum(torch.exp(distances * -g) for g in gammas)
+
+
+def gaussian_mmd(x, y, gammas=MMD_GAMMAS):
+    """MMD between the rows of ``x`` and ``y`` with a sum of Gaussian kernels exp(-g d^2)."""
+    return _kernel(x, x, gammas).mean() + _kernel(y, y, gammas).mean() \
+        - 2 * _kernel(x, y, gammas).mean()
+
+
+def coral_distance(x, y):
+    """Mean squared gap between the rows' means plus that between their covariances."""
+    mean_x, mean_y = x.mean(0, keepdim=True), y.mean(0, keepdim=True)
+    cent_x, cent_y = x - mean_x, y - mean_y
+    cova_x = cent_x.t() @ cent_x / (len(x) - 1)
+    cova_y = cent_y.t() @ cent_y / (len(y) - 1)
+    return (mean_x - mean_y).pow(2).mean() + (cova_x - cova_y).pow(2).mean()
+
+
 class _FeatureMatching(ERM):
     """ERM plus ``mmd_gamma`` times a distance between the domains' feature distributions."""
 
     GAUSSIAN = False
-    GAMMAS = (0.001, 0.01, 0.1, 1, 10, 100, 1000)
 
     @classmethod
     def declare_hparams(cls, dataset, hp, small_images):
         hp("mmd_gamma", 1.0, lambda r: 10 ** r.uniform(-1, 1))
 
-    @staticmethod
-    def _sq_distances(x, y):
-        x_norm = x.pow(2).sum(-1, keepdim=True)
-        y_norm = y.pow(2).sum(-1, keepdim=True)
-        return torch.addmm(y_norm.transpose(-2, -1), x, y.transpose(-2, -1), alpha=-2) \
-            .add_(x_norm).clamp_min_(1e-30)
-
-    def _kernel(self, x, y):
-        distances = self._sq_distances(x, y)
-        return sum(torch.exp(distances * -g) for g in self.GAMMAS)
-
     def distance(self, x, y):
-        if self.GAUSSIAN:
-            return self._kernel(x, x).mean() + self._kernel(y, y).mean() \
-                - 2 * self._kernel(x, y).mean()
-        mean_x, mean_y = x.mean(0, keepdim=True), y.mean(0, keepdim=True)
-        cent_x, cent_y = x - mean_x, y - mean_y
-        cova_x = cent_x.t() @ cent_x / (len(x) - 1)
-        cova_y = cent_y.t() @ cent_y / (len(y) - 1)
-        return (mean_x - mean_y).pow(2).mean() + (cova_x - cova_y).pow(2).mean()
+        return gaussian_mmd(x, y) if self.GAUSSIAN else coral_distance(x, y)
 
     def update(self, minibatches, unlabeled=None):
         n = len(minibatches)

@@ -8,6 +8,17 @@ from domainbed.algorithms.base import register_algorithm
 from domainbed.algorithms.erm import ERM
 
 
+def irm_penalty(logits, y):
+    """IRMv1: product of the gradients, w.r.t. a unit logit scale, of the losses on the
+    even and the odd rows (an unbiased estimate of the squared gradient)."""
+    scale = torch.tensor(1.0, device=logits.device, requires_grad=True)
+    loss_1 = F.cross_entropy(logits[::2] * scale, y[::2])
+    loss_2 = F.cross_entropy(logits[1::2] * scale, y[1::2])
+    grad_1 = autograd.grad(loss_1, [scale], create_graph=True)[0]
+    grad_2 = autograd.grad(loss_2, [scale], create_graph=True)[0]
+    return torch.sum(grad_1 * grad_2)
+
+
 class _AnnealedPenalty(ERM):
     """ERM plus ``weight * penalty``; the weight is 1 during warm-up, then ``LAMBDA``.
 
@@ -58,20 +69,11 @@ class IRM(_AnnealedPenalty):
         hp("irm_lambda", 1e2, lambda r: 10 ** r.uniform(-1, 5))
         hp("irm_penalty_anneal_iters", 500, lambda r: int(10 ** r.uniform(0, 4)))
 
-    @staticmethod
-    def _irm_penalty(logits, y):
-        scale = torch.tensor(1.0, device=logits.device, requires_grad=True)
-        loss_1 = F.cross_entropy(logits[::2] * scale, y[::2])
-        loss_2 = F.cross_entropy(logits[1::2] * scale, y[1::2])
-        grad_1 = autograd.grad(loss_1, [scale], create_graph=True)[0]
-        grad_2 = autograd.grad(loss_2, [scale], create_graph=True)[0]
-        return torch.sum(grad_1 * grad_2)
-
     def losses_and_penalty(self, minibatches):
         nll, penalty = 0.0, 0.0
         for env_logits, y in self.per_domain_logits(minibatches):
             nll = nll + F.cross_entropy(env_logits, y)
-            penalty = penalty + self._irm_penalty(env_logits, y)
+            penalty = penalty + irm_penalty(env_logits, y)
         return nll / len(minibatches), penalty / len(minibatches)
 
 
