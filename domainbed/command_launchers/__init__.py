@@ -8,5 +8,10 @@ from domainbed.command_launchers.base import (LAUNCHER_LOG, REGISTRY, Launcher, 
 # backends register themselves on import
 from domainbed.command_launchers import dummy, local, multi_gpu, slurm  # noqa: F401,E402
 
-__all__ = ["LAUNCHER_LOG", "REGISTRY", "Launcher", "Task", "as_task", "get_launcher",
-           "register_launcher"]
+# upstream's names: each takes a list of command strings (or our jobs)
+local_launcher = REGISTRY.get("local")
+dummy_launcher = REGISTRY.get("dummy")
+multi_gpu_launcher = REGISTRY.get("multi_gpu")
+
+__all__ = ["LAUNCHER_LOG", "REGISTRY", "Launcher", "Task", "as_task", "dummy_launcher",
+           "get_launcher", "local_launcher", "multi_gpu_launcher", "register_launcher"]

@@ -1,6 +1,11 @@
 """Launch, clean up or inspect a sweep of training runs.
 
     python -m domainbed.scripts.sweep {launch,delete_incomplete,status} --output_dir OUT ...
+
+Upstream DomainBed's module API is here too: ``Job`` (states ``NOT_LAUNCHED``,
+``INCOMPLETE``, ``DONE``; ``command_str``; ``Job.launch``, ``Job.delete``), ``make_args_list``,
+``all_test_env_combinations``, ``ask_for_confirmation`` and ``DATASETS`` (see
+``domainbed.sweep.upstream`` for where ours departs from upstream's).
 """
 
 import functools
@@ -10,7 +15,9 @@ from typing import List, Optional, Sequence
 
 from domainbed.errors import DomainBedError
 from domainbed.sweep import actions, hooks
+from domainbed.sweep.jobs import all_test_env_combinations
 from domainbed.sweep.options import build_parser, check_data_dir, jobs_from_args
+from domainbed.sweep.upstream import Job, ask_for_confirmation, make_args_list
 
 
 def main(argv: Optional[Sequence[str]] = None,
@@ -48,6 +55,17 @@ def _launch(args, jobs: List) -> None:
               for n in hooks.BEFORE_LAUNCH.names()]
     actions.launch(jobs, launcher, skip_confirmation=args.skip_confirmation,
                    before_launch=before, **launcher.options_from_args(args))
+
+
+def __getattr__(name):
+    if name == "DATASETS":  # upstream's default --datasets: every dataset but the Debug ones
+        from domainbed import datasets
+        return [d for d in datasets.DATASETS if "Debug" not in d]
+    raise AttributeError(f"module 'domainbed.scripts.sweep' has no attribute {name!r}")
+
+
+__all__ = ["DATASETS", "Job", "all_test_env_combinations", "ask_for_confirmation", "main",
+           "make_args_list"]
 
 
 if __name__ == "__main__":

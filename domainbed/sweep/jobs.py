@@ -47,9 +47,13 @@ def hashed_args(train_args: Dict[str, Any]) -> Dict[str, Any]:
             and not _is_absolute_path(v)}
 
 
-def job_hash(train_args: Dict[str, Any]) -> str:
-    """md5 of the job's identifying arguments (see ``hashed_args``) as sorted JSON."""
-    text = json.dumps(hashed_args(train_args), sort_keys=True)
+def job_hash(train_args: Dict[str, Any], with_paths: bool = False) -> str:
+    """md5 of the job's identifying arguments (see ``hashed_args``) as sorted JSON.
+
+    ``with_paths`` hashes every argument as given, paths included: upstream DomainBed's job
+    id, to pick up a sweep that upstream started (its ids change when the data move).
+    """
+    text = json.dumps(train_args if with_paths else hashed_args(train_args), sort_keys=True)
     return hashlib.md5(text.encode("utf-8")).hexdigest()
 
 
@@ -83,8 +87,8 @@ class Job:
     DONE = run_dir.DONE_STATE
 
     def __init__(self, train_args: Dict[str, Any], sweep_output_dir: str,
-                 train_command: Optional[Sequence[str]] = None):
-        self.job_id = job_hash(train_args)
+                 train_command: Optional[Sequence[str]] = None, hash_paths: bool = False):
+        self.job_id = job_hash(train_args, with_paths=hash_paths)
         self.output_dir = os.path.join(os.path.abspath(sweep_output_dir), self.job_id)
         self.train_args = dict(train_args)
         self.train_args["output_dir"] = self.output_dir
@@ -157,12 +161,16 @@ def make_args_list(n_trials: int, dataset_names: Sequence[str], algorithms: Sequ
                    single_test_envs: bool, hparams: Optional[str], *, seed: int = 0,
                    test_env: Optional[int] = None, checkpoint_freq: Optional[int] = None,
                    skip_model_save: bool = False,
-                   extra_args: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+                   extra_args: Optional[Dict[str, Any]] = None,
+                   upstream_args: bool = False) -> List[Dict[str, Any]]:
     """The training arguments of every job, in order trial x dataset x algorithm x test
     envs x hparams seed.
 
     ``test_env`` restricts every dataset to that single test env (-1: no test env, every
     domain trains). ``extra_args`` are added to every job (they become training flags).
+    ``upstream_args`` gives upstream DomainBed's dicts: its seed
+    ``seed_hash(dataset, algorithm, test_envs, hparams_seed, trial_seed)``, ``--hparams`` as
+    given, and ``steps``, ``hparams`` and our own keys only when set.
     """
     if n_trials < 1:
         raise DomainBedError(f"--n_trials must be >= 1, got {n_trials}")
@@ -171,7 +179,7 @@ def make_args_list(n_trials: int, dataset_names: Sequence[str], algorithms: Sequ
                              f"{n_hparams_from} and {n_hparams}")
     if not 0 < holdout_fraction < 1:
         raise DomainBedError(f"--holdout_fraction must be in (0, 1), got {holdout_fraction}")
-    hparams = normalise_hparams(hparams)
+    hparams = hparams if upstream_args and hparams else normalise_hparams(hparams)
     check_algorithms(algorithms)
     test_envs_of = {}
     for dataset in dataset_names:
@@ -210,14 +218,31 @@ def make_args_list(n_trials: int, dataset_names: Sequence[str], algorithms: Sequ
                             "skip_model_save": bool(skip_model_save),
                         }
                         train_args.update(extra_args or {})
+                        if upstream_args:
+                            train_args = _upstream_args(train_args)
                         args_list.append(train_args)
     return args_list
 
 
+def _upstream_args(train_args: Dict[str, Any]) -> Dict[str, Any]:
+    """Upstream's seed (its sweep ignores ``--seed``) and key order, and no key for an unset
+    value (upstream writes none of ours)."""
+    a = train_args
+    a["seed"] = seed_hash(a["dataset"], a["algorithm"], a["test_envs"], a["hparams_seed"],
+                          a["trial_seed"])
+    fixed = ("dataset", "algorithm", "test_envs", "holdout_fraction", "hparams_seed",
+             "data_dir", "task", "trial_seed", "seed")
+    return dict({k: a[k] for k in fixed},
+                **{k: v for k, v in a.items() if k not in fixed and v is not None
+                   and v is not False})
+
+
 def make_jobs(args_list: Sequence[Dict[str, Any]], sweep_output_dir: str,
-              train_command: Optional[Sequence[str]] = None) -> List[Job]:
-    """One ``Job`` per argument dict; two jobs with the same id are an error."""
-    jobs = [Job(a, sweep_output_dir, train_command) for a in args_list]
+              train_command: Optional[Sequence[str]] = None,
+              hash_paths: bool = False) -> List[Job]:
+    """One ``Job`` per argument dict; two jobs with the same id are an error.
+    ``hash_paths``: upstream's job ids (see ``job_hash``)."""
+    jobs = [Job(a, sweep_output_dir, train_command, hash_paths) for a in args_list]
     seen: Dict[str, Job] = {}
     for job in jobs:
         other = seen.setdefault(job.job_id, job)

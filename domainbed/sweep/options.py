@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='JSON object of extra training flags for every job, e.g. '
                              '\'{"save_model_every_checkpoint": true}\'')
     parser.add_argument("--skip_confirmation", action="store_true")
+    parser.add_argument("--upstream_job_ids", action="store_true",
+                        help="upstream DomainBed's job arguments and ids (paths hashed in), to "
+                             "continue a sweep that upstream's sweep script started")
     for name in REGISTRY.names():
         REGISTRY.get(name).add_arguments(parser)
     for name in hooks.SWEEP_ARGUMENTS.names():
@@ -98,11 +101,13 @@ def jobs_from_args(args: argparse.Namespace,
         data_dir=args.data_dir, task=args.task, holdout_fraction=args.holdout_fraction,
         single_test_envs=args.single_test_envs, hparams=args.hparams, seed=args.seed,
         test_env=args.test_env, checkpoint_freq=args.checkpoint_freq,
-        skip_model_save=args.skip_model_save, extra_args=_train_extra(args.train_extra))
+        skip_model_save=args.skip_model_save, extra_args=_train_extra(args.train_extra),
+        upstream_args=args.upstream_job_ids)
     for name in hooks.JOB_TRANSFORMERS.names():
         transform = hooks.JOB_TRANSFORMERS.get(name)
         args_list = [transform(dict(a), args) for a in args_list]
-    return make_jobs(args_list, args.output_dir, train_command)
+    return make_jobs(args_list, args.output_dir, train_command,
+                     hash_paths=args.upstream_job_ids)
 
 
 def check_data_dir(data_dir: Optional[str]) -> None:
