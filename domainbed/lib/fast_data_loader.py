@@ -105,6 +105,6 @@ def eval_loader(dataset, batch_size: int, num_workers: int) -> DataLoader:
                       generator=_loader_generator(), persistent_workers=num_workers > 0)
 
 
-# upstream's names
-InfiniteDataLoader = infinite_loader
-FastDataLoader = eval_loader
+# upstream's classes, with upstream's signatures (our training loop uses the functions above)
+from domainbed.lib.upstream_loaders import (FastDataLoader, InfiniteDataLoader,  # noqa: E402,F401
+                                            InfiniteDataLoaderWithoutReplacement)
