@@ -7,6 +7,7 @@ registered), then ours in registration order.
 
 # importing a module registers its dataset classes
 from domainbed.datasets import debug, embedded, image_folder, mnist  # noqa: F401
+from domainbed.datasets import spawrious, sviro, wilds  # noqa: F401
 from domainbed.datasets.base import DATASET_REGISTRY, MultipleDomainDataset, register_dataset
 from domainbed.datasets.debug import _DebugDataset as Debug
 from domainbed.datasets.image_folder import MultipleEnvironmentImageFolder

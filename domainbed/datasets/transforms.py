@@ -38,7 +38,8 @@ def image_geometry(hparams) -> Tuple[int, int]:
     return size, channels
 
 
-def _to_tensor(channels: int):
+def tensor_steps(channels: int = IMAGE_CHANNELS) -> list:
+    """The last steps of every transform: greyscale if asked, to tensor, normalisation."""
     from torchvision import transforms
     steps = [transforms.Grayscale(num_output_channels=1)] if channels == 1 else []
     mean, std = (GREY_MEAN, GREY_STD) if channels == 1 else (IMAGENET_MEAN, IMAGENET_STD)
@@ -48,18 +49,21 @@ def _to_tensor(channels: int):
 def eval_transform(size: int = IMAGE_SIZE, channels: int = IMAGE_CHANNELS):
     """Resize to ``size`` x ``size``, to tensor, ImageNet normalisation; deterministic."""
     from torchvision import transforms
-    return transforms.Compose([transforms.Resize((size, size))] + _to_tensor(channels))
+    return transforms.Compose([transforms.Resize((size, size))] + tensor_steps(channels))
 
 
-def train_transform(size: int = IMAGE_SIZE, channels: int = IMAGE_CHANNELS):
-    """The training augmentation: random resized crop, flip, colour jitter, grayscale."""
+def train_transform(size: int = IMAGE_SIZE, channels: int = IMAGE_CHANNELS,
+                    resize_first: bool = False):
+    """The training augmentation: random resized crop, flip, colour jitter, grayscale
+    (``resize_first``: resize to ``size`` before the crop, as upstream's WILDS datasets)."""
     from torchvision import transforms
-    return transforms.Compose([
+    first = [transforms.Resize((size, size))] if resize_first else []
+    return transforms.Compose(first + [
         transforms.RandomResizedCrop(size, scale=(0.7, 1.0)),
         transforms.RandomHorizontalFlip(),
         transforms.ColorJitter(0.3, 0.3, 0.3, 0.3),
         transforms.RandomGrayscale(),
-    ] + _to_tensor(channels))
+    ] + tensor_steps(channels))
 
 
 def image_transform(augment: bool, size: int = IMAGE_SIZE, channels: int = IMAGE_CHANNELS):
