@@ -43,10 +43,23 @@ TERRA_CATEGORIES = ("bird", "bobcat", "cat", "coyote", "dog", "empty", "opossum"
 DOMAINNET_DOMAINS = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")
 DOMAINNET_GROUNDTRUTH = ("clipart", "painting")  # these two come from groundtruth/
 
-# Files that upstream DomainBed removes from DomainNet as duplicates, as paths relative to
-# domain_net/. This list MUST be filled from upstream's published duplicate list; the names
-# are not known here and are not invented. Until then, pass --domainnet_duplicates FILE.
-DOMAINNET_DUPLICATES: Tuple[str, ...] = ()
+# DomainNet's duplicate files (9,431 paths relative to domain_net/, a fact list from the
+# dataset's maintainers), shipped with the package and removed by default
+DOMAINNET_DUPLICATES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
+                                         "domain_net_duplicates.txt")
+SVIRO_URL = "https://sviro.kl.dfki.de/?wpdmdl=1731"
+SPAWRIOUS_URL = "https://www.dropbox.com/s/e40j553480h3f3s/spawrious224.tar.gz?dl=1"
+# the codalab bundles that wilds' own downloader fetches: dataset -> (folder, version,
+# bundle, size in bytes as wilds lists it; informative only, not checked)
+CODALAB_URL = "https://worksheets.codalab.org/rest/bundles/{bundle}/contents/blob/"
+WILDS_BUNDLES = {
+    "WILDSCamelyon": ("camelyon17_v1.0", "1.0", "0xe45e15f39fb54e9d9e919556af67aabe",
+                      10_658_709_504),
+    "WILDSFMoW": ("fmow_v1.1", "1.1", "0xaec91eb7c9d548ebb15e1b5e60f966ab", 53_893_324_800),
+    "WILDSRxRx1": ("rxrx1_v1.0", "1.0", "0x6b7a05a3056a434498f0bb1252eb8440", 7_413_123_845),
+    "WILDSiWildCam": ("iwildcam_v2.0", "2.0", "0x6313da2b204647e79a14b468131fcd64",
+                      11_957_420_032),
+}
 
 MARKER = ".domainbed_download.json"
 
@@ -61,6 +74,11 @@ def lila(filename: str, path: str) -> Source:
 
 # ---------------------------------------------------------------------------------------
 # Archives and layout
+
+
+def shipped_domainnet_duplicates() -> Tuple[str, ...]:
+    """The shipped DomainNet duplicate list (paths relative to ``domain_net/``)."""
+    return tuple(read_file_list(DOMAINNET_DUPLICATES_FILE, strip_prefix="domain_net/"))
 
 
 def drop_listed_files(root: str, relpaths: Iterable[str]) -> int:
@@ -160,11 +178,12 @@ class Job:
     """Where one dataset is downloaded, staged and installed inside ``data_dir``."""
 
     def __init__(self, data_dir: str, fetcher: Fetcher, keep_archives: bool = False,
-                 duplicates: Sequence[str] = DOMAINNET_DUPLICATES):
+                 duplicates: Optional[Sequence[str]] = None):
         self.data_dir = data_dir
         self.fetcher = fetcher
         self.keep_archives = keep_archives
-        self.duplicates = tuple(duplicates)
+        self.duplicates = tuple(shipped_domainnet_duplicates() if duplicates is None
+                                else duplicates)
         self.downloads = os.path.join(data_dir, "downloads")
 
     def fetch(self, source: Source) -> str:
@@ -283,8 +302,7 @@ def prepare_domainnet(job: Job) -> str:
         removed = drop_listed_files(folder, job.duplicates)
         log.info("DomainNet: removed %d of %d listed duplicate files", removed, len(job.duplicates))
     else:
-        log.warning("DomainNet: no duplicate list given, duplicate files are kept "
-                    "(pass --domainnet_duplicates FILE)")
+        log.warning("DomainNet: duplicate files are kept (--keep_domainnet_duplicates)")
     target = job.install(folder, "domain_net", "DomainNet", sources, archives)
     shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -315,17 +333,90 @@ def prepare_terra_incognita(job: Job) -> str:
     return target
 
 
-ALIASES = {"RotatedMNIST": "MNIST", "ColoredMNIST": "MNIST"}
+@register_download("SVIRO", "sviro")
+def prepare_sviro(job: Job) -> str:
+    return _archive_dataset(job, "SVIRO", "sviro",
+                            Source("sviro_grayscale_rectangle_classification.zip",
+                                   urls=(SVIRO_URL,)), "SVIRO_DOMAINBED")
+
+
+@register_download("Spawrious", "spawrious224")
+def prepare_spawrious(job: Job) -> str:
+    """Spawrious's entire dataset: ``spawrious224/{0,1,domain_adaptation_ds}/...``."""
+    source = Source("spawrious224.tar.gz", urls=(SPAWRIOUS_URL,))
+    archive = job.fetch(source)
+    staging = job.staging("spawrious224")
+    extract_archive(archive, staging)
+    folder = _find_folder(staging, "spawrious224")
+    missing = [c for c in ("0", "1") if not os.path.isdir(os.path.join(folder, c))]
+    if missing:
+        raise DataError(f"Spawrious: the archive lacks the folder(s) {missing} "
+                        f"(found {sorted(os.listdir(folder))})")
+    target = job.install(folder, "spawrious224", "Spawrious", [source], [archive])
+    shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def wilds_source(dataset: str) -> Source:
+    folder, _, bundle, _ = WILDS_BUNDLES[dataset]
+    return Source(f"{folder}.tar.gz", urls=(CODALAB_URL.format(bundle=bundle),))
+
+
+def _metadata_folder(staging: str, folder: str, metadata: str) -> str:
+    """The extracted folder holding ``metadata``: the archive's top or ``folder`` in it."""
+    for candidate in (staging, os.path.join(staging, folder)):
+        if os.path.isfile(os.path.join(candidate, metadata)):
+            return candidate
+    raise DataError(f"the archive has no {metadata} at its top or in {folder}/ "
+                    f"(found {sorted(os.listdir(staging))})")
+
+
+def prepare_wilds(job: Job, dataset: str) -> str:
+    """A WILDS dataset into ``data_dir/<name>_v<version>/`` (wilds' own layout and release
+    marker, so the wilds package accepts the folder too); its metadata is checked."""
+    from domainbed.datasets import get_dataset_class
+    folder, version, _, size = WILDS_BUNDLES[dataset]
+    source = wilds_source(dataset)
+    log.info("%s: about %.1f GB from codalab", dataset, size / 1e9)
+    archive = job.fetch(source)
+    staging = job.staging(folder)
+    extract_archive(archive, staging)
+    cls = get_dataset_class(dataset)
+    found = _metadata_folder(staging, folder, cls.METADATA)
+    get_dataset_class(dataset).cached_examples(found)  # the metadata parse (DataError if not)
+    marker = os.path.join(found, f"RELEASE_v{version}.txt")
+    if not os.path.exists(marker):
+        atomic_write_text(marker, f"{dataset} v{version}\n")
+    if found == staging:  # the archive held the folder's contents
+        inner = os.path.join(staging, folder)
+        os.makedirs(inner)
+        for name in os.listdir(staging):
+            if name != folder:
+                os.replace(os.path.join(staging, name), os.path.join(inner, name))
+        found = inner
+    target = job.install(found, folder, dataset, [source], [archive])
+    shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+for _name, (_folder, *_) in WILDS_BUNDLES.items():
+    register_download(_name, _folder)(lambda job, _n=_name: prepare_wilds(job, _n))
+
+
+ALIASES = {"RotatedMNIST": "MNIST", "ColoredMNIST": "MNIST",
+           **{f"Spawrious{kind}_{level}": "Spawrious" for kind in ("O2O", "M2M")
+              for level in ("easy", "medium", "hard")}}
 
 
 def download_datasets(data_dir: str, datasets: Optional[Sequence[str]] = None,
                       fetcher: Optional[Fetcher] = None, keep_archives: bool = False,
-                      duplicates: Sequence[str] = DOMAINNET_DUPLICATES) -> Dict[str, str]:
+                      duplicates: Optional[Sequence[str]] = None) -> Dict[str, str]:
     """Download and install ``datasets`` (default: all) under ``data_dir``.
 
     Returns ``name -> "done" | "skipped" | error message``; one failure does not stop the
     others. A dataset whose folder exists is skipped (with its marker: finished here;
-    without: someone else's copy, left untouched).
+    without: someone else's copy, left untouched). ``duplicates``: DomainNet files to drop
+    (None: the shipped list).
     """
     names = list(dict.fromkeys(ALIASES.get(n, n) for n in (datasets or DOWNLOADS.names())))
     for name in names:
@@ -368,13 +459,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--retries", type=int, default=5)
     parser.add_argument("--domainnet_duplicates", metavar="FILE",
                         help="list of DomainNet files to remove, one path per line "
-                             "relative to domain_net/")
+                             "relative to domain_net/ (default: the shipped list of 9,431)")
+    parser.add_argument("--keep_domainnet_duplicates", action="store_true",
+                        help="keep DomainNet's duplicate files")
     parser.add_argument("--no_progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        duplicates = (read_file_list(args.domainnet_duplicates, strip_prefix="domain_net/")
-                      if args.domainnet_duplicates else DOMAINNET_DUPLICATES)
+        duplicates = (() if args.keep_domainnet_duplicates else
+                      read_file_list(args.domainnet_duplicates, strip_prefix="domain_net/")
+                      if args.domainnet_duplicates else None)
         outcome = download_datasets(args.data_dir, args.datasets,
                                     Fetcher(retries=args.retries, progress=not args.no_progress),
                                     args.keep_archives, duplicates)
