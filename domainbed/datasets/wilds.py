@@ -110,9 +110,12 @@ class WILDSDataset(MultipleDomainDataset):
 
     @classmethod
     def environments(cls, root=None) -> List[str]:
-        """The environment names: from the metadata when ``root`` is given."""
-        if root is None:
-            return super().environments(root)
+        """The environment names: from the metadata when it is in ``root``, else the
+        declared ones (e.g. to list a sweep before the data are downloaded)."""
+        has_data = root is not None and os.path.isfile(
+            os.path.join(root, cls.FOLDER, cls.METADATA))
+        if not has_data and cls.ENVIRONMENTS is not None:
+            return list(cls.ENVIRONMENTS)
         examples = cls.cached_examples(cls.dataset_dir(root))
         return [cls.DOMAIN_PREFIX + str(v) for v in sorted({e.domain for e in examples})]
 
