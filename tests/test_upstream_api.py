@@ -265,3 +265,34 @@ def test_algorithms_list_upstreams_names_first_in_upstreams_order():
     assert upstream == [n for n in algorithms.UPSTREAM_ALGORITHMS if n in upstream]
     assert len(algorithms.UPSTREAM_ALGORITHMS) == len(set(algorithms.UPSTREAM_ALGORITHMS)) == 34
     assert {"MA", "SWAD"} <= set(names[len(upstream):])
+
+
+def test_misc_weight_space_and_dict_helpers(tmp_path, capsys):
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    by_hand = torch.sqrt(sum(((a.state_dict()[k] - b.state_dict()[k]) ** 2).sum()
+                             for k in a.state_dict()))
+    assert torch.allclose(misc.distance(a, b), by_hand)
+    misc.proj(0.5 * float(by_hand), a, b)
+    assert float(misc.distance(a, b)) == pytest.approx(0.5 * float(by_hand), rel=1e-5)
+    d1 = {"w": torch.tensor([1.0, 2.0]), "b": torch.tensor([3.0])}
+    d2 = {"w": torch.tensor([1.0, 0.0]), "b": torch.tensor([0.0])}
+    assert float(misc.l2_between_dicts(d1, d2)) == pytest.approx((4 + 9) / 3)
+    p = misc.ParamDict(d1)
+    assert torch.equal((p - d2)["w"], torch.tensor([0.0, 2.0]))
+    assert torch.equal((2 * p)["b"], torch.tensor([6.0])) and torch.equal((p / 2)["b"],
+                                                                          torch.tensor([1.5]))
+    ema = misc.MovingAverage(0.5, oneminusema_correction=False)
+    assert torch.equal(ema.update({"x": torch.tensor([2.0])})["x"], torch.tensor([[1.0]]))
+    assert torch.equal(ema.update({"x": torch.tensor([2.0])})["x"], torch.tensor([[1.5]]))
+    batches = [(torch.full((n, 1), float(i)), torch.zeros(n)) for i, n in enumerate((3, 2, 4))]
+    pairs = misc.random_pairs_of_minibatches(batches)
+    assert len(pairs) == 3 and all(len(x) == len(y) for (x, _), (y, _) in pairs)
+    meta = misc.split_meta_train_test(batches)
+    assert len(meta) == 2 and len({float(y[0, 0]) for _, (y, _) in meta}) == 1
+    tee = misc.Tee(str(tmp_path / "log.txt"), "w")
+    tee.write("hello\n")
+    assert (tmp_path / "log.txt").read_text() == "hello\n" and "hello" in capsys.readouterr().out
+    misc.print_separator()
+    assert capsys.readouterr().out == "=" * 80 + "\n"
+    assert issubclass(misc.LARS, torch.optim.Optimizer)

@@ -148,3 +148,17 @@ def print_row(row: Iterable[Any], colwidth: int = 10, latex: bool = False) -> st
     """Format a table row with fixed-width columns (upstream's console layout); returns the
     line instead of printing it (the training loop logs it)."""
     return format_row(row, colwidth, latex)
+
+
+# the rest of upstream's misc names (LARS lives in lib/lars.py)
+from domainbed.lib.upstream_misc import (MovingAverage, ParamDict, Tee,  # noqa: E402,F401
+                                         distance, l2_between_dicts, pdb, print_separator,
+                                         proj, random_pairs_of_minibatches,
+                                         split_meta_train_test)
+
+
+def __getattr__(name):
+    if name == "LARS":
+        from domainbed.lib.lars import LARS
+        return LARS
+    raise AttributeError(f"module 'domainbed.lib.misc' has no attribute {name!r}")
