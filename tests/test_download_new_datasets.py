@@ -7,7 +7,6 @@ import shutil
 import pytest
 
 from domainbed.datasets import get_dataset_class
-from domainbed.lib import fetch
 from domainbed.scripts import download as dl
 from tests import fixtures_datasets_extra as fx
 from tests.fixtures_data import make_image_folder_fixture
