@@ -29,19 +29,20 @@ DATASETS = ["Debug28", pytest.param("Debug224", marks=pytest.mark.slow)]
 
 
 @functools.lru_cache(maxsize=None)
-def _data(dataset):
+def _data(dataset, n_domains):
     hp = hparams_registry.default_hparams("ERM", dataset)
     ds = datasets.get_dataset_class(dataset)("", [0], hp)
     n = 4 if dataset == "Debug28" else 2  # per domain; the ResNet cases stay cheap on CPU
-    minibatches = [(env.tensors[0][:n], env.tensors[1][:n]) for env in list(ds)[1:]]
+    envs = list(ds)[len(ds) - n_domains:]  # test env 0 left out when n_domains is 2
+    minibatches = [(env.tensors[0][:n], env.tensors[1][:n]) for env in envs]
     return ds.input_shape, ds.num_classes, minibatches
 
 
-def make(name, dataset="Debug28", seed=0, **overrides):
+def make(name, dataset="Debug28", seed=0, n_domains=2, **overrides):
     """The algorithm built with default hparams (+ overrides) and the training minibatches."""
     hp = hparams_registry.default_hparams(name, dataset)
     hp.update(pretrained=False, resnet18=True, batch_size=4, **overrides)
-    input_shape, num_classes, minibatches = _data(dataset)
+    input_shape, num_classes, minibatches = _data(dataset, n_domains)
     torch.manual_seed(seed)
     np.random.seed(seed)
     algorithm = algorithms.get_algorithm_class(name)(input_shape, num_classes,
@@ -201,8 +202,21 @@ def test_dann_alternates_discriminator_and_generator_steps(name, d_steps, schedu
             assert list(values) == ["gen_loss"]
             assert changed(generator, before_g) and not changed(algorithm.discriminator, before_d)
             assert not changed(algorithm.class_embeddings, before_e)
+            x, y = concat(minibatches)
+            expected = F.cross_entropy(ref.classifier(ref.featurizer(x)), y) \
+                - ref.hparams["lambda"] * _dann_disc_loss_by_hand(ref, minibatches,
+                                                                  name == "CDANN")
+            assert values["gen_loss"] == pytest.approx(expected.item(), rel=1e-5)
     assert algorithm.update_count.dtype == torch.int64 and algorithm.update_count.shape == (1,)
     assert algorithm.update_count.item() == len(schedule)
+
+
+def test_cdann_class_weights_use_the_label_range_of_the_batch():
+    algorithm, minibatches = make("CDANN", d_steps_per_g_step=2)  # first call: D step
+    minibatches = [(x, torch.zeros_like(y)) for x, y in minibatches]  # max(y)+1 = 1 here
+    expected = _dann_disc_loss_by_hand(copy.deepcopy(algorithm), minibatches, True)
+    values = algorithm.update(minibatches)
+    assert values["disc_loss"] == pytest.approx(expected.item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
@@ -223,6 +237,24 @@ def test_adrmx_schedule_and_parameter_partition(dataset):
                                    "loss_clf_int", "loss_clf_fin", "loss_dmn", "loss_disc",
                                    "loss_remixed"}
             assert changed(generator, before_g) and not changed(algorithm.discriminator, before_d)
+
+
+def test_adrmx_remix_pairs_rows_by_position_within_the_class():
+    algorithm, _ = make("ADRMX")
+    torch.manual_seed(0)
+    fc, fd = torch.randn(6, 128), torch.randn(6, 128)
+    y = torch.tensor([1, 1, 1, 0, 0, 1])
+    torch.manual_seed(4)
+    got = algorithm.remix_loss(fc, fd, y)
+    torch.manual_seed(4)
+    total = 0.0
+    for c in range(2):
+        perm = torch.randperm(int((y == c).sum()))
+        # upstream: positions within class c used as rows of the whole batch (kept bug)
+        i1, i2 = int(perm[0]), int(perm[1])
+        logits = algorithm.classifier_label_1((fc[i1] + fd[i2])[None])
+        total = total + F.cross_entropy(logits, y[i1:i1 + 1])
+    assert got.item() == pytest.approx(total.item() / 2, rel=1e-6)
 
 
 def test_adrmx_contrastive_loss_matches_a_loop_by_hand():
@@ -340,6 +372,17 @@ def test_iga_penalty_is_the_spread_of_per_domain_gradients(dataset):
     assert values["penalty"] == pytest.approx(expected.item(), rel=1e-4)
     assert values["loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-5)
     assert expected > 0
+    if dataset == "Debug28":  # the step's gradient is second order through the penalty
+        params = list(ref.parameters())
+        domain_losses = [F.cross_entropy(ref(x), y) for x, y in minibatches]
+        mean_loss = sum(domain_losses) / len(domain_losses)
+        mean_grad = [g.detach() for g in autograd.grad(mean_loss, params, retain_graph=True)]
+        penalty = sum(((g - m) ** 2).sum()
+                      for loss in domain_losses
+                      for g, m in zip(autograd.grad(loss, params, create_graph=True), mean_grad))
+        total = autograd.grad(mean_loss + algorithm.hparams["penalty"] * penalty, params)
+        for p, g in zip(algorithm.network.parameters(), total):  # float32 sums of 1e3 * ...
+            assert (p.grad - g).norm() <= 1e-4 * g.norm() + 1e-8
 
 
 def _fishr_variances_by_hand(ref, minibatches):
@@ -411,7 +454,8 @@ def test_trm_neumann_series_matches_explicit_hessian():
 
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_trm_erm_branch_then_heads_and_domain_weights(dataset):
-    algorithm, minibatches = make("TRM", dataset, iters=1, groupdro_eta=0.5)
+    # three domains, so that alpha's normalised rows are not all 1
+    algorithm, minibatches = make("TRM", dataset, n_domains=3, iters=1, groupdro_eta=0.5)
     x, y = concat(minibatches)
     # update 1 (count 0 < iters): plain ERM on featurizer + classifier
     ref = copy.deepcopy(algorithm)
@@ -536,7 +580,7 @@ def test_selfreg_loss_by_hand_and_untrained_projection(dataset):
 
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_mtl_embedding_average_and_noise_half(dataset):
-    algorithm, minibatches = make("MTL", dataset, mtl_ema=0.5)
+    algorithm, minibatches = make("MTL", dataset, mtl_ema=0.9)
     with torch.no_grad():
         algorithm.embeddings.normal_()
     ref = copy.deepcopy(algorithm)
@@ -547,7 +591,7 @@ def test_mtl_embedding_average_and_noise_half(dataset):
     for env, (x, y) in enumerate(minibatches):
         f = ref.featurizer(x)
         # the weight multiplies the current batch's mean (upstream)
-        embeddings[env] = 0.5 * f.mean(0).detach() + 0.5 * embeddings[env]
+        embeddings[env] = 0.9 * f.mean(0).detach() + 0.1 * embeddings[env]
         noise = torch.randn(len(x), f.shape[1])
         loss = loss + F.cross_entropy(ref.classifier(torch.cat([f, noise], 1)), y)  # a sum
     assert values["loss"] == pytest.approx(loss.item(), rel=1e-5)

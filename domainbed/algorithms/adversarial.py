@@ -26,6 +26,14 @@ def _adam(params, lr, weight_decay, beta1) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=(beta1, 0.9))
 
 
+def _minimise(loss: torch.Tensor, optimizer, *also_zeroed) -> None:
+    """Zero ``optimizer`` (and ``also_zeroed``), backpropagate ``loss``, step ``optimizer``."""
+    for opt in (*also_zeroed, optimizer):
+        opt.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
 class AbstractDANN(Algorithm):
     """Domain-adversarial training; ``CONDITIONAL`` adds class embeddings to the
     discriminator's input and ``CLASS_BALANCE`` re-weights its loss by class frequency."""
@@ -91,16 +99,11 @@ class AbstractDANN(Algorithm):
 
         if is_discriminator_step(int(self.update_count.item()),
                                  int(self.hparams["d_steps_per_g_step"])):
-            self.disc_opt.zero_grad()
-            disc_loss.backward()
-            self.disc_opt.step()
+            _minimise(disc_loss, self.disc_opt)
             return {"disc_loss": disc_loss.item()}
         # the generator also pushes the gradient penalty down (upstream)
         gen_loss = F.cross_entropy(self.classifier(z), y) - self.hparams["lambda"] * disc_loss
-        self.disc_opt.zero_grad()
-        self.gen_opt.zero_grad()
-        gen_loss.backward()
-        self.gen_opt.step()
+        _minimise(gen_loss, self.gen_opt, self.disc_opt)
         return {"gen_loss": gen_loss.item()}
 
     def predict(self, x):
@@ -206,9 +209,7 @@ class ADRMX(Algorithm):
         disc_loss = F.cross_entropy(self.discriminator(fc), d)
         if is_discriminator_step(int(self.update_count.item()),
                                  int(self.hparams["d_steps_per_g_step"])):
-            self.disc_opt.zero_grad()
-            disc_loss.backward()
-            self.disc_opt.step()
+            _minimise(disc_loss, self.disc_opt)
             return {"loss_disc": disc_loss.item()}
 
         hp = self.hparams
@@ -222,10 +223,7 @@ class ADRMX(Algorithm):
                  + hp["rmxd_lambda"] * loss_remixed
                  + hp["cnt_lambda"] * (loss_cnt_int + loss_cnt_final)
                  - hp["disc_lambda"] * disc_loss)
-        self.disc_opt.zero_grad()
-        self.opt.zero_grad()
-        total.backward()
-        self.opt.step()
+        _minimise(total, self.opt, self.disc_opt)
         return {"loss_total": total.item(), "loss_cnt_int": loss_cnt_int.item(),
                 "loss_cnt_final": loss_cnt_final.item(), "loss_clf_int": loss_clf_int.item(),
                 "loss_clf_fin": loss_clf_fin.item(), "loss_dmn": loss_dmn.item(),
