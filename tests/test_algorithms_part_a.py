@@ -20,6 +20,7 @@ from torch.testing import assert_close
 
 from domainbed import algorithms, datasets, hparams_registry
 from domainbed.algorithms.adversarial import sup_con_loss_lambda
+from domainbed.algorithms.gradient_matching import per_sample_head_gradients
 from domainbed.algorithms.trm import neumann_inverse_hvp
 from domainbed.training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -422,6 +423,22 @@ def test_fishr_penalty_matches_brute_force_per_sample_gradients(dataset, nonline
     assert values["penalty"] == pytest.approx(_fishr_penalty(averaged).item(), rel=1e-4)
     assert values["loss"] == pytest.approx(values["nll"] + 10.0 * values["penalty"], rel=1e-5)
     assert algorithm.optimizer is not optimizer
+
+
+def test_per_sample_head_gradients_closed_form_and_torch_func_agree():
+    torch.manual_seed(0)
+    linear = nn.Linear(5, 3)
+    wrapped = nn.Sequential(copy.deepcopy(linear))  # not an nn.Linear: the torch.func path
+    y = torch.tensor([0, 2, 1, 1])
+    results = []
+    for head in (linear, wrapped):
+        z = torch.randn(4, 5, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        grads = per_sample_head_gradients(head, z, y)
+        objective = sum((g ** 2).sum() for g in grads)  # differentiable in z and the head
+        results.append([g.detach() for g in grads]
+                       + list(autograd.grad(objective, [z] + list(head.parameters()))))
+    for a, b in zip(*results):
+        assert_close(a, b)
 
 
 def test_trm_neumann_series_matches_explicit_hessian():

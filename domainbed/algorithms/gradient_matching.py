@@ -198,6 +198,9 @@ class IGA(ERM):
     def declare_hparams(cls, dataset, hp, small_images):
         hp("penalty", 1000, lambda r: 10 ** r.uniform(1, 5))
 
+    def __init__(self, in_features, num_classes, num_domains, hparams):  # upstream's arg name
+        super().__init__(in_features, num_classes, num_domains, hparams)
+
     def update(self, minibatches, unlabeled=None):
         losses, grads = per_domain_gradients(self.network, minibatches, create_graph=True)
         mean_loss = sum(losses) / len(minibatches)
