@@ -6,7 +6,6 @@ import math
 
 import torch
 import torch.autograd as autograd
-import torch.nn as nn
 import torch.nn.functional as F
 
 from domainbed import networks
@@ -231,10 +230,14 @@ class Transfer(Algorithm):
                 list(self.featurizer.parameters()) + list(self.classifier.parameters()), hparams)
         self.adv_opt = torch.optim.SGD(self.adv_classifier.parameters(), lr=hparams["lr_d"])
 
-    def loss_gap(self, minibatches) -> torch.Tensor:
-        """Largest minus smallest per-domain loss of the adversarial head."""
-        losses = [F.cross_entropy(self.adv_classifier(self.featurizer(x)), y)
-                  for x, y in minibatches]
+    def loss_gap(self, minibatches, featurizer_grad: bool = True) -> torch.Tensor:
+        """Largest minus smallest per-domain loss of the adversarial head (one featurizer
+        forward per domain; ``featurizer_grad=False`` keeps the featurizer out of the graph)."""
+        losses = []
+        for x, y in minibatches:
+            with torch.set_grad_enabled(featurizer_grad and torch.is_grad_enabled()):
+                z = self.featurizer(x)
+            losses.append(F.cross_entropy(self.adv_classifier(z), y))
         return max(losses, key=lambda t: t.item()) - min(losses, key=lambda t: t.item())
 
     @torch.no_grad()
@@ -266,7 +269,10 @@ class Transfer(Algorithm):
         self.adv_classifier.load_state_dict(self.classifier.state_dict())
         for _ in range(self.d_steps_per_g):
             self.adv_opt.zero_grad(set_to_none=False)
-            gap = -t_lambda * self.loss_gap(minibatches)
+            # upstream also back-propagates into the featurizer here; those grads are
+            # zeroed before any use, so skipping them changes no number (the forward, with
+            # its batch-norm and dropout effects, still runs each time)
+            gap = -t_lambda * self.loss_gap(minibatches, featurizer_grad=False)
             gap.backward()
             self.adv_opt.step()
             self.project_adv_classifier()
