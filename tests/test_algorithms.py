@@ -17,6 +17,8 @@ def _hparams(name, dataset):
     for key in ("irm_penalty_anneal_iters", "vrex_penalty_anneal_iters"):
         if key in hp:
             hp[key] = 1
+    if name == "SANDMask":  # upstream's default tau = 1 masks every gradient (nothing moves)
+        hp["tau"] = 0.5
     return hp
 
 

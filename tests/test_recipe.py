@@ -176,20 +176,3 @@ def test_local_recipe_end_to_end(tmp_path, monkeypatch, caplog):
     caplog.clear()
     assert recipe_cli.main(["run", path, "--only", "linear_probe", "target"]) == 0
     assert "reused" in caplog.text and "nothing to launch" in caplog.text
-
-
-@pytest.mark.slow
-def test_recipe_end_to_end_report_prints_every_table1_row(tmp_path, monkeypatch):
-    """Linear probe -> pool of 2 auxiliary datasets -> 5 target runs per algorithm -> report
-    with every row (the baselines LPFT, CORAL, MA and SWAD run in the same sweep)."""
-    from domainbed_aux.report import row_names
-    path = _tiny_recipe_with_phi(
-        tmp_path, monkeypatch, report={"module": "domainbed_aux.scripts.report"},
-        target={"algorithms": ["ERM", "Ratatouille", "Fusing", "LPFT", "CORAL", "MA", "SWAD"],
-                "n_hparams": 5, "n_trials": 1, "test_envs": [0]})
-    assert recipe_cli.main(["run", path]) == 0
-    report = (tmp_path / "out" / "report.txt").read_text()
-    for name in row_names():  # the baselines' rows and WiSE-FT of the ERM runs included
-        line = next((l for l in report.splitlines() if l.startswith(name + " ")), None)
-        assert line is not None, f"row {name!r} missing from the report:\n{report}"
-        assert re.search(r"\d+\.\d \+/- \d+\.\d", line), line
