@@ -1,8 +1,6 @@
 """Meta-learning and adaptation: MLDG, SagNet, ARM (contextual), Transfer."""
 
 import copy
-import itertools
-import math
 
 import torch
 import torch.autograd as autograd
@@ -13,22 +11,7 @@ from domainbed.algorithms.base import (Algorithm, concat_minibatches, make_optim
                                        register_algorithm)
 from domainbed.algorithms.blocks import ContextNet
 from domainbed.algorithms.erm import ERM
-
-
-def split_meta_train_test(minibatches, num_meta_test: int):
-    """Pairs (meta-train batch, meta-test batch): a random permutation of the domains gives
-    the last ``num_meta_test`` as meta-test; each other domain is paired with the meta-test
-    list cycled, both cut to their common length."""
-    n = len(minibatches)
-    perm = torch.randperm(n).tolist()
-    meta_train = perm[:max(n - num_meta_test, 0)]
-    meta_test = perm[-num_meta_test:]
-    pairs = []
-    for i, j in zip(meta_train, itertools.cycle(meta_test)):
-        (xi, yi), (xj, yj) = minibatches[i], minibatches[j]
-        size = min(len(xi), len(xj))
-        pairs.append(((xi[:size], yi[:size]), (xj[:size], yj[:size])))
-    return pairs
+from domainbed.lib.upstream_misc import proj, split_meta_train_test
 
 
 @register_algorithm()
@@ -240,17 +223,6 @@ class Transfer(Algorithm):
             losses.append(F.cross_entropy(self.adv_classifier(z), y))
         return max(losses, key=lambda t: t.item()) - min(losses, key=lambda t: t.item())
 
-    @torch.no_grad()
-    def project_adv_classifier(self) -> None:
-        """Project the adversarial head onto the ball of radius ``delta`` around the
-        classifier (Frobenius distance over all state entries)."""
-        adv, ref = self.adv_classifier.state_dict(), self.classifier.state_dict()
-        dist = math.sqrt(sum(float(((adv[k] - ref[k]) ** 2).sum()) for k in adv))
-        delta = self.hparams["delta"]
-        if dist > delta:
-            for key, value in adv.items():
-                value.copy_(ref[key] + (delta / dist) * (value - ref[key]))
-
     def update(self, minibatches, unlabeled=None):
         x, y = concat_minibatches(minibatches)
         t_lambda = self.hparams["t_lambda"]
@@ -275,7 +247,8 @@ class Transfer(Algorithm):
             gap = -t_lambda * self.loss_gap(minibatches, featurizer_grad=False)
             gap.backward()
             self.adv_opt.step()
-            self.project_adv_classifier()
+            # back onto the ball of radius delta around the classifier
+            proj(self.hparams["delta"], self.adv_classifier, self.classifier)
         return {"loss": loss.item(), "gap": -gap.item()}
 
     def predict(self, x):
