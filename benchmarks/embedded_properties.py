@@ -10,11 +10,15 @@ All runs are ordinary run directories of the core training loop (``domainbed.tra
 2. per target dataset and test domain: ERM fine-tuned from the foundation featurizer
    (``--init_from <foundation>/model.safetensors --init_part featurizer``) and ERM from
    scratch (the same command without ``--init_from``), both for ``--steps`` steps;
-3. per target dataset (its first test domain): two auxiliary featurizers (ERM from the
-   foundation featurizer on two OTHER embedded datasets, every domain trains), the shared
+3. per target dataset (its first test domain): two auxiliary featurizers (ERM on two OTHER
+   embedded datasets, every domain trains, each started from a linear probe of the
+   foundation featurizer on its own dataset, as the recipe's auxiliary runs), the shared
    linear probe of the foundation featurizer on the target
    (``domainbed_aux.linear_probe``), and two ``Ratatouille`` runs on the target that start
-   from ``(linear probe, auxiliary featurizer)`` -- one per auxiliary featurizer.
+   from ``(linear probe, auxiliary featurizer)`` -- one per auxiliary featurizer -- with
+   hyperparameters drawn from the paper's mild space (``--hparams_space mild``, hparams
+   seeds 1 and 2: two different draws, as two runs of a sweep) and the paper's share of
+   frozen-featurizer steps (``lp_steps`` = 200 / 5001 of the run).
 
 Printed figures (nothing here decides a winner; the numbers are what they are):
 
@@ -23,7 +27,8 @@ Printed figures (nothing here decides a winner; the numbers are what they are):
     for the fine-tuned and the from-scratch runs;
 (ii) transfer: fine-tuned minus from-scratch, on test-domain accuracy and on ID validation;
 (iii) linear mode connectivity: accuracy on ``env{test}_in`` of the midpoint
-    ``0.5 * (a + b)`` of the two Ratatouille runs, against the mean of the endpoints.
+    ``0.5 * (a + b)`` of the two Ratatouille runs' best-ID-validation checkpoints (the
+    weights a soup averages), against the mean of the endpoints.
 
 Runs live under ``--work_dir`` (default: a temporary folder, deleted at the end); a run
 directory holding ``done`` is reused, an unfinished one resumes. Every run directory name
@@ -47,6 +52,8 @@ log = logging.getLogger("benchmarks.embedded_properties")
 
 ACCURACY_SPLITS = ("test_in", "id_val")
 N_AUX = 2  # auxiliary featurizers per target for the connectivity test
+PAPER_LP_SHARE = 200 / 5001  # the paper's frozen-featurizer steps over its run length
+LMC_SPACE = "mild"  # the connectivity runs draw from the paper's mild space
 
 
 @dataclass
@@ -108,7 +115,8 @@ def test_envs_of(settings: Settings, dataset: str) -> List[int]:
 
 def train_run(settings: Settings, out_dir: str, dataset: str, algorithm: str,
               test_envs: Sequence[int], steps: int, init_from: Optional[str] = None,
-              init_part: str = "all", extra_hparams: Optional[Dict[str, Any]] = None):
+              init_part: str = "all", extra_hparams: Optional[Dict[str, Any]] = None,
+              hparams_seed: int = 0, hparams_space: str = "upstream"):
     """Train (or reuse, or resume) one run directory; returns its ``RunInfo``."""
     from domainbed.scripts.train import build_parser
     from domainbed_aux.evaluation import read_run
@@ -117,7 +125,8 @@ def train_run(settings: Settings, out_dir: str, dataset: str, algorithm: str,
     argv = ["--dataset", dataset, "--algorithm", algorithm, "--steps", str(steps),
             "--seed", str(settings.seed), "--trial_seed", str(settings.seed),
             "--test_envs", *[str(t) for t in test_envs], "--data_dir", settings.data_root,
-            "--output_dir", out_dir]
+            "--output_dir", out_dir, "--hparams_seed", str(hparams_seed),
+            "--hparams_space", hparams_space]
     if hparams:
         argv += ["--hparams", json.dumps(hparams, sort_keys=True)]
     if init_from:
@@ -161,7 +170,7 @@ def foundation_featurizer(settings: Settings) -> str:
              else dataset_class(EMBEDDED_PRETRAIN).N_STEPS)
     out = os.path.join(settings.work_dir, "foundation", settings.tag(steps))
     run = train_run(settings, out, EMBEDDED_PRETRAIN, "ERM", [-1], steps)
-    return run.model_path
+    return run.final_model_path  # phi_pt: the last weights, as the recipe's pretrain stage
 
 
 # ------------------------------------------------------------- (i) shift, (ii) transfer
@@ -260,10 +269,11 @@ def compose_init(path: str, aux_model: str, probe_path: str, aux_dataset: str,
     _, classifier, _ = read_linear_probe(probe_path)
     state = {"featurizer." + k: v for k, v in featurizer.items()}
     state.update({"classifier." + k: v for k, v in classifier.items()})
-    init = {"member": {"index": aux_index, "kind": "aux", "dataset": aux_dataset,
-                       "run": os.path.dirname(aux_model), "sha256": sha256_file(aux_model)},
-            "members": None, "lambdas": None, "u": None, "fusing_range": None,
-            "robust": False, "linear_probe": sha256_file(probe_path)}
+    from domainbed_aux.init_record import init_record
+    probe_key = os.path.basename(probe_path)[:-len(".safetensors")]
+    init = init_record({"index": aux_index, "kind": "aux", "dataset": aux_dataset,
+                        "run": os.path.dirname(aux_model), "sha256": sha256_file(aux_model)},
+                       probe_key, sha256_file(probe_path))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     save_weights(path, state, metadata={"init": init})
     return path
@@ -277,7 +287,7 @@ def midpoint_scores(run_a, run_b, data_dir: str) -> Dict[str, Dict[str, float]]:
     evaluator = RunEvaluator(run_a, data_dir)
     template = evaluator.new_model().state_dict()
     names = ["featurizer", "classifier"]
-    a, b = (lmc.flatten_parts(load_parts(r.run_dir), names) for r in (run_a, run_b))
+    a, b = (lmc.flatten_parts(load_parts(r.model_path), names) for r in (run_a, run_b))
     out = {}
     for split in ACCURACY_SPLITS:
         def evaluate(flat, split=split):
@@ -294,29 +304,39 @@ def midpoint_scores(run_a, run_b, data_dir: str) -> Dict[str, Dict[str, float]]:
 def measure_connectivity(settings: Settings, foundation: str) -> Dict[str, Any]:
     """(iii) per target dataset (its first test env) and the mean over targets."""
     from domainbed_aux.linear_probe import LinearProbeSpec, ensure_linear_probe
-    extra = {"lp_steps": settings.lp_steps} if settings.lp_steps is not None else {}
     per_target = {}
+    probes_dir = os.path.join(settings.work_dir, "linear_probes")
     targets = settings.lmc_datasets if settings.lmc_datasets is not None else settings.datasets
     for target in targets:
         t = test_envs_of(settings, target)[0]
         steps = steps_of(settings, target)
+        lp_steps = settings.lp_steps if settings.lp_steps is not None else \
+            round(PAPER_LP_SHARE * steps)
         runs = []
         aux_names = aux_datasets_for(target, settings.datasets)
         spec = LinearProbeSpec(dataset=target, test_envs=[t], trial_seed=settings.seed,
                                data_dir=settings.data_root, hparams=dict(settings.hparams),
                                steps=steps, pretrained_featurizer=foundation)
-        probe = ensure_linear_probe(spec, os.path.join(settings.work_dir, "linear_probes"))
+        probe = ensure_linear_probe(spec, probes_dir)
         for index, aux in enumerate(aux_names, start=1):
             aux_steps = steps_of(settings, aux)
+            aux_probe = ensure_linear_probe(LinearProbeSpec(
+                dataset=aux, test_envs=[-1], trial_seed=settings.seed,
+                data_dir=settings.data_root, hparams=dict(settings.hparams), steps=aux_steps,
+                pretrained_featurizer=foundation), probes_dir)
             aux_run = train_run(settings, os.path.join(
-                settings.work_dir, "aux", f"{aux}_{settings.tag(aux_steps)}"),
-                aux, "ERM", [-1], aux_steps, foundation, "featurizer")
-            name = f"{target}_test{t}_from_{aux}_{settings.tag(steps, extra)}"
+                settings.work_dir, "aux", f"{aux}_{settings.tag(aux_steps, {'probe': 1})}"),
+                aux, "ERM", [-1], aux_steps, aux_probe.path, "all")
+            # the pool member is the auxiliary run's featurizer at its last step
+            extra = {"lp_steps": lp_steps}
+            tag = settings.tag(steps, dict(extra, hparams_seed=index, space=LMC_SPACE))
+            name = f"{target}_test{t}_from_{aux}_{tag}"
             init = compose_init(os.path.join(settings.work_dir, "lmc", "inits",
                                              name + ".safetensors"),
-                                aux_run.model_path, probe.path, aux, index)
+                                aux_run.final_model_path, probe.path, aux, index)
             runs.append(train_run(settings, os.path.join(settings.work_dir, "lmc", name),
-                                  target, "Ratatouille", [t], steps, init, "all", extra))
+                                  target, "Ratatouille", [t], steps, init, "all", extra,
+                                  hparams_seed=index, hparams_space=LMC_SPACE))
         log.info("scoring the midpoint of %s and %s", runs[0].run_dir, runs[1].run_dir)
         entry = midpoint_scores(runs[0], runs[1], settings.data_root)
         entry.update({"test_env": t, "test_domain": dataset_class(target).ENVIRONMENTS[t],
@@ -406,8 +426,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="--seed and --trial_seed of every run")
     p.add_argument("--hparams", default=None, help="JSON overrides for every run")
     p.add_argument("--lp_steps", type=int, default=None,
-                   help="frozen-featurizer updates of the connectivity runs (default: "
-                        "Ratatouille's lp_steps)")
+                   help="frozen-featurizer updates of the connectivity runs (default: the "
+                        "paper's share, round(200 / 5001 * steps))")
     p.add_argument("--lmc_datasets", nargs="+", default=None,
                    help="targets of (iii) (default: --datasets)")
     p.add_argument("--no_lmc", action="store_true", help="skip (iii)")

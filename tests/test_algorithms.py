@@ -19,6 +19,10 @@ def _hparams(name, dataset):
             hp[key] = 1
     if name == "SANDMask":  # upstream's default tau = 1 masks every gradient (nothing moves)
         hp["tau"] = 0.5
+    if name == "MLDG":  # 2 training domains and n_meta_test 2 leave no meta-train domain
+        hp["n_meta_test"] = 1
+    if name == "Transfer":  # 10 adversary steps per update by default: keep the test cheap
+        hp["d_steps_per_g"] = 1
     return hp
 
 

@@ -106,7 +106,17 @@ def test_tiny_end_to_end_gives_the_three_figures_and_reuses_runs(tmp_path, capsy
         run = read_run(str(path))
         assert run.algorithm == "Ratatouille"
         assert run.init["member"]["kind"] == "aux"  # starts from an auxiliary featurizer
-        recorded[run.init["member"]["dataset"]] = 100 * run.final_record["env1_in_acc"]
+        # two different draws of the paper's mild space; the paper's share of lp_steps
+        assert run.args["hparams_space"] == "mild"
+        assert run.hparams["lp_steps"] == round(200 / 5001 * 3)
+        # the endpoints are the runs' best checkpoints: what a soup averages
+        recorded[run.init["member"]["dataset"]] = 100 * run.selected_record["env1_in_acc"]
+    assert sorted(read_run(str(p)).args["hparams_seed"] for p in lmc_runs) == [1, 2]
+    aux_inits = [read_run(str(p)).init for p in (tmp_path / "work" / "aux").iterdir()
+                 if p.is_dir()]
+    assert len(aux_inits) == 2 and all(
+        i["member"]["kind"] == "pretrained" and "_test-1_" in i["linear_probe_key"]
+        for i in aux_inits)  # auxiliary runs start from a probe on their own dataset
     aux_a, aux_b = conn["aux_datasets"]
     assert conn["test_in"]["endpoint_a"] == pytest.approx(recorded[aux_a])
     assert conn["test_in"]["endpoint_b"] == pytest.approx(recorded[aux_b])
