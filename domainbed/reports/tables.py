@@ -10,17 +10,16 @@ where ``values`` maps a test env (index or name) to its accuracies, one per tria
 add rows without touching this module.
 """
 
-import importlib
 import logging
 import math
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from domainbed import catalogue
 from domainbed.lib.query import Q
-from domainbed.lib.reporting import LoadReport, get_grouped_records, record_n_envs
+from domainbed.lib.reporting import LoadReport, get_grouped_records, record_n_envs, sweep_accs
 from domainbed.model_selection import (IIDAccuracySelectionMethod, LeaveOneOutSelectionMethod,
                                        OracleSelectionMethod)
 
@@ -127,35 +126,21 @@ def _ordered(names: Iterable[str], known: Optional[List[str]]) -> List[str]:
     return sorted(names, key=lambda n: (0, position[n], "") if n in position else (1, 0, str(n)))
 
 
-def start_registry_import() -> threading.Thread:
-    """Import the algorithm and dataset registries (they pull in torch) in a background
-    thread, so that the import overlaps with reading records; ``build_report`` waits for it
-    through Python's import lock."""
-    def work():
-        for name in ("domainbed.algorithms", "domainbed.datasets"):
-            try:
-                importlib.import_module(name)
-            except Exception:  # reported by build_report, which imports them again
-                pass
-    thread = threading.Thread(target=work, name="registry-import", daemon=True)
-    thread.start()
-    return thread
-
-
-def _registered_algorithms() -> Optional[List[str]]:
+def _registered_algorithms(needed: Iterable[str] = ()) -> Optional[List[str]]:
+    """``ALGORITHMS`` as far as ``needed`` goes (``domainbed.catalogue``: torch-free for core
+    names), or None when the registry is needed and cannot be imported."""
     try:
-        from domainbed import algorithms
-        return list(algorithms.ALGORITHMS)
+        return catalogue.algorithm_names(needed)
     except Exception as exc:  # missing or half-written module: degrade to alphabetical rows
         log.warning("cannot import domainbed.algorithms (%s); algorithm rows sorted by name",
                     exc)
         return None
 
 
-def _registered_datasets() -> Optional[List[str]]:
+def _registered_datasets(needed: Iterable[str] = ()) -> Optional[List[str]]:
+    """``DATASETS`` as far as ``needed`` goes (see ``_registered_algorithms``)."""
     try:
-        from domainbed import datasets
-        return list(datasets.DATASETS)
+        return catalogue.dataset_names(needed)
     except Exception as exc:  # as above: tables still come out, with env{i} column names
         log.warning("cannot import domainbed.datasets (%s); environments named env0, env1, ...",
                     exc)
@@ -172,9 +157,10 @@ def _environment_names(dataset: str, n_envs: int, known: Optional[List[str]],
                      f"environment columns are named env0..env{n_envs - 1}")
         return fallback
     try:
-        from domainbed.datasets import get_dataset_class
-        cls = get_dataset_class(dataset)
-        names = list(cls.ENVIRONMENTS) if cls.ENVIRONMENTS is not None else cls.environments()
+        names = catalogue.declared_environments(dataset)
+        if names is None:  # the class reads them from disk: ask it (imports the registry)
+            from domainbed.datasets import get_dataset_class
+            names = get_dataset_class(dataset).environments()
     except Exception as exc:  # e.g. environments read from a data_dir we do not have
         notes.append(f"environment names of {dataset!r} unavailable ({exc}): columns are "
                      "named env0, env1, ...")
@@ -213,14 +199,17 @@ def _averages_cell(data: Optional[Dict[int, Accs]], n_envs: int) -> Cell:
 
 def build_report(records, selection_methods: Sequence[type] = DEFAULT_SELECTION_METHODS,
                  row_providers: Sequence[RowProvider] = (),
-                 load_report: Optional[LoadReport] = None) -> Report:
+                 load_report: Optional[LoadReport] = None, grouped: Optional[Q] = None,
+                 cache: Optional[dict] = None) -> Report:
     """Result tables for each selection method: one per dataset, then "Averages".
 
     Records of unknown datasets or algorithms are reported too (``env{i}`` column names,
-    rows after the known algorithms) and a note says so.
+    rows after the known algorithms) and a note says so. ``grouped`` is
+    ``get_grouped_records(records)`` when the caller has it; with ``cache`` the selection
+    scores are shared with other callers (``domainbed.lib.reporting.sweep_accs``).
     """
     notes: List[str] = []
-    grouped = get_grouped_records(records)
+    grouped = get_grouped_records(records) if grouped is None else grouped
     if not len(grouped):
         notes.append("no finished run with a test environment: no table to show")
         return Report([], n_records=len(records), load=load_report, notes=notes)
@@ -228,10 +217,11 @@ def build_report(records, selection_methods: Sequence[type] = DEFAULT_SELECTION_
     for group in grouped:
         by_dataset.setdefault(group["dataset"], []).append(group)
 
-    known_datasets = _registered_datasets()
-    known_algorithms = _registered_algorithms()
+    seen_algorithms = {g["algorithm"] for g in grouped}
+    known_datasets = _registered_datasets(set(by_dataset) - {None})
+    known_algorithms = _registered_algorithms(seen_algorithms)
     datasets = _ordered(by_dataset, known_datasets)
-    algorithms = _ordered({g["algorithm"] for g in grouped}, known_algorithms)
+    algorithms = _ordered(seen_algorithms, known_algorithms)
     for module, known in (("algorithms", known_algorithms), ("datasets", known_datasets)):
         if known is None:
             notes.append(f"domainbed.{module} could not be imported: rows and columns are "
@@ -258,9 +248,9 @@ def build_report(records, selection_methods: Sequence[type] = DEFAULT_SELECTION_
     for method in selection_methods:
         # dataset -> row name -> env -> {trial_seed: acc}
         data: Dict[str, Dict[str, Dict[int, Accs]]] = {d: {} for d in datasets}
-        for g in grouped:
+        for g, acc in zip(grouped, sweep_accs(grouped, method, cache)):
             row = data[g["dataset"]].setdefault(g["algorithm"], {})
-            row.setdefault(g["test_env"], {})[g["trial_seed"]] = method.sweep_acc(g["records"])
+            row.setdefault(g["test_env"], {})[g["trial_seed"]] = acc
         extra_names: List[str] = []
         for dataset in datasets:
             for provider in row_providers:

@@ -14,8 +14,9 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from domainbed import catalogue
 from domainbed.lib.query import Q
-from domainbed.lib.reporting import get_grouped_records, record_n_envs
+from domainbed.lib.reporting import get_grouped_records, record_n_envs, sweep_accs
 from domainbed.lib.text_rows import format_row
 
 LATEX_PREAMBLE = [r"\documentclass{article}", r"\usepackage{booktabs}",
@@ -97,22 +98,20 @@ def print_table(table: List[list], header_text: str, row_labels: Sequence[str],
         print(line)
 
 
-def _known(module: str, attribute: str) -> List[str]:
-    import importlib
-    return list(getattr(importlib.import_module(module), attribute))
-
-
-def _algorithm_order(records, known: Sequence[str]) -> List[str]:
+def _algorithm_order(records) -> List[str]:
+    """Every algorithm of the records: ``ALGORITHMS`` order, then unknown ones first seen
+    first (the names come from ``domainbed.catalogue``: no torch import for core names)."""
     seen = list(dict.fromkeys(_args(r)["algorithm"] for r in records
                               if "algorithm" in _args(r)))
-    return [a for a in known if a in seen] + [a for a in seen if a not in known]
+    known = catalogue.algorithm_names(seen)
+    known_set = set(known)
+    return [a for a in known if a in seen] + [a for a in seen if a not in known_set]
 
 
 def _environment_labels(dataset: str, records) -> List[str]:
     """The dataset class's ``ENVIRONMENTS``; for a dataset that reads its domains from disk
     (``ImageFolder``) the count comes from the records (``env0``, ``env1``, ...)."""
-    from domainbed.datasets import get_dataset_class
-    labels = get_dataset_class(dataset).ENVIRONMENTS
+    labels = catalogue.declared_environments(dataset)
     if labels is not None:
         return [str(label) for label in labels]
     n_envs = max(record_n_envs(r) for r in records if _args(r).get("dataset") == dataset)
@@ -124,13 +123,18 @@ def _args(record) -> dict:
     return args if isinstance(args, dict) else {}
 
 
-def scored_groups(records, selection_method) -> Q:
-    """Upstream's groups with their ``sweep_acc``; groups the method cannot score dropped."""
-    grouped = get_grouped_records(records)
+def scored_groups(records, selection_method, grouped: Optional[Q] = None,
+                  cache: Optional[dict] = None) -> Q:
+    """Upstream's groups with their ``sweep_acc``; groups the method cannot score dropped.
+
+    ``grouped`` is ``get_grouped_records(records)`` when the caller has it already; with
+    ``cache`` the scores are shared with other callers (see ``reporting.sweep_accs``)."""
+    grouped = get_grouped_records(records) if grouped is None else grouped
     if getattr(selection_method, "merges_records", False):
         grouped = grouped.map(lambda g: dict(g, records=merge_records(g["records"])))
-    grouped = grouped.map(lambda g: dict(g, sweep_acc=selection_method.sweep_acc(g["records"])))
-    return grouped.filter(lambda g: g["sweep_acc"] is not None)
+        cache = None  # scores of merged records are this function's own
+    accs = sweep_accs(grouped, selection_method, cache)
+    return Q([dict(g, sweep_acc=acc) for g, acc in zip(grouped, accs) if acc is not None])
 
 
 def _avg_text(means: List[Optional[float]]) -> str:
@@ -139,12 +143,15 @@ def _avg_text(means: List[Optional[float]]) -> str:
     return "{:.1f}".format(sum(means) / len(means))
 
 
-def results_tables_lines(records, selection_method, latex: bool) -> List[str]:
-    """The lines upstream's ``print_results_tables`` prints for one selection method."""
-    grouped = scored_groups(records, selection_method)
-    algorithms = _algorithm_order(records, _known("domainbed.algorithms", "ALGORITHMS"))
+def results_tables_lines(records, selection_method, latex: bool,
+                         grouped: Optional[Q] = None, cache: Optional[dict] = None) -> List[str]:
+    """The lines upstream's ``print_results_tables`` prints for one selection method
+    (``grouped`` and ``cache``: see ``scored_groups``)."""
+    grouped = scored_groups(records, selection_method, grouped, cache)
+    algorithms = _algorithm_order(records)
     seen_datasets = set(_args(r).get("dataset") for r in records)
-    dataset_names = [d for d in _known("domainbed.datasets", "DATASETS") if d in seen_datasets]
+    dataset_names = [d for d in catalogue.dataset_names(seen_datasets - {None})
+                     if d in seen_datasets]
     lines: List[str] = []
     for dataset in dataset_names:
         if latex:
@@ -187,9 +194,12 @@ def print_results_tables(records, selection_method, latex: bool) -> None:
         print(line)
 
 
-def report_lines(records, selection_methods: Iterable[type], latex: bool) -> List[str]:
-    """The whole of upstream's ``collect_results`` output (without its trailing newline)."""
+def report_lines(records, selection_methods: Iterable[type], latex: bool,
+                 grouped: Optional[Q] = None, cache: Optional[dict] = None) -> List[str]:
+    """The whole of upstream's ``collect_results`` output (without its trailing newline);
+    ``grouped`` and ``cache``: see ``scored_groups``."""
     records = Q(records)
+    grouped = get_grouped_records(records) if grouped is None else grouped
     lines: List[str] = []
     if latex:
         lines += LATEX_PREAMBLE + ["% Total records: {}".format(len(records))]
@@ -198,7 +208,7 @@ def report_lines(records, selection_methods: Iterable[type], latex: bool) -> Lis
     for method in selection_methods:
         if latex:
             lines += ["", "\\subsection{{Model selection: {}}}".format(method.name)]
-        lines += results_tables_lines(records, method, latex)
+        lines += results_tables_lines(records, method, latex, grouped, cache)
     if latex:
         lines.append(LATEX_END)
     return lines

@@ -15,14 +15,14 @@ import sys
 from typing import List, Optional, Sequence
 
 from domainbed.errors import DomainBedError
-from domainbed.lib.reporting import DEFAULT_MAX_DEPTH, load_records_with_report
+from domainbed.lib.reporting import (DEFAULT_MAX_DEPTH, get_grouped_records,
+                                     load_records_with_report)
 from domainbed.model_selection import SELECTION_METHODS, get_selection_method
 from domainbed.reports import FORMATS, RowProvider, build_report, render
-from domainbed.reports.tables import start_registry_import
 from domainbed.reports.upstream import (format_mean, merge_records, print_results_tables,
                                         print_table, recursive_freeze, remove_key,
                                         report_lines)
-from domainbed.reports.writers import add_format_arguments, extras_text
+from domainbed.reports.writers import add_format_arguments, atomic_write_text, extras_text
 
 UPSTREAM_FORMATS = {"text": False, "latex": True}  # format -> latex flag of upstream's output
 
@@ -44,19 +44,18 @@ def collect_results(input_dir: str, fmt: str = "text",
         raise DomainBedError(f"unknown report format {fmt!r}; known formats: {', '.join(FORMATS)}")
     names = list(selection_methods) if selection_methods else SELECTION_METHODS.names()
     methods = [get_selection_method(name) for name in names]
-    start_registry_import()
     records, load_report = load_records_with_report(input_dir, max_depth)
-    report = build_report(records, methods, row_providers, load_report)
+    # grouped once, each method scores each group once, for upstream's tables and ours
+    grouped, cache = get_grouped_records(records), {}
+    report = build_report(records, methods, row_providers, load_report, grouped, cache)
     if fmt in UPSTREAM_FORMATS:
         latex = UPSTREAM_FORMATS[fmt]
-        text = "\n".join(report_lines(records, methods, latex)) + "\n"
+        text = "\n".join(report_lines(records, methods, latex, grouped, cache)) + "\n"
         text += extras_text(report, latex, with_tables=bool(row_providers))
     else:
         text = render(report, fmt)
     targets = [os.path.join(input_dir, FORMATS[fmt][1])] if save else []
     targets += [output] if output else []
-    if targets:
-        from domainbed.lib.misc import atomic_write_text  # imports torch: only when writing
     for path in targets:
         try:
             atomic_write_text(path, text)
