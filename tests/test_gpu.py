@@ -37,3 +37,29 @@ def test_training_runs_on_the_gpu_and_writes_cpu_loadable_weights(tmp_path, algo
     assert all(t.device.type == "cpu" for t in content.values())
     if algorithm == "SWAD":
         assert records[-1]["final_average"] is True
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_resume_is_exact_within_a_precision(tmp_path, precision, monkeypatch):
+    """A run that fails after a checkpoint and resumes (fp16: with its gradient scaler's
+    state) ends with the records of the uninterrupted run of the same precision."""
+    from domainbed.algorithms.erm import ERM
+    flags = ["--steps", "12", "--checkpoint_freq", "4", "--precision", precision,
+             "--channels_last"]
+    assert _train(tmp_path / "reference", *flags) == 0
+    calls, original = {"n": 0}, ERM.update
+
+    def failing(self, minibatches, unlabeled=None):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise RuntimeError("simulated preemption")
+        return original(self, minibatches, unlabeled)
+
+    monkeypatch.setattr(ERM, "update", failing)
+    assert _train(tmp_path / "resumed", *flags) != 0
+    monkeypatch.setattr(ERM, "update", original)
+    assert _train(tmp_path / "resumed", *flags) == 0
+    want, got = _records(tmp_path / "reference"), _records(tmp_path / "resumed")
+    assert [r["step"] for r in got] == [r["step"] for r in want]
+    for g, w in zip(got, want):
+        assert g["loss"] == pytest.approx(w["loss"], abs=1e-6)

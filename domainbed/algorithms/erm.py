@@ -26,10 +26,17 @@ class ERM(Algorithm):
         params = self.network.parameters() if parameters is None else parameters
         self.optimizer = make_optimizer(params, self.hparams)
 
+    grad_scaler = None  # set by the training loop for fp16 mixed precision
+
     def step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
+        if self.grad_scaler is None:
+            loss.backward()
+            self.optimizer.step()
+            return
+        self.grad_scaler.scale(loss).backward()
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
 
     def update(self, minibatches, unlabeled=None):
         x, y = concat_minibatches(minibatches)

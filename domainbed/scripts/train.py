@@ -57,6 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data loader workers (default: the dataset's N_WORKERS)")
     p.add_argument("--keep_checkpoint", action="store_true",
                    help="keep checkpoint.safetensors after the run is done")
+    p.add_argument("--full_evaluation", action="store_true",
+                   help="score every split at every evaluation, as upstream (default: the "
+                        "splits model selection reads, and every split at the last step; "
+                        "the selected checkpoints and table cells are the same)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="training arithmetic: fp32 (default, comparable with published "
+                        "tables), or mixed precision with bf16 / fp16 autocast (fp16 with a "
+                        "gradient scaler; GPU)")
+    p.add_argument("--channels_last", action="store_true",
+                   help="channels-last memory format for image models (faster convolutions "
+                        "on recent GPUs)")
+    p.add_argument("--cudnn_benchmark", action="store_true",
+                   help="let cuDNN autotune its kernels (faster on a GPU; a resumed run is "
+                        "then no longer bitwise equal to an uninterrupted one)")
     return p
 
 

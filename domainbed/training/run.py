@@ -14,15 +14,15 @@ from domainbed import algorithms, datasets, hparams_registry
 from domainbed.errors import DomainBedError, one_line
 from domainbed.lib import misc, run_dir
 from domainbed.lib.device import get_device
-from domainbed.lib.fast_data_loader import eval_loader, infinite_loader
+from domainbed.lib.fast_data_loader import infinite_loader
 from domainbed.lib.weights import save_weights
 from domainbed.training.checkpoint import load_checkpoint, save_checkpoint
 from domainbed.training.init_from import apply_init, init_info
+from domainbed.training.precision import TrainingArithmetic, set_cudnn_benchmark
+from domainbed.training.scoring import SplitScorer
 from domainbed.training.splits import make_splits
 
 log = logging.getLogger("domainbed.train")
-
-EVAL_BATCH_SIZE = 64
 
 
 class RunLocked(DomainBedError):
@@ -94,15 +94,6 @@ def _append_record(path: str, record: Dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def _accuracies(algorithm, eval_sets, n_workers: int, device) -> Dict[str, float]:
-    """``{<split>_acc: accuracy}`` of ``algorithm.predict`` on every evaluation split."""
-    accs = {}
-    for name, split, weights in eval_sets:
-        loader = eval_loader(split, EVAL_BATCH_SIZE, n_workers)
-        accs[name + "_acc"] = misc.accuracy(algorithm, loader, weights, device)
-    return accs
-
-
 def _log_record(record: Dict[str, Any], last_keys: Optional[List[str]]) -> List[str]:
     """Log the record as a table row (with a header when the keys changed)."""
     keys = sorted(record)
@@ -147,13 +138,20 @@ class BestCheckpoint:
         self.best: Optional[float] = None
         self.step: Optional[int] = None
 
+    def is_improvement(self, acc: Optional[float]) -> bool:
+        """Whether an ID-validation accuracy is strictly better than the best so far."""
+        return acc is not None and (self.best is None or acc > self.best)
+
     def observe(self, algorithm, record: Dict[str, Any], train_envs: List[int]) -> None:
+        """Track the best record (also when no file is kept: the evaluation plan reads it)
+        and write the weights when it improves."""
         acc = id_val_accuracy(record, train_envs)
-        if not self.enabled or acc is None or (self.best is not None and acc <= self.best):
+        if not self.is_improvement(acc):
             return
         self.best, self.step = acc, int(record["step"])
-        meta = dict(self.metadata, best_checkpoint={"step": self.step, "id_val_acc": acc})
-        save_weights(self.path, algorithm.state_dict(), meta)
+        if self.enabled:
+            meta = dict(self.metadata, best_checkpoint={"step": self.step, "id_val_acc": acc})
+            save_weights(self.path, algorithm.state_dict(), meta)
 
     def state(self) -> Dict[str, Any]:
         return {"best_id_val_acc": self.best, "best_step": self.step}
@@ -199,6 +197,7 @@ def _train_locked(args) -> None:
     device = get_device()
     hparams = resolve_hparams(args)
     misc.seed_everything(args.seed)
+    set_cudnn_benchmark(getattr(args, "cudnn_benchmark", False))
     log.info("Args: %s", json.dumps(vars(args), sort_keys=True))
     log.info("HParams: %s", json.dumps(hparams, sort_keys=True))
     log.info("Device: %s", device)
@@ -220,6 +219,9 @@ def _train_locked(args) -> None:
     algorithm = algorithm_class(dataset.input_shape, dataset.num_classes, len(train_envs),
                                 hparams)
     algorithm.to(device)
+    arithmetic = TrainingArithmetic(getattr(args, "precision", "fp32"), device,
+                                    getattr(args, "channels_last", False))
+    arithmetic.prepare(algorithm)
 
     init = init_info(args.init_from) if args.init_from else None
     checkpoint_path = os.path.join(out_dir, run_dir.CHECKPOINT)
@@ -232,6 +234,7 @@ def _train_locked(args) -> None:
         state = load_checkpoint(checkpoint_path, algorithm, device)
         start_step, n_records = state["step"], state["n_records"]
         best.load(state.get("extra") or {})
+        arithmetic.load(state.get("extra") or {})
         _truncate_records(results_path, n_records)
         log.info("resuming from step %d (%d records kept)", start_step, n_records)
     else:
@@ -253,12 +256,8 @@ def _train_locked(args) -> None:
                                    n_workers, splits.in_splits[i][1]) for i in train_envs]
     uda_iters = [infinite_loader(split, batch_size, args.seed, 1000 + k, start_step, n_workers,
                                  w) for k, (split, w) in enumerate(splits.uda_splits)]
-    eval_sets = []
-    for i in range(len(dataset)):
-        eval_sets.append((f"env{i}_in", splits.eval_in[i], splits.in_splits[i][1]))
-        eval_sets.append((f"env{i}_out", splits.eval_out[i], splits.out_splits[i][1]))
-    for k, (split, w) in enumerate(splits.uda_splits):
-        eval_sets.append((f"env{test_envs[k]}_uda", splits.eval_uda[k], w))
+    scorer = SplitScorer(splits, len(dataset), test_envs, n_workers, device,
+                         getattr(args, "full_evaluation", False))
     steps_per_epoch = min(len(splits.in_splits[i][0]) / batch_size for i in train_envs)
 
     args_record = vars(args)
@@ -272,9 +271,11 @@ def _train_locked(args) -> None:
             break
         last_step = step
         step_start = time.time()
-        minibatches = [tuple(t.to(device) for t in next(it)) for it in train_iters]
-        unlabeled = [next(it)[0].to(device) for it in uda_iters] or None
-        values = algorithm.update(minibatches, unlabeled)
+        minibatches = [(arithmetic.batch(x.to(device)), y.to(device))
+                       for x, y in (next(it) for it in train_iters)]
+        unlabeled = [arithmetic.batch(next(it)[0].to(device)) for it in uda_iters] or None
+        with arithmetic.autocast():
+            values = algorithm.update(minibatches, unlabeled)
         step_vals.setdefault("step_time", []).append(time.time() - step_start)
         for key, value in values.items():
             step_vals.setdefault(key, []).append(value)
@@ -284,12 +285,14 @@ def _train_locked(args) -> None:
             record = {"step": step, "epoch": step / steps_per_epoch}
             for key, vals in step_vals.items():
                 record[key] = sum(vals) / len(vals)
-            record.update(_accuracies(algorithm, eval_sets, n_workers, device))
+            accs, complete = scorer.evaluate(
+                algorithm, step, n_steps,
+                lambda a: best.is_improvement(id_val_accuracy(a, train_envs)))
+            record.update(accs)
+            record["evaluation"] = "full" if complete else "selection"
             hook = getattr(algorithm, "on_evaluation", None)
             if hook is not None:  # e.g. SWAD's selector needs the validation loss
-                val_loaders = [(f"env{i}_out", eval_loader(splits.eval_out[i], EVAL_BATCH_SIZE,
-                                                           n_workers)) for i in train_envs]
-                record.update(hook(record, val_loaders) or {})
+                record.update(hook(record, scorer.val_loaders()) or {})
             record["mem_gb"] = _peak_mem_gb(device)
             last_results_keys = _log_record(record, last_results_keys)
             _append_record(results_path, _with_run_info(record, hparams, args_record, init))
@@ -299,7 +302,8 @@ def _train_locked(args) -> None:
             if args.save_model_every_checkpoint and not args.skip_model_save:
                 save_weights(os.path.join(out_dir, f"model_step{step}.safetensors"),
                              algorithm.state_dict(), metadata)
-            save_checkpoint(checkpoint_path, algorithm, step + 1, n_records, extra=best.state())
+            save_checkpoint(checkpoint_path, algorithm, step + 1, n_records,
+                            extra=dict(best.state(), **arithmetic.state()))
     if last_step < n_steps - 1:
         log.info("%s stopped training after step %d of %d", args.algorithm, last_step, n_steps)
 
@@ -310,7 +314,8 @@ def _train_locked(args) -> None:
                   "final_average": True}
         if last_step < n_steps - 1:
             record["stopped_early"] = True
-        record.update(_accuracies(algorithm, eval_sets, n_workers, device))
+        record.update(scorer.score_all(algorithm))
+        record["evaluation"] = "full"
         record.update(final)
         record["mem_gb"] = _peak_mem_gb(device)
         log.info("final averaged model:")

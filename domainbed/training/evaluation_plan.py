@@ -1,0 +1,37 @@
+"""Which splits an evaluation scores.
+
+Model selection reads, at every evaluation, only the training envs' ``out`` splits
+(training-domain validation; also the best checkpoint and SWAD's window) and the test envs'
+``in`` splits of the record it selects; leave-one-domain-out reads the test envs' ``in``
+splits of the two-test-env runs at every step; the oracle reads each run's last step. So:
+
+- the last step, or every step with ``full_evaluation`` (upstream's behaviour): every split;
+- otherwise: the training envs' ``out`` splits, and the test envs' ``in`` splits when the run
+  has two or more test envs or when the caller ``needs`` them (``"test_in"``: the record is a
+  new best on ID validation, the one training-domain validation would select).
+
+A split that is not scored is written as ``null`` in the record, so every record keeps the
+same keys and the selected checkpoints and table cells equal those of full evaluation.
+"""
+
+from typing import Dict, Iterable, List, Sequence
+
+TEST_IN = "test_in"
+
+
+def splits_to_score(step: int, n_steps: int, test_envs: Sequence[int], n_envs: int,
+                    full_evaluation: bool = False, needs: Iterable[str] = ()) -> List[str]:
+    """Split names (``env{i}_in`` / ``env{i}_out``) to score at the evaluation of ``step``."""
+    if full_evaluation or step >= n_steps - 1:
+        return [f"env{i}_{part}" for i in range(n_envs) for part in ("in", "out")]
+    test = set(test_envs)
+    names = [f"env{j}_out" for j in range(n_envs) if j not in test]
+    if len(test) >= 2 or TEST_IN in set(needs):
+        names += [f"env{t}_in" for t in sorted(test)]
+    return names
+
+
+def images_forwarded(plan: Iterable[Sequence[str]], sizes: Dict[str, int]) -> int:
+    """Images an evaluation schedule forwards: ``plan`` holds the split names of each
+    evaluation, ``sizes`` the number of images of each split."""
+    return sum(sizes[name] for names in plan for name in names)
