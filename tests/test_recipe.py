@@ -6,7 +6,6 @@ import re
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from domainbed.lib.weights import save_weights
 from domainbed_aux import recipe as recipe_lib
@@ -144,14 +143,8 @@ def test_slurm_stages_are_chained_with_afterok(tmp_path, monkeypatch):
 
 def _tiny_recipe_with_phi(tmp_path, monkeypatch, **changes):
     """A tiny recipe whose subprocesses see the test datasets and a fixed phi_pt file."""
-    monkeypatch.setenv("DOMAINBED_PLUGINS", "tests.test_sweep_plugin")
-    monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    from domainbed import networks
-    torch.manual_seed(3)
-    phi = str(tmp_path / "phi.safetensors")
-    save_weights(phi, networks.Featurizer((3, 28, 28), HPARAMS).state_dict())
-    (tmp_path / "data").mkdir()  # Debug datasets need no files
+    from tests.fidelity.conftest import prepare_recipe_subprocesses
+    phi = prepare_recipe_subprocesses(monkeypatch, tmp_path)
     return _tiny_recipe(tmp_path, pretrained_featurizer=phi, **changes)
 
 

@@ -12,6 +12,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from domainbed.lib.upstream_misc import random_pairs_of_minibatches  # noqa: F401  (re-exported)
 from domainbed.registry import Registry
 
 ALGORITHM_REGISTRY: Registry = Registry("algorithm")
@@ -83,18 +84,6 @@ def device_of(module: nn.Module) -> torch.device:
 
 def concat_minibatches(minibatches: Minibatches) -> Tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([x for x, _ in minibatches]), torch.cat([y for _, y in minibatches])
-
-
-def random_pairs_of_minibatches(minibatches: Minibatches) -> List[tuple]:
-    """Pairs each domain's batch with the next one in a random cyclic order."""
-    perm = torch.randperm(len(minibatches)).tolist()
-    pairs = []
-    for i in range(len(minibatches)):
-        j = i + 1 if i < len(minibatches) - 1 else 0
-        (xi, yi), (xj, yj) = minibatches[perm[i]], minibatches[perm[j]]
-        n = min(len(xi), len(xj))
-        pairs.append(((xi[:n], yi[:n]), (xj[:n], yj[:n])))
-    return pairs
 
 
 def optional_unlabeled(unlabeled: Optional[list]) -> Optional[torch.Tensor]:

@@ -20,6 +20,23 @@ def read_records(run_dir):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def prepare_recipe_subprocesses(mp, tmp) -> str:
+    """Let the recipe's subprocesses see the test datasets (``tests.test_sweep_plugin``),
+    one torch thread each; write a fixed phi_pt file and the data folder. Returns phi_pt."""
+    import torch
+    from domainbed import networks
+    from domainbed.lib.weights import save_weights
+    from tests.test_sweep_plugin import HPARAMS
+    mp.setenv("DOMAINBED_PLUGINS", "tests.test_sweep_plugin")
+    mp.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    mp.setenv("OMP_NUM_THREADS", "1")
+    torch.manual_seed(3)
+    phi = str(tmp / "phi.safetensors")
+    save_weights(phi, networks.Featurizer((3, 28, 28), HPARAMS).state_dict())
+    (tmp / "data").mkdir()  # Debug datasets need no files
+    return phi
+
+
 def run_dirs(root):
     """Every run directory (holding results.jsonl) under ``root``."""
     found = []
@@ -32,20 +49,11 @@ def run_dirs(root):
 @pytest.fixture(scope="session")
 def recipe_run(tmp_path_factory):
     """Run the tiny recipe once (real local sweeps, one process per run); its output root."""
-    import torch
-    from domainbed import networks
-    from domainbed.lib.weights import save_weights
     from domainbed_aux.scripts import recipe as recipe_cli
     from tests.test_sweep_plugin import HPARAMS
     tmp = tmp_path_factory.mktemp("fidelity_recipe")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DOMAINBED_PLUGINS", "tests.test_sweep_plugin")
-        mp.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        mp.setenv("OMP_NUM_THREADS", "1")
-        torch.manual_seed(3)
-        phi = str(tmp / "phi.safetensors")
-        save_weights(phi, networks.Featurizer((3, 28, 28), HPARAMS).state_dict())
-        (tmp / "data").mkdir()
+        phi = prepare_recipe_subprocesses(mp, tmp)
         recipe = {
             "name": "fidelity", "data_dir": str(tmp / "data"), "output_root": str(tmp / "out"),
             "datasets": ["Debug28"], "hparams": dict(HPARAMS, lp_steps=2),
