@@ -1,25 +1,40 @@
-"""Wall time of collect_results on a synthetic sweep of N run directories (default 10,000).
+"""Wall time of collect_results on synthetic sweeps, ours vs a reference, in the same run.
 
-    python benchmarks/bench_collect_results.py [--n_runs 10000] [--steps 5] [--keep DIR]
+    python benchmarks/bench_collect_results.py [--sweeps 10000x5 1440x50] [--repeats 3]
+        [--keep DIR]
 
-The sweep is written in the on-disk format (results.jsonl + done per run; 1% of runs without
-done) to a temporary folder. Prints the time of each phase in-process, then the time of the
-whole command (``python -m domainbed.scripts.collect_results``, interpreter start included).
-Target: under 10 s on 2 cores.
+Each sweep ``RUNSxSTEPS`` is written in the on-disk format (results.jsonl + done per run; 1%
+of runs without done) to a temporary folder: 10000x5 is 10,000 runs (50,000 records),
+1440x50 is 72,000 records. For each, the whole command is timed (interpreter start and
+imports included, best of ``--repeats``) for:
+
+- ours: ``python -m domainbed.scripts.collect_results --input_dir DIR --no_save``;
+- the reference: ``reference_collect_results`` below, run the same way. It is the
+  implementation before it was made fast: the algorithm and dataset registries imported
+  (torch, torchvision), records decoded with ``json`` (the whole file as one array) with
+  the garbage collector on, and each selection method scoring every group twice (once for
+  upstream's tables, once for ours).
+
+Import time is measured apart (``python -c "import ..."``, best of ``--repeats``). The two
+outputs must be byte-identical; the script fails otherwise. Target: ours under 2.5 s on
+the 10,000-run sweep on 2 cores.
 """
 
 import argparse
 import itertools
+import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-from domainbed.reports.synthetic import make_record, write_run
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from domainbed.reports.synthetic import make_record, write_run  # noqa: E402
 
 DATASETS = {"Debug28": 3, "PACS": 4}
 ALGORITHMS = ["ERM", "Mixup", "CORAL", "MMD", "IRM", "VREx", "GroupDRO"]
@@ -47,53 +62,118 @@ def write_sweep(root: str, n_runs: int, steps: int) -> None:
         write_run(os.path.join(root, f"{i:06d}"), records, done=i % 100 != 99)
 
 
+# ----------------------------------------------------------------------------- reference
+
+def _reference_read(path: str):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    return json.loads("[" + text.strip().replace("\n", ",") + "]")
+
+
+def reference_collect_results(input_dir: str) -> str:
+    """The text report as the previous implementation computed it (see the module doc)."""
+    import domainbed.algorithms  # noqa: F401  (eager: the registries, torch, torchvision)
+    import domainbed.datasets  # noqa: F401
+    from domainbed.lib import reporting
+    from domainbed.lib.query import Q
+    from domainbed.model_selection import SELECTION_METHODS
+    from domainbed.reports import build_report
+    from domainbed.reports.upstream import report_lines
+    from domainbed.reports.writers import extras_text
+
+    load = reporting.LoadReport(input_dir=input_dir)
+    records = []
+    for path, has_done in reporting._find_run_dirs(input_dir, reporting.DEFAULT_MAX_DEPTH):
+        if not has_done:
+            load.n_skipped += 1
+            continue
+        load.n_runs += 1
+        records.extend(_reference_read(os.path.join(path, "results.jsonl")))
+    load.n_records = len(records)
+    records = Q(records)
+    methods = [SELECTION_METHODS.get(name) for name in SELECTION_METHODS.names()]
+    report = build_report(records, methods, (), load)  # no shared cache: scored twice
+    return "\n".join(report_lines(records, methods, False)) + "\n" + extras_text(report, False)
+
+
+# ----------------------------------------------------------------------------- timing
+
+def best_wall(command, repeats: int) -> float:
+    walls = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       cwd=REPO)
+        walls.append(time.perf_counter() - start)
+    return min(walls)
+
+
+def output_of(command) -> str:
+    return subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO).stdout
+
+
+def commands(root: str):
+    ours = [sys.executable, "-m", "domainbed.scripts.collect_results", "--input_dir", root,
+            "--no_save"]
+    reference = [sys.executable, os.path.abspath(__file__), "--reference", root]
+    return ours, reference
+
+
+def import_times(repeats: int):
+    ours = [sys.executable, "-c", "import domainbed.scripts.collect_results"]
+    reference = [sys.executable, "-c", "import domainbed.scripts.collect_results, "
+                 "domainbed.algorithms, domainbed.datasets"]
+    python = [sys.executable, "-c", "pass"]
+    return best_wall(python, repeats), best_wall(ours, repeats), best_wall(reference, repeats)
+
+
+def bench_sweep(root: str, n_runs: int, steps: int, repeats: int) -> None:
+    start = time.perf_counter()
+    write_sweep(root, n_runs, steps)
+    print(f"\nsweep {n_runs} runs x {steps} records ({n_runs * steps} records written, "
+          f"{n_runs // 100} runs without done) in {time.perf_counter() - start:.1f} s")
+    ours, reference = commands(root)
+    if output_of(ours) != output_of(reference):
+        raise SystemExit("ours and the reference print different reports: not comparable")
+    t_ours, t_ref = best_wall(ours, repeats), best_wall(reference, repeats)
+    print(f"  whole command, best of {repeats}: ours {t_ours:.2f} s, reference {t_ref:.2f} s, "
+          f"ratio {t_ours / t_ref:.2f}x (same output, byte for byte)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n_runs", type=int, default=10000)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--keep", default=None, help="write the sweep here and keep it")
+    parser.add_argument("--sweeps", nargs="+", default=["10000x5", "1440x50"],
+                        help="RUNSxSTEPS per sweep")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--keep", default=None, help="write the sweeps under DIR and keep them")
+    parser.add_argument("--reference", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.reference:
+        sys.stdout.write(reference_collect_results(args.reference))
+        return
 
-    root = args.keep or tempfile.mkdtemp(prefix="bench_collect_")
+    t_python, t_ours, t_ref = import_times(args.repeats)
+    print(f"imports, best of {args.repeats} (interpreter start {t_python:.2f} s included): "
+          f"ours {t_ours:.2f} s, reference {t_ref:.2f} s "
+          f"(torch in sys.modules: {torch_imported()})")
+    top = args.keep or tempfile.mkdtemp(prefix="bench_collect_")
     try:
-        start = time.perf_counter()
-        write_sweep(root, args.n_runs, args.steps)
-        print(f"wrote {args.n_runs} run dirs x {args.steps} records in "
-              f"{time.perf_counter() - start:.1f} s")
-
-        start = time.perf_counter()
-        from domainbed.lib.reporting import load_records_with_report
-        from domainbed.reports import build_report, render
-        from domainbed.reports.tables import _registered_algorithms, _registered_datasets
-        _registered_algorithms(), _registered_datasets()
-        t_import = time.perf_counter() - start
-        start = time.perf_counter()
-        records, load_report = load_records_with_report(root)
-        t_load = time.perf_counter() - start
-        start = time.perf_counter()
-        report = build_report(records, load_report=load_report)
-        t_build = time.perf_counter() - start
-        start = time.perf_counter()
-        render(report, "text")
-        t_render = time.perf_counter() - start
-        print(f"in-process: imports {t_import:.2f} s, load {t_load:.2f} s "
-              f"({len(records)} records), selection+tables {t_build:.2f} s, "
-              f"render {t_render:.2f} s")
-
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "domainbed.scripts.collect_results",
-                        "--input_dir", root, "--no_save"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wall = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        print(f"collect_results command on {args.n_runs} runs: {wall:.2f} s wall, "
-              f"{cpu:.2f} s CPU (user+sys); load average {os.getloadavg()[0]:.1f} "
-              f"on {os.cpu_count()} cores")
+        for spec in args.sweeps:
+            n_runs, steps = (int(v) for v in spec.split("x"))
+            root = os.path.join(top, spec)
+            shutil.rmtree(root, ignore_errors=True)
+            bench_sweep(root, n_runs, steps, args.repeats)
     finally:
         if args.keep is None:
-            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(top, ignore_errors=True)
+    print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
+def torch_imported() -> str:
+    code = ("import sys; from domainbed.scripts import collect_results; "
+            "print('torch' in sys.modules)")
+    ours = output_of([sys.executable, "-c", code]).strip()
+    return f"ours {ours}, reference True"
 
 
 if __name__ == "__main__":

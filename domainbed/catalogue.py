@@ -80,6 +80,11 @@ def algorithm_names(needed: Iterable[str] = ()) -> List[str]:
     return list(algorithms.ALGORITHMS)
 
 
+def knows_algorithms(names: Iterable[str]) -> bool:
+    """Whether every name is a core algorithm (hence registered), answered without torch."""
+    return set(names) <= set(CORE_ALGORITHMS)
+
+
 def dataset_names(needed: Iterable[str] = ()) -> List[str]:
     """``domainbed.datasets.DATASETS`` as far as the names in ``needed`` go (see
     ``algorithm_names``)."""

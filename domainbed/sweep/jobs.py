@@ -14,7 +14,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
-from domainbed.lib.misc import seed_hash
+from domainbed import catalogue
+from domainbed.lib.seeds import seed_hash  # torch-free (lib.misc imports torch)
 
 TRAIN_MODULE = "domainbed.scripts.train"
 PATH_ARGS = ("data_dir", "output_dir")  # never part of a job's hash
@@ -119,10 +120,10 @@ class Job:
 
 
 def _n_environments(dataset: str, data_dir: Optional[str]) -> int:
-    from domainbed import datasets
     try:
-        return datasets.num_environments(dataset, data_dir)
+        return catalogue.num_environments(dataset, data_dir)
     except KeyError:
+        from domainbed import datasets
         raise DomainBedError(
             f"unknown dataset {dataset!r}; choose --datasets from: "
             f"{', '.join(datasets.DATASETS)}") from None
@@ -130,6 +131,8 @@ def _n_environments(dataset: str, data_dir: Optional[str]) -> int:
 
 def check_algorithms(algorithms: Iterable[str]) -> None:
     """Fail with the known names when an algorithm is not registered."""
+    if catalogue.knows_algorithms(algorithms):
+        return  # core algorithms: registered, no need to import the registry (torch)
     try:
         from domainbed import algorithms as algorithms_module
     except ImportError:  # the algorithm package is optional for listing/launching commands
