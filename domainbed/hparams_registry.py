@@ -198,7 +198,9 @@ def check_hparams_keys(algorithm: str, dataset: str, overrides: Mapping[str, obj
     if not unknown:
         return
     key = unknown[0]
-    closest = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.0)
+    # prefer a name this run declares (lr_typo -> lr, not another algorithm's lr_g)
+    closest = (difflib.get_close_matches(key, sorted(own), n=1, cutoff=0.6)
+               or difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.0))
     hint = f"did you mean {closest[0]!r}?" if closest else "no hyperparameter is known"
     raise DomainBedError(
         f"unknown hyperparameter {key!r} in --hparams (no algorithm, backbone, dataset or "

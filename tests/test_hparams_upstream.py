@@ -179,3 +179,11 @@ def test_train_stops_with_one_line_on_an_unknown_key(tmp_path, capsys):
     assert code != 0 and len(errors) == 1
     assert "'batch_sise'" in errors[0] and "did you mean 'batch_size'" in errors[0]
     assert not (tmp_path / "run" / "done").exists()
+
+
+def test_the_suggestion_prefers_a_name_the_run_declares():
+    # "mmd_gama" is close to CORAL's own mmd_gamma; "lambda_d" would be DANN's name
+    with pytest.raises(DomainBedError, match="did you mean 'mmd_gamma'"):
+        hparams_registry.check_hparams_keys("CORAL", "VLCS", {"mmd_gama": 1})
+    with pytest.raises(DomainBedError, match="did you mean 'lr_d'"):
+        hparams_registry.check_hparams_keys("DANN", "VLCS", {"lr_dd": 1})
