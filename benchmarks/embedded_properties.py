@@ -70,6 +70,7 @@ class Settings:
     hparams: Dict[str, Any] = field(default_factory=dict)  # overrides for every run
     lp_steps: Optional[int] = None  # None: the Ratatouille default
     lmc: bool = True
+    shift: bool = True  # (i) and (ii); False measures (iii) only
     lmc_datasets: Optional[List[str]] = None  # targets of (iii); None: ``datasets``
 
     @property
@@ -354,11 +355,12 @@ def measure_properties(settings: Settings) -> Dict[str, Any]:
     """Train (or reuse) every run and return the three properties' figures."""
     start = time.perf_counter()
     foundation = foundation_featurizer(settings)
-    rows = measure_finetune_vs_scratch(settings, foundation)
     result: Dict[str, Any] = {
-        "settings": {k: v for k, v in asdict(settings).items() if k != "work_dir"},
-        "runs": rows, "domain_shift": summarise_shift(rows),
-        "transfer": summarise_transfer(rows)}
+        "settings": {k: v for k, v in asdict(settings).items() if k != "work_dir"}}
+    if settings.shift:
+        rows = measure_finetune_vs_scratch(settings, foundation)
+        result.update({"runs": rows, "domain_shift": summarise_shift(rows),
+                       "transfer": summarise_transfer(rows)})
     if settings.lmc:
         result["connectivity"] = measure_connectivity(settings, foundation)
     result["wall_seconds"] = time.perf_counter() - start
@@ -367,6 +369,15 @@ def measure_properties(settings: Settings) -> Dict[str, Any]:
 
 def format_report(result: Dict[str, Any]) -> str:
     """The three tables as text (accuracies in %, differences in points)."""
+    lines = []
+    if "domain_shift" in result:
+        lines += _format_shift_and_transfer(result)
+    if "connectivity" in result:
+        lines += _format_connectivity(result["connectivity"])
+    return "\n".join(lines)
+
+
+def _format_shift_and_transfer(result: Dict[str, Any]) -> List[str]:
     lines = []
     shift = result["domain_shift"]
     lines.append("(i) domain shift: ID validation - test domain (points), last step")
@@ -389,23 +400,26 @@ def format_report(result: Dict[str, Any]) -> str:
         t, v = d["test"], d["id_val"]
         lines.append(f"{dataset:<18}{t['finetune']:9.1f}{t['scratch']:9.1f}{t['gain']:8.1f}"
                      f"{v['finetune']:9.1f}{v['scratch']:9.1f}{v['gain']:8.1f}")
-    if "connectivity" in result:
-        conn = result["connectivity"]
-        lines.append("")
-        lines.append("(iii) linear mode connectivity: midpoint of two runs from different "
-                     "auxiliary featurizers")
-        lines.append(f"{'target (test env)':<22}{'aux featurizers':<32}{'a':>7}{'b':>7}"
-                     f"{'mid':>7}{'mean':>7}{'diff':>7}{'ID diff':>9}")
-        for target, e in conn["per_target"].items():
-            s, v = e["test_in"], e["id_val"]
-            lines.append(f"{target + ' (' + str(e['test_env']) + ')':<22}"
-                         f"{'+'.join(e['aux_datasets']):<32}{s['endpoint_a']:7.1f}"
-                         f"{s['endpoint_b']:7.1f}{s['midpoint']:7.1f}{s['endpoints_mean']:7.1f}"
-                         f"{s['difference']:7.1f}{v['difference']:9.1f}")
-        s, v = conn["average"]["test_in"], conn["average"]["id_val"]
-        lines.append(f"{'average':<22}{'':<32}{'':>7}{'':>7}{s['midpoint']:7.1f}"
-                     f"{s['endpoints_mean']:7.1f}{s['difference']:7.1f}{v['difference']:9.1f}")
-    return "\n".join(lines)
+    return lines
+
+
+def _format_connectivity(conn: Dict[str, Any]) -> List[str]:
+    lines = []
+    lines.append("")
+    lines.append("(iii) linear mode connectivity: midpoint of two runs from different "
+                 "auxiliary featurizers")
+    lines.append(f"{'target (test env)':<22}{'aux featurizers':<32}{'a':>7}{'b':>7}"
+                 f"{'mid':>7}{'mean':>7}{'diff':>7}{'ID diff':>9}")
+    for target, e in conn["per_target"].items():
+        s, v = e["test_in"], e["id_val"]
+        lines.append(f"{target + ' (' + str(e['test_env']) + ')':<22}"
+                     f"{'+'.join(e['aux_datasets']):<32}{s['endpoint_a']:7.1f}"
+                     f"{s['endpoint_b']:7.1f}{s['midpoint']:7.1f}{s['endpoints_mean']:7.1f}"
+                     f"{s['difference']:7.1f}{v['difference']:9.1f}")
+    s, v = conn["average"]["test_in"], conn["average"]["id_val"]
+    lines.append(f"{'average':<22}{'':<32}{'':>7}{'':>7}{s['midpoint']:7.1f}"
+                 f"{s['endpoints_mean']:7.1f}{s['difference']:7.1f}{v['difference']:9.1f}")
+    return lines
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -431,6 +445,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lmc_datasets", nargs="+", default=None,
                    help="targets of (iii) (default: --datasets)")
     p.add_argument("--no_lmc", action="store_true", help="skip (iii)")
+    p.add_argument("--no_shift", action="store_true", help="skip (i) and (ii)")
     p.add_argument("--output", default=None, help="write the figures to this JSON file")
     p.add_argument("--verbose", action="store_true", help="show the training loop's log")
     return p.parse_args(argv)
@@ -450,7 +465,8 @@ def main(argv=None) -> int:
                             test_envs=args.test_envs, steps=args.steps,
                             pretrain_steps=args.pretrain_steps, seed=args.seed,
                             data_dir=args.data_dir, hparams=hparams, lp_steps=args.lp_steps,
-                            lmc=not args.no_lmc, lmc_datasets=args.lmc_datasets)
+                            lmc=not args.no_lmc, lmc_datasets=args.lmc_datasets,
+                            shift=not args.no_shift)
         for dataset in settings.datasets + (settings.lmc_datasets or []):
             dataset_class(dataset)
         result = measure_properties(settings)

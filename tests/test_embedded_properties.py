@@ -148,3 +148,17 @@ def test_tiny_end_to_end_gives_the_three_figures_and_reuses_runs(tmp_path, capsy
     assert saved["connectivity"]["per_target"][target]["test_in"]["midpoint"] == \
         pytest.approx(conn["test_in"]["midpoint"])
     assert not math.isnan(saved["domain_shift"]["finetune"]["average"]["gap"])
+
+    # (iii) alone, from the same runs
+    core_run.train = no_training
+    try:
+        code = ep.main(["--datasets", target, "--test_envs", "1", "--steps", "3",
+                        "--pretrain_steps", "3", "--hparams", '{"batch_size": 4}',
+                        "--work_dir", str(tmp_path / "work"), "--no_shift"])
+    finally:
+        core_run.train = original
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    printed = capsys.readouterr().out
+    assert code == 0 and "(i) domain shift" not in printed
+    assert "(iii) linear mode connectivity" in printed
