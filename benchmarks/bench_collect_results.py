@@ -42,7 +42,8 @@ N_TRIALS = 3
 
 
 def test_env_sets(n_envs):
-    return [[t] for t in range(n_envs)] + [list(p) for p in itertools.combinations(range(n_envs), 2)]
+    pairs = [list(p) for p in itertools.combinations(range(n_envs), 2)]
+    return [[t] for t in range(n_envs)] + pairs
 
 
 def write_sweep(root: str, n_runs: int, steps: int) -> None:

@@ -106,7 +106,8 @@ def test_a_name_the_catalogue_does_not_list_goes_to_the_registry(tmp_path):
     code, out, heavy = run_command("domainbed.scripts.collect_results",
                                    ["--input_dir", str(tmp_path), "--no_save"])
     assert code == 0 and "domainbed.algorithms" in heavy
-    rows = [line.split()[0] for line in out.splitlines() if line.startswith(("ERM", "NotRegistered"))]
+    rows = [line.split()[0] for line in out.splitlines()
+            if line.startswith(("ERM", "NotRegistered"))]
     assert rows[:2] == ["ERM", "NotRegistered"]
 
 
