@@ -29,6 +29,8 @@ setup(
     },
     entry_points={
         # the core finds extensions here and never imports them by name
-        "domainbed.plugins": ["aux = domainbed_aux"],
+        "domainbed.plugins": ["aux = domainbed_aux.plugin"],
+        # the torch-free part: sweep options and hooks for listing jobs and reading records
+        "domainbed.sweep_plugins": ["aux = domainbed_aux.sweep_hooks"],
     },
 )

@@ -66,6 +66,19 @@ ENVIRONMENTS_FROM_DATA = frozenset({"ImageFolder", "WILDSCamelyon", "WILDSFMoW",
                                     "WILDSiWildCam"})
 
 
+# algorithm names an extension declares from its torch-free sweep plugin, in the order it
+# registers them (after the core's): see ``declare_extension_algorithms``
+EXTENSION_ALGORITHMS: List[str] = []
+
+
+def declare_extension_algorithms(names: Iterable[str]) -> None:
+    """An extension's algorithm names, in its registration order, so that commands that
+    only need names answer without importing the extension's models."""
+    for name in names:
+        if name not in EXTENSION_ALGORITHMS and name not in CORE_ALGORITHMS:
+            EXTENSION_ALGORITHMS.append(name)
+
+
 def _imported(module: str) -> bool:
     return module in sys.modules
 
@@ -74,15 +87,20 @@ def algorithm_names(needed: Iterable[str] = ()) -> List[str]:
     """``domainbed.algorithms.ALGORITHMS`` as far as the names in ``needed`` go: the same
     relative order of those names, and the same set of them that is registered. Torch-free
     when every needed name is a core algorithm; otherwise the registry is imported."""
-    if not _imported("domainbed.algorithms") and set(needed) <= set(CORE_ALGORITHMS):
-        return list(CORE_ALGORITHMS)
+    needed = set(needed)
+    if not needed <= set(CORE_ALGORITHMS) | set(EXTENSION_ALGORITHMS):
+        from domainbed.plugins import SWEEP_PLUGINS, load_plugins
+        load_plugins(SWEEP_PLUGINS)  # torch-free: extensions declare their names there
+    known = list(CORE_ALGORITHMS) + EXTENSION_ALGORITHMS
+    if not _imported("domainbed.algorithms") and needed <= set(known):
+        return known
     from domainbed import algorithms
     return list(algorithms.ALGORITHMS)
 
 
 def knows_algorithms(names: Iterable[str]) -> bool:
-    """Whether every name is a core algorithm (hence registered), answered without torch."""
-    return set(names) <= set(CORE_ALGORITHMS)
+    """Whether every name is a core or declared extension algorithm, without torch."""
+    return set(names) <= set(CORE_ALGORITHMS) | set(EXTENSION_ALGORITHMS)
 
 
 def dataset_names(needed: Iterable[str] = ()) -> List[str]:

@@ -1,8 +1,8 @@
 """Model ratatouille and its family on top of the DomainBed core.
 
-Importing this package registers its algorithms (InterTraining, Ratatouille, Fusing,
-LinearProbe) and its sweep options into the core's registries; the core loads it as a
-plugin (entry point ``domainbed.plugins`` in setup.py).
+The core loads two entry points of this package (setup.py): ``domainbed_aux.plugin``
+(``domainbed.plugins``) registers its algorithms (InterTraining, Ratatouille, Fusing,
+LinearProbe, LPFT) and its sweep options; ``domainbed_aux.sweep_hooks``
+(``domainbed.sweep_plugins``) only the sweep options and hooks, without importing torch, for
+commands that list jobs or read records. Importing the package itself registers nothing.
 """
-
-from domainbed_aux import algorithms, sweep_plugin, sweep_recipe  # noqa: F401  (registrations)

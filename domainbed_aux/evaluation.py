@@ -241,7 +241,7 @@ def _algorithm_class(name: str):
         return algorithms.get_algorithm_class(name)
     except KeyError:
         pass
-    import domainbed_aux  # noqa: F401  (registers the ratatouille family's algorithms)
+    import domainbed_aux.plugin  # noqa: F401  (registers the ratatouille family's algorithms)
     try:
         return algorithms.get_algorithm_class(name)
     except KeyError:

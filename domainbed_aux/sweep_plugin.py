@@ -26,18 +26,19 @@ target dataset excluded by recorded identity) and reused afterwards; job ids do 
 on paths, so use a new ``--output_dir`` for another pool.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from domainbed.sweep import hooks
-from domainbed_aux import aux_pool
-from domainbed_aux.init_choice import DEFAULT_FUSING_RANGE
-from domainbed_aux.init_files import compose_init_file, init_path, plan_init
-from domainbed_aux.linear_probe import (LinearProbeSpec, ensure_linear_probe, probe_path,
-                                        write_phi_pt)
+
+if TYPE_CHECKING:  # the modules below import torch: loaded when a job needs them
+    from domainbed_aux.aux_pool import AuxPool
+    from domainbed_aux.linear_probe import LinearProbeSpec
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ def _cache(sweep_args) -> Dict[str, Any]:
 
 def _select_runs(aux_dir: str, kind: str) -> List[str]:
     """Finished-or-not run dirs of ``aux_dir`` whose algorithm fits the pool kind."""
+    from domainbed_aux import aux_pool
     runs = []
     for run in aux_pool.find_run_dirs([aux_dir]):
         algorithm = (aux_pool.read_run_record(run).get("args") or {}).get("algorithm")
@@ -169,8 +171,9 @@ def _select_runs(aux_dir: str, kind: str) -> List[str]:
     return runs
 
 
-def get_pool(sweep_args, dataset: str, verify: bool = False) -> Optional[aux_pool.AuxPool]:
+def get_pool(sweep_args, dataset: str, verify: bool = False) -> Optional[AuxPool]:
     """The pool of target ``dataset``: loaded, or built once from ``--aux_dir``."""
+    from domainbed_aux import aux_pool
     if not uses_pool(sweep_args):
         return None
     cache = _cache(sweep_args)["pools"]
@@ -200,6 +203,7 @@ def _hparams_overrides(sweep_args) -> Dict[str, Any]:
 
 
 def probe_spec(train_args: Dict[str, Any], sweep_args) -> LinearProbeSpec:
+    from domainbed_aux.linear_probe import LinearProbeSpec
     key = (train_args["dataset"], tuple(train_args["test_envs"]), train_args["trial_seed"])
     specs = _cache(sweep_args)["specs"]
     if key not in specs:
@@ -215,6 +219,9 @@ def probe_spec(train_args: Dict[str, Any], sweep_args) -> LinearProbeSpec:
 
 
 def _request(train_args: Dict[str, Any], sweep_args):
+    from domainbed_aux.init_choice import DEFAULT_FUSING_RANGE
+    from domainbed_aux.init_files import plan_init
+    from domainbed_aux.linear_probe import probe_path
     spec = probe_spec(train_args, sweep_args)
     pool = get_pool(sweep_args, train_args["dataset"])
     fusing = train_args["algorithm"] == FUSING_ALGORITHM
@@ -231,12 +238,21 @@ def transform_job(train_args: Dict[str, Any], sweep_args) -> Dict[str, Any]:
     if getattr(sweep_args, "hparams_space", None) and "hparams_space" not in train_args:
         train_args["hparams_space"] = sweep_args.hparams_space
     kind = init_kind(train_args, sweep_args)
+    if getattr(sweep_args, "job_ids_only", False):
+        # status / delete_incomplete: init files are absolute paths, which job ids never
+        # hash, so nothing is planned (no pool, no probe, no file, no torch)
+        if kind is None and getattr(sweep_args, "pretrained_featurizer", None) \
+                and not train_args.get("init_from"):
+            train_args["init_part"] = "featurizer"
+        return train_args
     if kind == "probe":  # (w_lp, phi_pt): the probe file is itself the init file
+        from domainbed_aux.linear_probe import probe_path
         spec = probe_spec(train_args, sweep_args)
         path = probe_path(spec, lp_root(sweep_args))
         _cache(sweep_args)["requests"][path] = (spec, None, train_args["dataset"])
         train_args["init_from"] = path
     elif kind == "pool":
+        from domainbed_aux.init_files import init_path
         spec, request = _request(train_args, sweep_args)
         path = init_path(request, lp_root(sweep_args))
         _cache(sweep_args)["requests"][path] = (spec, request, train_args["dataset"])
@@ -254,6 +270,8 @@ def normalised_phi_pt(sweep_args) -> str:
     cache = _cache(sweep_args)
     if "phi_pt" not in cache:
         from domainbed.lib.weights import extract_state_dict, load_file
+        from domainbed_aux import aux_pool
+        from domainbed_aux.linear_probe import write_phi_pt
         source = os.path.abspath(sweep_args.pretrained_featurizer)
         if not os.path.exists(source):  # made by an earlier recipe stage: a whole model
             log.info("--pretrained_featurizer %s does not exist yet; used as is", source)
@@ -270,6 +288,8 @@ def normalised_phi_pt(sweep_args) -> str:
 def prepare_inits(jobs, sweep_args) -> List[str]:
     """Verify pools, train missing linear probes, write the init files the jobs use
     (nothing with the dummy launcher, which only prints commands)."""
+    from domainbed_aux.init_files import compose_init_file
+    from domainbed_aux.linear_probe import ensure_linear_probe, probe_path
     requests = _cache(sweep_args)["requests"]
     if getattr(sweep_args, "command_launcher", None) == "dummy":
         log.info("dummy launcher: linear probes and init files are not prepared")

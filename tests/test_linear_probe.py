@@ -71,7 +71,7 @@ def test_explicit_pretrained_featurizer_is_phi_pt(tmp_path):
 _WORKER = """
 import json, sys, torch
 torch.set_num_threads(1)
-import domainbed_aux
+import domainbed_aux.plugin  # registers LinearProbe
 from domainbed_aux import linear_probe as lp
 spec = lp.LinearProbeSpec(dataset="Debug28", test_envs=[0], trial_seed=0,
                           hparams={"batch_size": 4, "backbone": "tiny_cnn"}, steps=4,

@@ -191,3 +191,49 @@ def test_catalogue_answers_as_the_registry_once_it_is_imported(dataset, tmp_path
     assert catalogue.declared_environments(dataset) == (
         None if datasets.get_dataset_class(dataset).ENVIRONMENTS is None
         else list(datasets.get_dataset_class(dataset).ENVIRONMENTS))
+
+
+def _tree(root):
+    """Every file under ``root`` with its bytes (what a listing must not change)."""
+    out = {}
+    for path, _, files in os.walk(root):
+        for name in files:
+            full = os.path.join(path, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, root)] = f.read()
+    return out
+
+
+def test_sweep_status_of_a_ratatouille_sweep_with_the_plugin_imports_no_torch(tmp_path):
+    """The plugin's torch-free part (domainbed.sweep_plugins) is enough to list the job ids
+    of a recipe sweep: no pool, no probe, no file written, no torch."""
+    (tmp_path / "aux").mkdir()
+    (tmp_path / "out").mkdir()
+    argv = ["status", "--output_dir", str(tmp_path / "out"), "--datasets", "PACS",
+            "--algorithms", "ERM", "Ratatouille", "Fusing", "--n_hparams", "2",
+            "--n_trials", "1", "--aux_dir", str(tmp_path / "aux"), "--output_dir_lp",
+            str(tmp_path / "lp"), "--hparams_space", "mild"]
+    before = _tree(tmp_path)
+    code, out, heavy = run_command("domainbed.scripts.sweep", argv)
+    assert code == 0 and heavy == [], out
+    assert out.splitlines()[0].startswith("60 jobs: 0 done")  # 10 test env sets x 3 x 2
+    assert _tree(tmp_path) == before
+
+
+def test_status_job_ids_equal_the_launch_listing(tmp_path):
+    """Planning the init files (launch) and skipping it (status) give the same job ids."""
+    from domainbed.lib.weights import save_weights
+    from domainbed.sweep.options import build_parser, jobs_from_args
+    from domainbed import networks
+    phi = str(tmp_path / "phi.safetensors")
+    save_weights(phi, networks.Featurizer((3, 28, 28), {"backbone": "tiny_cnn"}).state_dict())
+    for extra in (["--dataset", "Debug28", "--test_env", "0", "--algorithms", "ERM", "LPFT",
+                   "CORAL", "--output_dir_lp", str(tmp_path / "lp")],
+                  ["--dataset", "Debug28", "--test_env", "-1", "--algorithms", "ERM"]):
+        argv = ["--output_dir", str(tmp_path / "out"), "--n_hparams", "3", "--n_trials", "2",
+                "--pretrained_featurizer", phi, "--hparams", '{"backbone": "tiny_cnn"}',
+                *extra]
+        listed = jobs_from_args(build_parser().parse_args(["launch", *argv]))
+        status_args = build_parser().parse_args(["status", *argv])
+        status_args.job_ids_only = True
+        assert [j.job_id for j in jobs_from_args(status_args)] == [j.job_id for j in listed]

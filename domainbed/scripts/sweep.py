@@ -30,6 +30,8 @@ def main(argv: Optional[Sequence[str]] = None,
             code = hooks.SWEEP_RUNNERS.get(name)(args)
             if code is not None:
                 return code
+        # status and delete_incomplete need the job ids only: extensions plan nothing
+        args.job_ids_only = args.command in ("status", "delete_incomplete")
         jobs = jobs_from_args(args, train_command)
         if args.command == "status":
             print(actions.status(jobs))

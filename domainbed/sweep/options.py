@@ -19,8 +19,8 @@ TASKS = ("domain_generalization", "domain_adaptation")
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m domainbed.scripts.sweep`` with every registered extension."""
     from domainbed.command_launchers import REGISTRY
-    from domainbed.plugins import load_plugins
-    load_plugins()
+    from domainbed.plugins import SWEEP_PLUGINS, load_plugins
+    load_plugins(SWEEP_PLUGINS)  # sweep options and hooks; models load when a job needs them
     parser = argparse.ArgumentParser(
         prog="python -m domainbed.scripts.sweep",
         description="Run a sweep of training jobs: each (trial seed, dataset, algorithm, test "
