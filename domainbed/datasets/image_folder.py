@@ -13,16 +13,21 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from PIL import Image
 from torch.utils.data import Dataset
 
+from domainbed.datasets import decode_cache
 from domainbed.datasets import transforms as T
 from domainbed.datasets.base import MultipleDomainDataset, register_dataset
 from domainbed.errors import DataError
+from domainbed.hparams_registry import register_known_hparams
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 DOWNLOAD_COMMAND = "python -m domainbed.scripts.download --data_dir {root} --datasets {name}"
 
-ImageLoader = Callable[[str], Image.Image]
+# path -> PIL image, or uint8 (3, H, W) tensor (the decode cache's loader)
+ImageLoader = Callable[[str], object]
+
+register_known_hparams(["decode_cache"], "domainbed.datasets.image_folder (decode cache)")
 
 
 def pil_loader(path: str) -> Image.Image:
@@ -36,10 +41,8 @@ _default_loader: ImageLoader = pil_loader
 
 
 def set_default_loader(loader: Optional[ImageLoader]) -> None:
-    """Make ``loader`` (path -> PIL RGB image) the loader of datasets built from now on.
-
-    ``None`` restores ``pil_loader``. This is the hook for, e.g., a decoded-image cache.
-    """
+    """Make ``loader`` (path -> PIL RGB image or uint8 (3, H, W) tensor) the loader of
+    datasets built from now on. ``None`` restores ``pil_loader``."""
     global _default_loader
     _default_loader = loader if loader is not None else pil_loader
 
@@ -69,22 +72,62 @@ class ImageEnvironment(Dataset):
             image = self.transform(image)
         return image, label
 
-    def load(self, path: str) -> Image.Image:
+    def load(self, path: str):
         """The decoded image at ``path``; an unreadable file raises a one-line DataError."""
-        try:
-            return self.loader(path)
-        except DataError:
-            raise
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise DataError(
-                f"cannot read image file {path!r} ({reason}); delete or replace the file, or "
-                f"delete the dataset folder and download it again with "
-                f"`python -m domainbed.scripts.download`") from exc
+        return load_image(self.loader, path)
 
     def with_transform(self, transform) -> "ImageEnvironment":
         """The same samples and loader under another transform."""
         return ImageEnvironment(self.samples, transform, self.loader)
+
+    def batch_split(self):
+        """``(this environment with items that stop before the transform's last step, that
+        step)`` when the transform is a two-stage ``Pipeline`` (the loaders then apply the
+        last step to whole batches: 4x smaller uint8 batches between processes, the same
+        numbers); ``None`` for other transforms."""
+        finish = getattr(self.transform, "finish", None)
+        steps = getattr(self.transform, "steps", None)
+        if finish is None or steps is None:
+            return None
+        return self.with_transform(steps), finish
+
+
+def load_image(loader: ImageLoader, path: str):
+    """``loader(path)``; an unreadable file raises a one-line DataError naming the fix."""
+    try:
+        return loader(path)
+    except DataError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(
+            f"cannot read image file {path!r} ({reason}); delete or replace the file, or "
+            f"delete the dataset folder and download it again with "
+            f"`python -m domainbed.scripts.download`") from exc
+
+
+def checked_pil_loader(path: str) -> Image.Image:
+    """``pil_loader`` with ``load_image``'s errors (module level: picklable)."""
+    return load_image(pil_loader, path)
+
+
+def decode_cache_enabled(hparams) -> bool:
+    """``hparams['decode_cache']`` (default False); anything but a bool raises DataError."""
+    value = (hparams or {}).get("decode_cache", False)
+    if not isinstance(value, bool):
+        raise DataError(f"hparams 'decode_cache' must be true or false, got {value!r}")
+    return value
+
+
+def cached_loader(samples: Sequence[Tuple[str, int]], dataset_dir: str,
+                  size: int) -> "decode_cache.CachedLoader":
+    """A loader reading every image of ``samples`` from the dataset's decode cache (built
+    on first use, at the shorter side ``cache_side`` gives for ``size``)."""
+    from domainbed.lib.fast_data_loader import available_cpus
+    side = decode_cache.cache_side(size, T.CROP_SCALE[0], T.CROP_RATIO[0])
+    store = decode_cache.open_store([path for path, _ in samples], dataset_dir, side,
+                                    checked_pil_loader, workers=available_cpus())
+    return decode_cache.CachedLoader(store)
 
 
 def _visible_entries(path: str):
@@ -134,7 +177,9 @@ class MultipleEnvironmentImageFolder(MultipleDomainDataset):
 
     Training environments (not in ``test_envs``) use the train augmentation when
     ``hparams['data_augmentation']`` is true (the default); ``eval_view(i)`` always gives
-    environment ``i`` under the deterministic eval transform.
+    environment ``i`` under the deterministic eval transform. Both are the uint8-tensor
+    (torchvision v2) transforms. ``hparams['decode_cache']`` (default False) reads the
+    images from the dataset's decode cache (``decode_cache.py``), built on first use.
     """
 
     SUBDIR = ""
@@ -166,17 +211,27 @@ class MultipleEnvironmentImageFolder(MultipleDomainDataset):
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
         augment = bool(hparams.get("data_augmentation", True)) if hparams else True
         size, channels = T.image_geometry(hparams)
-        self._eval_transform = T.eval_transform(size, channels)
+        self._eval_transform = T.tensor_eval_transform(size, channels)
         test_envs = set(test_envs or [])
-        self.datasets = []
-        for i, domain_dir in enumerate(domain_dirs):
+        env_samples = []
+        for domain_dir in domain_dirs:
             samples = scan_domain(domain_dir, self.class_to_idx)
             if not samples:
                 raise DataError(
                     f"{type(self).__name__}: domain folder {domain_dir!r} holds no images "
                     f"(accepted extensions: {', '.join(IMAGE_EXTENSIONS)}); {self._fix(root)}")
+            env_samples.append(samples)
+        if decode_cache_enabled(hparams):
+            if loader is not None or get_default_loader() is not pil_loader:
+                raise DataError("hparams 'decode_cache' decodes with the default Pillow "
+                                "loader; drop the custom loader or set decode_cache to false")
+            loader = cached_loader([s for samples in env_samples for s in samples],
+                                   dataset_dir, size)
+        self.datasets = []
+        for i, samples in enumerate(env_samples):
             augmented = augment and i not in test_envs
-            transform = T.train_transform(size, channels) if augmented else self._eval_transform
+            transform = (T.tensor_train_transform(size, channels) if augmented
+                         else self._eval_transform)
             self.datasets.append(ImageEnvironment(samples, transform, loader))
         self._augmented = [augment and i not in test_envs for i in range(len(domain_dirs))]
         self._eval_views: Dict[int, ImageEnvironment] = {}

@@ -5,6 +5,11 @@ The size and channels are hyperparameters of the image datasets: ``image_size`` 
 greyscale images are read as RGB; 1: images are converted to greyscale). torchvision is
 imported inside the functions: importing it costs seconds, and modules that only register
 datasets should not pay for it.
+
+Two implementations of the same transforms: ``train_transform`` / ``eval_transform`` work on
+PIL images (torchvision.transforms v1, upstream's), ``tensor_train_transform`` /
+``tensor_eval_transform`` on uint8 tensors or PIL images (torchvision.transforms.v2, see
+``tensor_transforms.py``; the image folders use them, about 3x cheaper per image).
 """
 
 from typing import Tuple
@@ -19,6 +24,11 @@ IMAGE_CHANNELS = 3
 # one channel: the mean of the ImageNet statistics
 GREY_MEAN = (sum(IMAGENET_MEAN) / 3,)
 GREY_STD = (sum(IMAGENET_STD) / 3,)
+# the training augmentation's parameters (upstream's)
+CROP_SCALE = (0.7, 1.0)
+CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+JITTER = 0.3
+GREY_P = 0.1
 
 register_known_hparams(["image_size", "image_channels"],
                        "domainbed.datasets (input size and channels of image datasets)")
@@ -59,13 +69,32 @@ def train_transform(size: int = IMAGE_SIZE, channels: int = IMAGE_CHANNELS,
     from torchvision import transforms
     first = [transforms.Resize((size, size))] if resize_first else []
     return transforms.Compose(first + [
-        transforms.RandomResizedCrop(size, scale=(0.7, 1.0)),
+        transforms.RandomResizedCrop(size, scale=CROP_SCALE, ratio=CROP_RATIO),
         transforms.RandomHorizontalFlip(),
-        transforms.ColorJitter(0.3, 0.3, 0.3, 0.3),
-        transforms.RandomGrayscale(),
+        transforms.ColorJitter(JITTER, JITTER, JITTER, JITTER),
+        transforms.RandomGrayscale(p=GREY_P),
     ] + tensor_steps(channels))
 
 
 def image_transform(augment: bool, size: int = IMAGE_SIZE, channels: int = IMAGE_CHANNELS):
     """``train_transform`` when ``augment`` else ``eval_transform``."""
     return train_transform(size, channels) if augment else eval_transform(size, channels)
+
+
+def _statistics(channels: int):
+    return (GREY_MEAN, GREY_STD) if channels == 1 else (IMAGENET_MEAN, IMAGENET_STD)
+
+
+def tensor_eval_transform(size: int = IMAGE_SIZE, channels: int = IMAGE_CHANNELS):
+    """``eval_transform`` on uint8 ``(3, H, W)`` tensors or PIL images (torchvision v2)."""
+    from domainbed.datasets import tensor_transforms
+    return tensor_transforms.eval_transform(size, channels, *_statistics(channels))
+
+
+def tensor_train_transform(size: int = IMAGE_SIZE, channels: int = IMAGE_CHANNELS):
+    """``train_transform`` on uint8 ``(3, H, W)`` tensors or PIL images (torchvision v2):
+    the same steps with the same parameter distributions (see ``tensor_transforms``)."""
+    from domainbed.datasets import tensor_transforms
+    return tensor_transforms.train_transform(size, channels, *_statistics(channels),
+                                             scale=CROP_SCALE, ratio=CROP_RATIO,
+                                             jitter=JITTER, grey_p=GREY_P)

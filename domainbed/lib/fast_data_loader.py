@@ -6,7 +6,7 @@ augmentation. A run resumed at step N therefore sees exactly the batches an unin
 run sees, whatever the number of workers, with no sampler state to checkpoint.
 """
 
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -87,22 +87,62 @@ def _loader_generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
 
 
+def split_for_batches(dataset) -> Tuple[object, Optional[Callable]]:
+    """``(items, finish)``: ``finish(batch of items)`` equals the batch of ``dataset``
+    items when the dataset (an environment with a two-stage transform, or index splits of
+    one) offers ``batch_split()``; else ``(dataset, None)``. Workers then send the smaller
+    pre-finish items (uint8 images) and the main process finishes whole batches."""
+    split = getattr(dataset, "batch_split", None)
+    if callable(split):
+        return split() or (dataset, None)
+    inner = getattr(dataset, "underlying_dataset", None)
+    if inner is not None and callable(getattr(dataset, "with_dataset", None)):
+        items, finish = split_for_batches(inner)
+        if finish is not None:
+            return dataset.with_dataset(items), finish
+    return dataset, None
+
+
+class _Finished:
+    """Batches of ``source`` with ``finish`` applied to their first element."""
+
+    def __init__(self, source, finish: Callable):
+        self.source, self.finish = source, finish
+
+    def __iter__(self):
+        for batch in self.source:
+            yield self._apply(batch)
+
+    def __next__(self):
+        return self._apply(next(self.source))
+
+    def __len__(self):
+        return len(self.source)
+
+    def _apply(self, batch):
+        return [self.finish(batch[0])] + list(batch[1:])
+
+
 def infinite_loader(dataset, batch_size: int, seed: int, env: int, start_step: int,
                     num_workers: int, weights: Optional[torch.Tensor] = None) -> Iterator:
     """An endless iterator of training batches for one environment, starting at a step."""
     sampler = StepBatchSampler(len(dataset), batch_size, seed, env, start_step, weights)
-    loader = DataLoader(SeededDataset(dataset), batch_sampler=sampler,
+    items, finish = split_for_batches(dataset)
+    loader = DataLoader(SeededDataset(items), batch_sampler=sampler,
                         num_workers=cap_workers(num_workers),
                         generator=_loader_generator(),
                         persistent_workers=False, pin_memory=False)
-    return iter(loader)
+    return iter(loader) if finish is None else _Finished(iter(loader), finish)
 
 
-def eval_loader(dataset, batch_size: int, num_workers: int) -> DataLoader:
-    """Sequential batches over the whole dataset, without touching the global RNG."""
+def eval_loader(dataset, batch_size: int, num_workers: int):
+    """Sequential batches over the whole dataset, without touching the global RNG (a
+    DataLoader, or an iterable over one that finishes its batches)."""
     num_workers = cap_workers(num_workers)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      generator=_loader_generator(), persistent_workers=num_workers > 0)
+    items, finish = split_for_batches(dataset)
+    loader = DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        generator=_loader_generator(), persistent_workers=num_workers > 0)
+    return loader if finish is None else _Finished(loader, finish)
 
 
 # upstream's classes, with upstream's signatures (our training loop uses the functions above)

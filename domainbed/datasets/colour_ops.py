@@ -1,0 +1,68 @@
+"""Colour-jitter kernels for float RGB images (``(..., 3, H, W)``), in place, fewer passes.
+
+Each equals torchvision.transforms.v2.functional's kernel for float images up to float
+rounding (tests/test_data_cache.py checks it) on pixels in ``[0, bound]``: ``bound`` 1 is
+torchvision's float range, 255 lets the uint8 pipeline skip a rescaling pass. The hue
+kernel is the HSV model of ``v2.functional.adjust_hue`` written as one ramp per channel,
+about a sixth of its time: hue rotation was most of the cost of an augmented image.
+"""
+
+import torch
+
+# torchvision's greyscale weights (ITU-R 601-2 luma)
+GREY_WEIGHTS = (0.2989, 0.587, 0.114)
+# channel c of HSV -> RGB is top - chroma * clamp(2 - d_c, 0, 1), d_c the circular distance
+# (period 6 sextants) from the hue to 3, 5, 1 for R, G, B
+_RAMP_CENTRES = torch.tensor([3.0, 5.0, 1.0]).view(3, 1, 1)
+# (top - x) * _TIE_SCALE clamped to 1 is 0 exactly where x is the maximum, 1 elsewhere
+_TIE_SCALE = float(2 ** 40)
+
+
+def adjust_brightness_(image: torch.Tensor, factor: float, bound: float = 1.0):
+    """``v2.functional.adjust_brightness``, in place."""
+    return image.mul_(factor).clamp_(0.0, bound)
+
+
+def adjust_contrast_(image: torch.Tensor, factor: float, bound: float = 1.0):
+    """``v2.functional.adjust_contrast`` (blend with the mean of the greyscale image, i.e.
+    the grey-weighted channel means), in place."""
+    means = image.mean(dim=(-2, -1))
+    grey = sum(means[..., c] * w for c, w in enumerate(GREY_WEIGHTS))
+    return image.mul_(factor).add_(((1.0 - factor) * grey)[..., None, None, None]) \
+        .clamp_(0.0, bound)
+
+
+def adjust_saturation_(image: torch.Tensor, factor: float, bound: float = 1.0):
+    """``v2.functional.adjust_saturation`` (blend with the greyscale image), in place."""
+    r, g, b = image.unbind(dim=-3)
+    grey = r.mul(GREY_WEIGHTS[0]).add_(g, alpha=GREY_WEIGHTS[1]).add_(b, alpha=GREY_WEIGHTS[2])
+    return image.mul_(factor).add_(grey.unsqueeze(-3), alpha=1.0 - factor).clamp_(0.0, bound)
+
+
+def adjust_hue(image: torch.Tensor, hue_factor: float) -> torch.Tensor:
+    """``v2.functional.adjust_hue``: rotate the hue by ``hue_factor`` turns keeping HSV
+    value and saturation (any pixel scale: the rotation is scale-free). A new tensor."""
+    if not -0.5 <= hue_factor <= 0.5:
+        raise ValueError(f"hue_factor must be in [-0.5, 0.5], got {hue_factor}")
+    r, g, b = image.unbind(dim=-3)
+    top = torch.maximum(torch.maximum(r, g), b)
+    bottom = torch.minimum(torch.minimum(r, g), b)
+    chroma = top - bottom
+    # grey pixels (chroma 0) come out unchanged whatever their hue: the clamp avoids 0 / 0
+    inv = chroma.clamp(min=1e-12).reciprocal_()
+    # hue in sextants from the maximal channel, r before g before b on ties (as HSV);
+    # float masks and lerp: cheaper than comparisons and torch.where on bools
+    not_r = (top - r).mul_(_TIE_SCALE).clamp_(max=1.0)
+    not_g = (top - g).mul_(_TIE_SCALE).clamp_(max=1.0)
+    hue = torch.lerp((b - r).mul_(inv).add_(2.0), (r - g).mul_(inv).add_(4.0), not_g)
+    hue = torch.lerp((g - b).mul_(inv), hue, not_r)
+    # phase of each channel: rotated hue minus the channel's ramp centre, in [-9, 7) for
+    # hue in [-1, 5) and |hue_factor| <= 0.5; min(|p|, |6 - |p||) is then the circular
+    # distance (period 6) without wrapping the hue first
+    centres = _RAMP_CENTRES - 6.0 * float(hue_factor)
+    phase = (hue.unsqueeze(-3) - centres).abs_()
+    distance = torch.minimum(phase, (6.0 - phase).abs_())
+    # top - chroma * clamp(2 - d, 0, 1) == clamp(top - 2 chroma + chroma d, bottom, top)
+    low = torch.add(top, chroma, alpha=-2.0)
+    out = torch.addcmul(low.unsqueeze(-3), chroma.unsqueeze(-3), distance)
+    return out.clamp_(bottom.unsqueeze(-3), top.unsqueeze(-3))
