@@ -106,7 +106,8 @@ class Normalize:
         if image.dtype != torch.uint8:
             raise TypeError(f"Normalize expects uint8 images, got {image.dtype}")
         shift, scale = self.shift.to(image.device), self.scale.to(image.device)
-        return torch.addcmul(shift, image.to(torch.float32), scale)
+        pixels = image.to(torch.float32, memory_format=torch.contiguous_format)
+        return torch.addcmul(shift, pixels, scale)
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean}, std={self.std}, from uint8)"
