@@ -325,10 +325,20 @@ def _sweep_jobs(argv: Sequence[str]):
     return jobs_from_args(parse_sweep(argv))
 
 
+# launcher options of the recipe's local training stages (see run_stage_locally)
+LOCAL_LAUNCHER_ARGV = ("--in_process",)
+
+
 def run_stage_locally(stage: Stage, launcher: str = "local",
                       launcher_argv: Sequence[str] = ()) -> None:
-    """Run one stage here; finished jobs are skipped; raises if a job is left unfinished."""
+    """Run one stage here; finished jobs are skipped; raises if a job is left unfinished.
+
+    With the local launcher and no ``launcher_argv``, training runs go in-process
+    (``LOCAL_LAUNCHER_ARGV``): the recipe's runs are short, a subprocess each would pay the
+    import of torch every time (docs/sweeps.md)."""
     from domainbed.scripts import sweep
+    if launcher == "local" and not launcher_argv:
+        launcher_argv = LOCAL_LAUNCHER_ARGV
     if stage.name == "linear_probe":
         from domainbed_aux.linear_probe import ensure_linear_probe
         specs = probe_specs(stage.sweeps)
