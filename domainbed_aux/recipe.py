@@ -20,7 +20,8 @@ Recipe file (JSON; see ``sweeps/ratatouille_paper.json`` and docs/ratatouille.md
      "linear_probe": {"steps": null},
      "target": {"algorithms": ["Ratatouille"], "n_hparams": 20, "n_trials": 3,
                 "test_envs": null (= each one), "fusing_range": null},
-     "report": {"module": "domainbed_aux.scripts.report", "args": [...]} | null}
+     "report": {"module": "domainbed_aux.scripts.report", "args": [...]} | null,
+     "train_extra": {"full_evaluation": true} | null}  # training flags of every job
 
 Layout under ``output_root``: ``pretrain/``, ``aux/<Dataset>_notest/<run>/``, ``lp/``
 (linear probes and init files), ``target/<Dataset>/test<k>/`` (one sweep per dataset and
@@ -77,7 +78,7 @@ def load_recipe(path: str, data_dir: Optional[str] = None,
     unknown = set(recipe) - {"name", "data_dir", "output_root", "datasets", "hparams",
                              "hparams_space", "steps", "checkpoint_freq",
                              "pretrained_featurizer", "pretrain", "aux", "linear_probe",
-                             "target", "report", "comment"}
+                             "target", "report", "comment", "train_extra"}
     if unknown:
         raise RecipeError(f"{path}: unknown recipe keys {sorted(unknown)}; see "
                           "docs/ratatouille.md for the format")
@@ -106,6 +107,8 @@ def _common(recipe: Dict[str, Any], dataset: str, hparams: Optional[dict] = None
         value = _per_dataset(recipe.get(key), dataset)
         if value is not None:
             argv += [f"--{key}", str(value)]
+    if recipe.get("train_extra"):  # training flags of every job, e.g. {"full_evaluation": true}
+        argv += ["--train_extra", json.dumps(recipe["train_extra"], sort_keys=True)]
     return argv
 
 
@@ -238,16 +241,8 @@ def parse_sweep(argv: Sequence[str], command: str = "launch"):
 
 def sweep_args_list(argv: Sequence[str]) -> List[Dict[str, Any]]:
     """The training arguments of a sweep BEFORE job transformers (no pool needed)."""
-    from domainbed.sweep import options
-    from domainbed.sweep.jobs import make_args_list
-    args = parse_sweep(argv)
-    return make_args_list(
-        n_trials=args.n_trials, dataset_names=options._datasets(args),
-        algorithms=options._algorithms(args), n_hparams_from=args.n_hparams_from,
-        n_hparams=args.n_hparams, steps=args.steps, data_dir=args.data_dir, task=args.task,
-        holdout_fraction=args.holdout_fraction, single_test_envs=args.single_test_envs,
-        hparams=args.hparams, seed=args.seed, test_env=args.test_env,
-        checkpoint_freq=args.checkpoint_freq, skip_model_save=args.skip_model_save)
+    from domainbed.sweep.options import train_args_list
+    return train_args_list(parse_sweep(argv))
 
 
 def probe_specs(argvs: Sequence[Sequence[str]]) -> list:

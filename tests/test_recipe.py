@@ -169,3 +169,14 @@ def test_local_recipe_end_to_end(tmp_path, monkeypatch, caplog):
     caplog.clear()
     assert recipe_cli.main(["run", path, "--only", "linear_probe", "target"]) == 0
     assert "reused" in caplog.text and "nothing to launch" in caplog.text
+
+
+def test_train_extra_reaches_every_job_of_the_recipe(tmp_path):
+    path = _tiny_recipe(tmp_path, train_extra={"full_evaluation": True})
+    recipe = recipe_lib.load_recipe(path)
+    for stage in recipe_lib.stages(recipe):
+        if stage.name not in ("aux", "target"):
+            continue
+        for argv in stage.sweeps:
+            jobs = recipe_lib.sweep_args_list(argv)
+            assert jobs and all(j.get("full_evaluation") is True for j in jobs), stage.name

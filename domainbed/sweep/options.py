@@ -92,10 +92,9 @@ def _train_extra(text: Optional[str]) -> Dict[str, Any]:
     return value
 
 
-def jobs_from_args(args: argparse.Namespace,
-                   train_command: Optional[Sequence[str]] = None) -> List[Job]:
-    """The sweep's jobs, after every registered job transformer."""
-    args_list = make_args_list(
+def train_args_list(args: argparse.Namespace) -> List[Dict[str, Any]]:
+    """The training arguments of the sweep's jobs, before any job transformer."""
+    return make_args_list(
         n_trials=args.n_trials, dataset_names=_datasets(args), algorithms=_algorithms(args),
         n_hparams_from=args.n_hparams_from, n_hparams=args.n_hparams, steps=args.steps,
         data_dir=args.data_dir, task=args.task, holdout_fraction=args.holdout_fraction,
@@ -103,6 +102,12 @@ def jobs_from_args(args: argparse.Namespace,
         test_env=args.test_env, checkpoint_freq=args.checkpoint_freq,
         skip_model_save=args.skip_model_save, extra_args=_train_extra(args.train_extra),
         upstream_args=args.upstream_job_ids)
+
+
+def jobs_from_args(args: argparse.Namespace,
+                   train_command: Optional[Sequence[str]] = None) -> List[Job]:
+    """The sweep's jobs, after every registered job transformer."""
+    args_list = train_args_list(args)
     for name in hooks.JOB_TRANSFORMERS.names():
         transform = hooks.JOB_TRANSFORMERS.get(name)
         args_list = [transform(dict(a), args) for a in args_list]

@@ -13,6 +13,7 @@ import pytest
 from domainbed_aux import recipe as recipe_lib
 from domainbed_aux import sweep_plugin
 from domainbed_aux.aux_pool import AuxPool, PoolMember
+from domainbed_aux.linear_probe import probe_path
 from tests.fidelity.conftest import read_records, run_dirs
 
 NON_RECYCLING = ("ERM", "LPFT", "CORAL", "MA", "SWAD")
@@ -101,8 +102,7 @@ def test_paper_recipe_listing_gives_no_erm_job_an_auxiliary_init(monkeypatch):
             member = "probe" if request is None else request.member["kind"]
             kinds.setdefault(job.train_args["algorithm"], set()).add(member)
             if job.train_args["algorithm"] == "ERM":
-                assert job.train_args["init_from"] == sweep_plugin.probe_path(
-                    spec, sweep_plugin.lp_root(args))
+                assert job.train_args["init_from"] == probe_path(spec, sweep_plugin.lp_root(args))
     assert kinds == {"ERM": {"probe"}, "Ratatouille": {"pretrained", "aux"},
                      "Fusing": {"fused"}}
 

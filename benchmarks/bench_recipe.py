@@ -1,0 +1,85 @@
+"""The wall time of a recipe (default: the README's demo, sweeps/embedded.json) two ways, in
+one run on this machine, and whether both give the same Table 1:
+
+- ours: the recipe as the README runs it: training runs in-process (one torch import for
+  every run of a stage) and evaluations score what model selection reads;
+- reference: one process per run and full evaluation (every split at every checkpoint),
+  the way upstream DomainBed runs a sweep.
+
+    python benchmarks/bench_recipe.py [--recipe sweeps/embedded.json] [--work_dir DIR]
+
+The data cache is generated first (untimed, shared); each way trains into its own output
+root under --work_dir. Prints both wall times, their ratio, and whether the two reports'
+tables are identical (they must be: the same weights are trained and selected).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run_recipe(recipe_path: str, output_root: str, data_dir: str, reference: bool) -> float:
+    """Wall seconds of the whole recipe in a fresh interpreter (imports included)."""
+    code = ("import sys\n"
+            "from domainbed_aux import recipe as r\n"
+            f"recipe = r.load_recipe({recipe_path!r}, {data_dir!r}, {output_root!r})\n"
+            "argv = ['--no_in_process', '--max_parallel', '1'] if %r else []\n"
+            "for stage in r.stages(recipe):\n"
+            "    r.run_stage_locally(stage, 'local', argv)\n") % reference
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def _tables(report_path: str) -> list:
+    """The report's table lines (notes and cache counts left out)."""
+    with open(report_path, encoding="utf-8") as f:
+        return [line for line in f if line.strip() and not line.startswith(("#", "note"))]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--recipe", default=os.path.join(REPO, "sweeps", "embedded.json"))
+    p.add_argument("--work_dir", default=None, help="default: a temporary folder")
+    args = p.parse_args(argv)
+    work = os.path.abspath(args.work_dir or tempfile.mkdtemp(prefix="bench_recipe_"))
+    data_dir = os.path.join(work, "data")
+    os.makedirs(data_dir, exist_ok=True)
+    with open(args.recipe, encoding="utf-8") as f:
+        recipe = json.load(f)
+    reference_recipe = dict(recipe, train_extra={"full_evaluation": True})
+    reference_path = os.path.join(work, "reference_recipe.json")
+    with open(reference_path, "w", encoding="utf-8") as f:
+        json.dump(reference_recipe, f, indent=1)
+
+    # generate every embedded dataset once, untimed (both ways read the same cache)
+    names = set(recipe["datasets"]) | set((recipe.get("aux") or {}).get("datasets") or [])
+    names |= {(recipe.get("pretrain") or {}).get("dataset")} - {None}
+    subprocess.run([sys.executable, "-c",
+                    "import sys\nfrom domainbed import datasets\n"
+                    f"for n in {sorted(names)!r}:\n"
+                    f"    datasets.get_dataset_class(n)({data_dir!r}, [0], {{}})\n"],
+                   check=True, cwd=REPO)
+
+    ours = _run_recipe(os.path.abspath(args.recipe), os.path.join(work, "ours"), data_dir,
+                       reference=False)
+    print(f"ours (in-process, selection-only evaluation): {ours:.0f} s", flush=True)
+    ref = _run_recipe(reference_path, os.path.join(work, "reference"), data_dir,
+                      reference=True)
+    print(f"reference (a process per run, full evaluation): {ref:.0f} s")
+    print(f"ratio ours / reference: {ours / ref:.2f}")
+    same = _tables(os.path.join(work, "ours", "report.txt")) == \
+        _tables(os.path.join(work, "reference", "report.txt"))
+    print(f"same Table 1: {same}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
