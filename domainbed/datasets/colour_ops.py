@@ -44,25 +44,29 @@ def adjust_hue(image: torch.Tensor, hue_factor: float) -> torch.Tensor:
     value and saturation (any pixel scale: the rotation is scale-free). A new tensor."""
     if not -0.5 <= hue_factor <= 0.5:
         raise ValueError(f"hue_factor must be in [-0.5, 0.5], got {hue_factor}")
+    # in-place steps and out= keep the number of fresh buffers (and page faults) low
     r, g, b = image.unbind(dim=-3)
-    top = torch.maximum(torch.maximum(r, g), b)
-    bottom = torch.minimum(torch.minimum(r, g), b)
+    top = torch.maximum(r, g)
+    torch.maximum(top, b, out=top)
+    bottom = torch.minimum(r, g)
+    torch.minimum(bottom, b, out=bottom)
     chroma = top - bottom
     # grey pixels (chroma 0) come out unchanged whatever their hue: the clamp avoids 0 / 0
     inv = chroma.clamp(min=1e-12).reciprocal_()
     # hue in sextants from the maximal channel, r before g before b on ties (as HSV);
     # float masks and lerp: cheaper than comparisons and torch.where on bools
-    not_r = (top - r).mul_(_TIE_SCALE).clamp_(max=1.0)
-    not_g = (top - g).mul_(_TIE_SCALE).clamp_(max=1.0)
-    hue = torch.lerp((b - r).mul_(inv).add_(2.0), (r - g).mul_(inv).add_(4.0), not_g)
-    hue = torch.lerp((g - b).mul_(inv), hue, not_r)
+    not_r = torch.sub(top, r).mul_(_TIE_SCALE).clamp_(max=1.0)
+    not_g = torch.sub(top, g).mul_(_TIE_SCALE).clamp_(max=1.0)
+    hue = torch.sub(b, r).mul_(inv).add_(2.0).lerp_(torch.sub(r, g).mul_(inv).add_(4.0), not_g)
+    hue = torch.sub(g, b).mul_(inv).lerp_(hue, not_r)
     # phase of each channel: rotated hue minus the channel's ramp centre, in [-9, 7) for
     # hue in [-1, 5) and |hue_factor| <= 0.5; min(|p|, |6 - |p||) is then the circular
     # distance (period 6) without wrapping the hue first
     centres = _RAMP_CENTRES - 6.0 * float(hue_factor)
     phase = (hue.unsqueeze(-3) - centres).abs_()
-    distance = torch.minimum(phase, (6.0 - phase).abs_())
+    out = torch.rsub(phase, 6.0).abs_()
+    distance = torch.minimum(phase, out, out=phase)
     # top - chroma * clamp(2 - d, 0, 1) == clamp(top - 2 chroma + chroma d, bottom, top)
     low = torch.add(top, chroma, alpha=-2.0)
-    out = torch.addcmul(low.unsqueeze(-3), chroma.unsqueeze(-3), distance)
+    torch.addcmul(low.unsqueeze(-3), chroma.unsqueeze(-3), distance, out=out)
     return out.clamp_(bottom.unsqueeze(-3), top.unsqueeze(-3))

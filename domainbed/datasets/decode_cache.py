@@ -244,7 +244,7 @@ def _decoded(paths: Sequence[str], decoder: _Decoder, workers: int):
 def _build(paths: Sequence[str], path: str, key: str, side: int, decode: Callable,
            workers: int) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
-    start, last_log = time.time(), 0.0
+    start = last_log = time.time()  # progress every 5 s, and at the end
     index = np.zeros((len(paths), 4), dtype="<i8")
     log.info("decode cache: decoding %d images into %s (shorter side <= %d px)", len(paths),
              path, side)
