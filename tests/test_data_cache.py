@@ -220,6 +220,19 @@ def test_concurrent_builders_build_one_valid_store(tmp_path):
     folder_dataset(root, decode_cache=True, image_size=32)[0].loader.store.verify()
 
 
+def test_a_store_built_by_several_processes_equals_one_built_by_one(tmp_path):
+    paths = build_folder(tmp_path / "data", sizes=[(8, 8), (50, 40)] * 9,
+                         envs=("e0", "e1"))  # 72 images: enough for the decoding pool
+    one = decode_cache.open_store(paths, str(tmp_path / "data"), SIDE_32,
+                                  imf.checked_pil_loader, str(tmp_path / "one"), workers=1)
+    two = decode_cache.open_store(paths, str(tmp_path / "data"), SIDE_32,
+                                  imf.checked_pil_loader, str(tmp_path / "two"), workers=2)
+    assert one.paths == two.paths == sorted(paths)
+    assert np.array_equal(one.index, two.index)
+    for i in range(len(paths)):
+        assert np.array_equal(one[i], two[i])
+
+
 def test_store_pickles_for_spawned_workers_and_detects_a_replaced_file(tmp_path):
     paths = build_folder(tmp_path)
     loader = folder_dataset(tmp_path, decode_cache=True, image_size=32)[0].loader
