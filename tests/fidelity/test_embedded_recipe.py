@@ -28,6 +28,7 @@ def test_embedded_settings_follow_the_papers_ratios():
     assert paper["aux"]["n_hparams"] == paper["target"]["n_hparams"] // n_inits
     assert ours["target"]["n_trials"] >= 2  # real error bars
     assert ours["linear_probe"]["steps"] is None  # the probe trains for the full budget
+    assert "test_envs" not in ours["target"]  # every test domain
 
 
 def test_the_mild_space_is_scaled_to_the_default_learning_rate():
