@@ -2,9 +2,7 @@
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 from collections import Counter
 from typing import Any, Iterable, List, Sequence
 
@@ -119,25 +117,7 @@ def accuracy(network, loader, weights=None, device=None) -> float:
     return correct / total if total else float("nan")
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never a part."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+from domainbed.lib.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402,F401
 
 
 def pretty_json(obj: Any) -> str:

@@ -1,11 +1,10 @@
 """Write a ``Report`` as text, Markdown, LaTeX or JSON (``render(report, fmt)``)."""
 
 import json
-import os
-import tempfile
 from typing import Callable, Dict, List
 
 from domainbed.errors import DomainBedError
+from domainbed.lib.atomic import atomic_write_text  # noqa: F401  (torch-free; re-exported)
 from domainbed.lib import run_dir as rd
 from domainbed.reports.tables import Report, Table
 
@@ -18,24 +17,6 @@ def add_format_arguments(parser) -> None:
     for name in ("latex", "markdown", "json"):
         fmt.add_argument(f"--{name}", dest="fmt", action="store_const", const=name)
     parser.set_defaults(fmt="text")
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` so that readers see the old or the new file,
-    never a part (as ``domainbed.lib.misc.atomic_write_text``, which imports torch)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _avg(value) -> str:
