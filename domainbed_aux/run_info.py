@@ -129,10 +129,8 @@ class RunInfo:
         return [i for i in range(self.n_envs) if i not in self.test_envs]
 
     def _id_val_of(self, record: dict) -> Optional[float]:
-        accs = [record.get(f"env{j}_out_acc") for j in self.train_envs]
-        if not accs or any(a is None for a in accs):
-            return None
-        return sum(accs) / len(accs)
+        from domainbed.training.evaluation_plan import id_val_accuracy
+        return id_val_accuracy(record, self.train_envs)
 
     @property
     def id_val_acc(self) -> float:

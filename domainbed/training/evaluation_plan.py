@@ -14,7 +14,7 @@ A split that is not scored is written as ``null`` in the record, so every record
 same keys and the selected checkpoints and table cells equal those of full evaluation.
 """
 
-from typing import Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 TEST_IN = "test_in"
 
@@ -29,6 +29,16 @@ def splits_to_score(step: int, n_steps: int, test_envs: Sequence[int], n_envs: i
     if len(test) >= 2 or TEST_IN in set(needs):
         names += [f"env{t}_in" for t in sorted(test)]
     return names
+
+
+def id_val_accuracy(record: Mapping[str, Any], train_envs: Sequence[int]) -> Optional[float]:
+    """The ID-validation accuracy of a record: mean ``env{j}_out_acc`` over training envs
+    (None when a training env has no ``out`` score). The best checkpoint is the first record
+    that maximises it; the training loop and the readers of runs use this one definition."""
+    accs = [record.get(f"env{j}_out_acc") for j in train_envs]
+    if not accs or any(a is None for a in accs):
+        return None
+    return sum(accs) / len(accs)
 
 
 def images_forwarded(plan: Iterable[Sequence[str]], sizes: Dict[str, int]) -> int:

@@ -18,6 +18,7 @@ from domainbed.lib.fast_data_loader import infinite_loader
 from domainbed.lib.weights import save_weights
 from domainbed.training.checkpoint import load_checkpoint, save_checkpoint
 from domainbed.training.init_from import apply_init, init_info
+from domainbed.training.evaluation_plan import id_val_accuracy
 from domainbed.training.precision import TrainingArithmetic, set_cudnn_benchmark
 from domainbed.training.scoring import SplitScorer
 from domainbed.training.splits import make_splits
@@ -114,15 +115,6 @@ def _model_metadata(args, dataset, hparams, n_train_domains: int) -> dict:
     return {"args": vars(args), "model_input_shape": list(dataset.input_shape),
             "model_num_classes": dataset.num_classes, "model_num_domains": n_train_domains,
             "model_hparams": hparams}
-
-
-def id_val_accuracy(record: Dict[str, Any], train_envs: List[int]) -> Optional[float]:
-    """The ID-validation accuracy of a record: mean ``env{j}_out_acc`` over training envs
-    (None when a training env has no ``out`` score)."""
-    accs = [record.get(f"env{j}_out_acc") for j in train_envs]
-    if not accs or any(a is None for a in accs):
-        return None
-    return sum(accs) / len(accs)
 
 
 class BestCheckpoint:
