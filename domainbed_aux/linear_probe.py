@@ -35,6 +35,7 @@ import torch
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir as rd
 from domainbed.lib.weights import extract_state_dict, load_file, read_metadata, save_weights
+from domainbed.training.config import TrainConfig, default_data_dir
 from domainbed_aux.aux_pool import content_hash, featurizer_state_dict, sha256_file
 from domainbed_aux.init_record import init_record, pretrained_member
 
@@ -140,24 +141,17 @@ def write_phi_pt(state: Dict[str, torch.Tensor], output_dir_lp: str) -> Tuple[st
     return path, digest
 
 
-def _train_args(spec: LinearProbeSpec, run_path: str, phi_pt_path: str):
-    from domainbed.scripts.train import build_parser
-    argv = ["--dataset", spec.dataset, "--algorithm", ALGORITHM, "--hparams_seed", "0",
-            "--trial_seed", str(spec.trial_seed), "--seed", "0",
-            "--test_envs", *[str(t) for t in spec.test_envs], "--output_dir", run_path,
-            "--holdout_fraction", str(spec.holdout_fraction), "--init_from", phi_pt_path,
-            "--init_part", "featurizer"]
-    if spec.data_dir:
-        argv += ["--data_dir", spec.data_dir]
-    if spec.hparams:
-        argv += ["--hparams", json.dumps(spec.hparams, sort_keys=True)]
-    if spec.steps is not None:
-        argv += ["--steps", str(spec.steps)]
-    if spec.checkpoint_freq is not None:
-        argv += ["--checkpoint_freq", str(spec.checkpoint_freq)]
-    return build_parser().parse_args(argv)
-
-
+def _train_args(spec: LinearProbeSpec, run_path: str, phi_pt_path: str) -> TrainConfig:
+    """The probe run's training config (default hparams plus the spec's overrides)."""
+    return TrainConfig(
+        dataset=spec.dataset, algorithm=ALGORITHM, hparams_seed=0,
+        trial_seed=int(spec.trial_seed), seed=0, test_envs=[int(t) for t in spec.test_envs],
+        output_dir=run_path, holdout_fraction=float(spec.holdout_fraction),
+        init_from=phi_pt_path, init_part="featurizer",
+        hparams=json.dumps(spec.hparams, sort_keys=True) if spec.hparams else None,
+        steps=None if spec.steps is None else int(spec.steps),
+        checkpoint_freq=None if spec.checkpoint_freq is None else int(spec.checkpoint_freq),
+        data_dir=spec.data_dir or default_data_dir())
 
 
 def _train_and_write(spec: LinearProbeSpec, output_dir_lp: str, path: str) -> None:
