@@ -119,26 +119,24 @@ def train_run(settings: Settings, out_dir: str, dataset: str, algorithm: str,
               init_part: str = "all", extra_hparams: Optional[Dict[str, Any]] = None,
               hparams_seed: int = 0, hparams_space: str = "upstream"):
     """Train (or reuse, or resume) one run directory; returns its ``RunInfo``."""
-    from domainbed.scripts.train import build_parser
+    from domainbed.training.config import TrainConfig
     from domainbed_aux.evaluation import read_run
     hparams = dict(settings.hparams)
     hparams.update(extra_hparams or {})
-    argv = ["--dataset", dataset, "--algorithm", algorithm, "--steps", str(steps),
-            "--seed", str(settings.seed), "--trial_seed", str(settings.seed),
-            "--test_envs", *[str(t) for t in test_envs], "--data_dir", settings.data_root,
-            "--output_dir", out_dir, "--hparams_seed", str(hparams_seed),
-            "--hparams_space", hparams_space]
-    if hparams:
-        argv += ["--hparams", json.dumps(hparams, sort_keys=True)]
-    if init_from:
-        argv += ["--init_from", init_from, "--init_part", init_part]
+    config = TrainConfig(
+        dataset=dataset, algorithm=algorithm, steps=int(steps), seed=int(settings.seed),
+        trial_seed=int(settings.seed), test_envs=[int(t) for t in test_envs],
+        data_dir=str(settings.data_root), output_dir=str(out_dir),
+        hparams_seed=int(hparams_seed), hparams_space=hparams_space,
+        hparams=json.dumps(hparams, sort_keys=True) if hparams else None,
+        init_from=init_from or None, init_part=init_part if init_from else "all")
     if os.path.exists(os.path.join(out_dir, "done")):
         log.info("reusing %s", out_dir)
     else:
         start = time.perf_counter()
         log.info("training %s %s test_envs=%s steps=%d -> %s", algorithm, dataset,
                  list(test_envs), steps, out_dir)
-        _train_or_wait(build_parser().parse_args(argv), out_dir)
+        _train_or_wait(config, out_dir)
         log.info("  done in %.0f s", time.perf_counter() - start)
     return read_run(out_dir)
 
