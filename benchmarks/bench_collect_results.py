@@ -75,7 +75,7 @@ def reference_collect_results(input_dir: str) -> str:
     """The text report as the previous implementation computed it (see the module doc)."""
     import domainbed.algorithms  # noqa: F401  (eager: the registries, torch, torchvision)
     import domainbed.datasets  # noqa: F401
-    from domainbed.lib import reporting
+    from domainbed.lib import reporting, run_dir
     from domainbed.lib.query import Q
     from domainbed.model_selection import SELECTION_METHODS
     from domainbed.reports import build_report
@@ -84,7 +84,7 @@ def reference_collect_results(input_dir: str) -> str:
 
     load = reporting.LoadReport(input_dir=input_dir)
     records = []
-    for path, has_done in reporting._find_run_dirs(input_dir, reporting.DEFAULT_MAX_DEPTH):
+    for path, has_done in run_dir.find_run_dirs(input_dir, reporting.DEFAULT_MAX_DEPTH):
         if not has_done:
             load.n_skipped += 1
             continue

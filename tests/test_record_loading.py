@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from domainbed.lib import reporting
+from domainbed.lib import jsonl, reporting
 from domainbed.reports.synthetic import make_record, write_run
 
 BIG = 2 ** 70  # beyond 64 bits: orjson would make it a float
@@ -21,7 +21,7 @@ def write_lines(run_dir, lines, done=True):
 
 
 def load(root, decoder, monkeypatch):
-    monkeypatch.setattr(reporting, "_fast_loads", decoder)
+    monkeypatch.setattr(jsonl, "_fast_loads", decoder)
     records, report = reporting.load_records_with_report(str(root))
     return list(records), report
 
@@ -31,7 +31,7 @@ def decoder(request):
     if request.param == "json":
         return json.loads
     import orjson  # an install requirement
-    assert reporting._json_decoder() is orjson.loads
+    assert jsonl._json_decoder() is orjson.loads
     return orjson.loads
 
 
@@ -71,7 +71,7 @@ def test_fast_and_json_decoders_load_the_same_sweep(tmp_path, monkeypatch):
                                accs={e: (1 / (3 + i + e + s), 1 / (7 + e)) for e in range(3)})
                    for s in range(3)]
         write_run(str(tmp_path / f"run{i}"), records, done=i != 5)
-    fast, fast_report = load(tmp_path, reporting._json_decoder(), monkeypatch)
+    fast, fast_report = load(tmp_path, jsonl._json_decoder(), monkeypatch)
     slow, slow_report = load(tmp_path, json.loads, monkeypatch)
     assert fast == slow and len(fast) == 15
     assert (fast_report.n_runs, fast_report.n_skipped) == (slow_report.n_runs, 1) == (5, 1)
@@ -87,7 +87,7 @@ def test_fast_and_json_decoders_load_the_same_sweep(tmp_path, monkeypatch):
     (b'', False),
 ])
 def test_long_integer_check(text, expected):
-    assert reporting._may_hold_a_long_integer(text) is expected
+    assert jsonl._may_hold_a_long_integer(text) is expected
 
 
 def test_sweep_accs_scores_each_group_once_per_cache():

@@ -6,12 +6,11 @@ without ``done`` are never returned, and the loader reports how many such runs i
 """
 
 import gc
-import json
 import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir as rd
@@ -19,11 +18,7 @@ from domainbed.lib.query import Q
 
 log = logging.getLogger(__name__)
 
-# any of these files marks a directory as a run directory (not a folder of runs); out.txt and
-# err.txt are left out: a sweep folder may hold logs of those names too
-_RUN_FILES = (rd.RESULTS, rd.DONE, rd.CHECKPOINT, rd.FAILED, rd.LOCK, rd.MODEL)
-
-DEFAULT_MAX_DEPTH = 2
+DEFAULT_MAX_DEPTH = rd.DEFAULT_MAX_DEPTH
 
 _ENV_KEY = re.compile(r"^env(\d+)_(?:in|out)_acc$")
 
@@ -47,133 +42,6 @@ class LoadReport:
     empty_dirs: List[str] = field(default_factory=list)  # ``done`` but no record
 
 
-def _find_run_dirs(top: str, max_depth: int) -> List[Tuple[str, bool]]:
-    """``(run_dir, has_done)`` at depth 0..max_depth under ``top``, in sorted order."""
-    found = []
-
-    def visit(path: str, depth: int) -> None:
-        try:
-            with os.scandir(path) as it:
-                entries = list(it)
-        except OSError as exc:
-            log.warning("cannot list %s: %s", path, exc)
-            return
-        names = {entry.name for entry in entries}
-        if any(name in names for name in _RUN_FILES):
-            found.append((path, rd.DONE in names))
-            return
-        if depth >= max_depth:
-            return
-        for entry in sorted(entries, key=lambda e: e.name):
-            # is_dir() follows symlinks like os.path.isdir, from the listing when it can
-            if not entry.name.startswith(".") and _is_dir(entry):
-                visit(os.path.join(path, entry.name), depth + 1)
-
-    visit(top, 0)
-    return found
-
-
-def _is_dir(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:
-        return False
-
-
-def _json_decoder() -> Callable[[bytes], Any]:
-    """``orjson.loads`` when installed (3x faster on records), else ``json.loads``."""
-    try:
-        import orjson
-    except ImportError:
-        return json.loads
-    return orjson.loads
-
-
-_fast_loads = _json_decoder()
-_DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
-_LONG_DIGIT_RUN = b"0" * 19  # 19 digits: an integer that may not fit in 64 bits
-
-
-def _may_hold_a_long_integer(data: bytes) -> bool:
-    """Whether ``data`` may hold an integer of 19 digits or more. ``orjson`` turns integers
-    beyond 64 bits into floats where ``json`` keeps them exact: such files go to ``json``.
-    Long runs of digits after a ``.`` (fractions) do not count."""
-    runs = data.translate(_DIGITS_TO_ZERO)
-    start = runs.find(_LONG_DIGIT_RUN)
-    while start != -1:
-        if data[start - 1:start] != b".":
-            return True
-        end = start + len(_LONG_DIGIT_RUN)
-        while runs[end:end + 1] == b"0":
-            end += 1
-        start = runs.find(_LONG_DIGIT_RUN, end)
-    return False
-
-
-def _warn_bad_line(path: str, lines: List[Any], i: int, report: LoadReport) -> None:
-    report.n_bad_lines += 1
-    last = not any(rest.strip() for rest in lines[i + 1:])
-    where = "last line (truncated write?)" if last else f"line {i + 1}"
-    log.warning("%s: skipping undecodable %s", path, where)
-
-
-def _decode_lines(text: str, path: str, report: LoadReport) -> List[dict]:
-    """Decode line by line, skipping (with a warning) lines that are not JSON objects."""
-    records = []
-    lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        if not isinstance(record, dict):
-            _warn_bad_line(path, lines, i, report)
-            continue
-        records.append(record)
-    return records
-
-
-def _decode_lines_fast(data: bytes, path: str, report: LoadReport) -> List[dict]:
-    """``_decode_lines`` with the fast decoder; a line it refuses (``NaN``, invalid UTF-8,
-    lone surrogates...) goes to ``json``, which gives the records ``json`` alone gives."""
-    records = []
-    lines = data.split(b"\n")
-    for i, line in enumerate(lines):
-        try:
-            record = _fast_loads(line)
-        except ValueError:  # orjson.JSONDecodeError is a ValueError, and so is a blank line
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line.decode("utf-8", errors="replace"))
-            except ValueError:
-                record = None
-        if not isinstance(record, dict):
-            _warn_bad_line(path, lines, i, report)
-            continue
-        records.append(record)
-    return records
-
-
-def _read_results(path: str, report: LoadReport) -> List[dict]:
-    """The records of one ``results.jsonl``; undecodable lines are skipped with a warning."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if _fast_loads is not json.loads and not _may_hold_a_long_integer(data):
-        return _decode_lines_fast(data, path, report)
-    text = data.decode("utf-8", errors="replace")
-    # without orjson: the whole file as one JSON array (one decoder call per run)
-    try:
-        records = json.loads("[" + text.strip().replace("\n", ",") + "]")
-        if all(isinstance(r, dict) for r in records):
-            return records
-    except ValueError:
-        pass
-    return _decode_lines(text, path, report)
-
-
 def load_records_with_report(input_dir: str,
                              max_depth: int = DEFAULT_MAX_DEPTH) -> Tuple[Q, LoadReport]:
     """Records of every finished run under ``input_dir``, and a ``LoadReport``.
@@ -189,7 +57,7 @@ def load_records_with_report(input_dir: str,
             f"input directory {input_dir!r} does not exist or is not a directory; "
             "pass the --output_dir of a sweep (the folder that holds the run directories)")
     report = LoadReport(input_dir=input_dir)
-    run_dirs = _find_run_dirs(input_dir, max_depth)
+    run_dirs = rd.find_run_dirs(input_dir, max_depth)
     if not run_dirs:
         raise DomainBedError(
             f"no run directory found in {input_dir!r} (searched {max_depth} levels deep for "
@@ -217,11 +85,8 @@ def _load_runs(run_dirs: List[Tuple[str, bool]], records: List[dict],
             report.n_skipped += 1
             report.skipped_dirs.append(path)
             continue
-        results = os.path.join(path, rd.RESULTS)
-        try:
-            run_records = _read_results(results, report)
-        except FileNotFoundError:
-            run_records = []
+        run_records, n_bad = rd.read_records_counted(path)
+        report.n_bad_lines += n_bad
         if not run_records:
             log.warning("%s has %s but no record; ignored", path, rd.DONE)
             report.empty_dirs.append(path)

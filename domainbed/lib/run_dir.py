@@ -15,14 +15,21 @@
   training (steps done so far), for launchers that show progress.
 - ``slurm_job``: the SLURM job id of the last submission (written by the slurm launcher), so
   that a job still waiting in the queue is not submitted twice.
+
+Reading: ``find_run_dirs`` (run directories under a folder), ``read_records`` /
+``read_records_counted`` (every record of ``results.jsonl``; a torn last line is skipped),
+``last_record`` / ``first_record`` and ``run_args`` (a run's recorded args and hparams).
 """
 
 import errno
 import fcntl
 import json
 import os
+import logging
 import time
-from typing import Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+from domainbed.lib import jsonl
 
 RESULTS = "results.jsonl"
 OUT = "out.txt"
@@ -39,6 +46,13 @@ SLURM_JOB = "slurm_job"
 DONE_STATE, RUNNING_STATE, FAILED_STATE = "Done", "Running", "Failed"
 INCOMPLETE_STATE, NOT_LAUNCHED_STATE = "Incomplete", "Not launched"
 QUEUED_STATE = "Queued"  # submitted to SLURM and still in its queue (see sweep.actions)
+
+# any of these files marks a directory as a run directory (not a folder of runs); out.txt and
+# err.txt are left out: a sweep folder may hold logs of those names too
+RUN_MARKERS = (RESULTS, DONE, CHECKPOINT, FAILED, LOCK, MODEL)
+DEFAULT_MAX_DEPTH = 2
+
+log = logging.getLogger(__name__)
 
 
 class ProgressFile:
@@ -157,3 +171,103 @@ def run_state(run_dir: str) -> str:
     if os.path.exists(os.path.join(run_dir, FAILED)):
         return FAILED_STATE
     return INCOMPLETE_STATE
+
+
+# ----------------------------------------------------------------------------- reading
+
+def find_run_dirs(top: str, max_depth: Optional[int] = DEFAULT_MAX_DEPTH,
+                  markers: Iterable[str] = RUN_MARKERS,
+                  skip: Iterable[str] = ()) -> List[Tuple[str, bool]]:
+    """``(run_dir, has_done)`` for each run directory under ``top``, in sorted order.
+
+    A run directory is a directory holding one of ``markers``; it is looked for in ``top``
+    itself and in sub-folders down to ``max_depth`` levels (None: any depth), never inside a
+    run directory, nor in hidden folders or in the folders of ``skip`` (compared by real path).
+    Symbolic links to folders are followed; a folder that cannot be listed is skipped with a
+    warning.
+    """
+    markers = tuple(markers)
+    skipped = {os.path.realpath(path) for path in skip}
+    found: List[Tuple[str, bool]] = []
+
+    def visit(path: str, depth: int) -> None:
+        if skipped and os.path.realpath(path) in skipped:
+            return
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+        except OSError as exc:
+            log.warning("cannot list %s: %s", path, exc)
+            return
+        names = {entry.name for entry in entries}
+        if any(name in names for name in markers):
+            found.append((path, DONE in names))
+            return
+        if max_depth is not None and depth >= max_depth:
+            return
+        for entry in sorted(entries, key=lambda e: e.name):
+            # is_dir() follows symlinks like os.path.isdir, from the listing when it can
+            if not entry.name.startswith(".") and _is_dir(entry):
+                visit(os.path.join(path, entry.name), depth + 1)
+
+    visit(top, 0)
+    return found
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def read_records_counted(run_dir: str) -> Tuple[List[dict], int]:
+    """``(records, n_bad_lines)`` of ``<run_dir>/results.jsonl`` (see ``domainbed.lib.jsonl``:
+    lines that are not JSON objects are skipped with a warning); ``([], 0)`` without it."""
+    try:
+        return jsonl.read_records_file(os.path.join(run_dir, RESULTS))
+    except FileNotFoundError:
+        return [], 0
+
+
+def read_records(run_dir: str) -> List[dict]:
+    """Every record of ``<run_dir>/results.jsonl`` in file order; [] without the file."""
+    return read_records_counted(run_dir)[0]
+
+
+def last_record(run_dir: str) -> Optional[dict]:
+    """The last record of the run's ``results.jsonl`` (a torn last line skipped), or None."""
+    records = read_records(run_dir)
+    return records[-1] if records else None
+
+
+def _has_args(record: dict) -> bool:
+    return isinstance(record.get("args"), dict)
+
+
+def first_record(run_dir: str,
+                 where: Callable[[dict], bool] = _has_args) -> Optional[dict]:
+    """The first record of the run's ``results.jsonl`` for which ``where`` holds (default:
+    the first holding a dict ``args``), or None; reads no further than that record."""
+    try:
+        f = open(os.path.join(run_dir, RESULTS), "rb")
+    except FileNotFoundError:
+        return None
+    with f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a torn last line of a killed run, a blank line
+            if isinstance(record, dict) and where(record):
+                return record
+    return None
+
+
+def run_args(run_dir: str) -> Dict[str, Any]:
+    """``{"args", "hparams"}`` of the first record holding ``args`` (hparams ``{}`` when it
+    has none), or ``{}`` when no record does."""
+    record = first_record(run_dir)
+    if record is None:
+        return {}
+    return {"args": record["args"], "hparams": record.get("hparams") or {}}
