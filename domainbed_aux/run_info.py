@@ -1,7 +1,6 @@
 """A finished run directory as the ratatouille tools read it: its recorded args, hparams and
 records, and which of its weight files (best checkpoint or final) they use."""
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -9,7 +8,6 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir as rd
-from domainbed.lib.reporting import DEFAULT_MAX_DEPTH, _find_run_dirs
 from domainbed.lib.weights import read_metadata
 
 log = logging.getLogger(__name__)
@@ -143,20 +141,6 @@ class RunInfo:
         return acc
 
 
-def _read_jsonl(path: str) -> List[dict]:
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                log.warning("%s: skipping an undecodable line", path)
-    return records
-
-
 def read_run(run_dir: str, weights: str = "best") -> RunInfo:
     """The ``RunInfo`` of a finished run; raises ``DomainBedError`` when it is not usable."""
     if weights not in WEIGHTS:
@@ -167,8 +151,7 @@ def read_run(run_dir: str, weights: str = "best") -> RunInfo:
     if not os.path.isfile(model_path):
         raise DomainBedError(f"{run_dir}: no {rd.MODEL}; soups and ensembles need the final "
                              "weights (train without --skip_model_save)")
-    results = os.path.join(run_dir, rd.RESULTS)
-    records = _read_jsonl(results) if os.path.isfile(results) else []
+    records = rd.read_records(run_dir)
     if not records or not isinstance(records[-1].get("args"), dict):
         meta = read_metadata(model_path)
         raise DomainBedError(f"{run_dir}: no usable record in {rd.RESULTS} "
@@ -183,7 +166,7 @@ def read_run(run_dir: str, weights: str = "best") -> RunInfo:
 def find_runs(input_dirs: Iterable[str], dataset: Optional[str] = None,
               test_env: Optional[int] = None, trial_seed: Optional[int] = None,
               algorithms: Optional[Sequence[str]] = None,
-              max_depth: int = DEFAULT_MAX_DEPTH, weights: str = "best") -> List[RunInfo]:
+              max_depth: int = rd.DEFAULT_MAX_DEPTH, weights: str = "best") -> List[RunInfo]:
     """Finished runs (with ``done`` and a model file) under ``input_dirs``, filtered;
     ``weights`` (best or final) is passed to each ``RunInfo``.
 
@@ -195,7 +178,7 @@ def find_runs(input_dirs: Iterable[str], dataset: Optional[str] = None,
         if not os.path.isdir(top):
             raise DomainBedError(f"input directory {top!r} does not exist; pass the output "
                                  "folder of a sweep (comma-separate several)")
-        for path, has_done in _find_run_dirs(top, max_depth):
+        for path, has_done in rd.find_run_dirs(top, max_depth):
             if not has_done or not os.path.isfile(os.path.join(path, rd.MODEL)):
                 continue
             try:
