@@ -2,7 +2,7 @@
 
 import pytest
 
-from domainbed.lib.swad import LossValley
+from domainbed.algorithms.swad_valley import LossValley
 
 
 def _feed(losses, **settings):

@@ -5,7 +5,8 @@ from domainbed.algorithms.base import (ALGORITHM_REGISTRY, Algorithm, make_optim
 from domainbed.algorithms.erm import ERM
 from domainbed.algorithms.mixing import CORAL, MMD, Mixup
 from domainbed.algorithms.penalties import IRM, VREx, GroupDRO
-from domainbed.algorithms.trajectory import MA, SWAD
+from domainbed.algorithms.ma import MA
+from domainbed.algorithms.swad import SWAD
 from domainbed.algorithms import adversarial, gradient_matching, regularisers, trm  # noqa: F401
 from domainbed.algorithms import (bottleneck, causal, erm_plus_plus, meta_learning,  # noqa: F401
                                   risk_distribution, uniform_features)

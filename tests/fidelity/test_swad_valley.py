@@ -7,8 +7,8 @@ import json
 import pytest
 
 from domainbed import hparams_registry
-from domainbed.algorithms.trajectory import SWAD
-from domainbed.lib.swad import LossValley
+from domainbed.algorithms.swad import SWAD
+from domainbed.algorithms.swad_valley import LossValley
 from domainbed.scripts import train as train_script
 from tests.fidelity.conftest import read_records
 

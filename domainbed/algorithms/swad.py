@@ -1,136 +1,24 @@
-"""Weight averaging along one training trajectory: moving average (MA) and SWAD.
+"""SWAD: dense weight averaging over the loss valley that ``swad_valley.LossValley`` picks
+(the live/averaged layout is ``live_average``'s)."""
 
-Both train exactly like ERM on a *live* network and keep an *averaged* copy. The averaged
-network sits under the standard names (``featurizer.*``, ``classifier.*``, ``network.0/1.*``),
-the live one under ``network_live.0/1.*``. So ``model.safetensors`` (= ``state_dict()``)
-gives every downstream reader of ``featurizer.*`` / ``classifier.*`` (auxiliary pool, soups,
-``--init_from``) the AVERAGED weights, while checkpoints still hold both for an exact resume.
-``--init_from`` loads into the standard names; ``after_init`` copies them to the live network.
-
-Floating-point buffers are averaged like parameters (frozen batch norm keeps them constant);
-integer buffers are copied from the live network.
-"""
-
-import copy
 import logging
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from domainbed.algorithms.base import make_optimizer, register_algorithm
-from domainbed.algorithms.erm import ERM
-from domainbed.lib.swad import LossValley
+from domainbed.algorithms.base import register_algorithm
+from domainbed.algorithms.live_average import LiveAndAveraged, paired_state, sum_copy
+from domainbed.algorithms.swad_valley import LossValley
 
 log = logging.getLogger(__name__)
 
 
-def _paired_state(averaged: nn.Module, live: nn.Module) -> List[Tuple[str, torch.Tensor,
-                                                                    torch.Tensor]]:
-    avg_state, live_state = averaged.state_dict(), live.state_dict()
-    return [(k, avg_state[k], live_state[k]) for k in avg_state]
-
-
-def _sum_copy(tensor: torch.Tensor) -> torch.Tensor:
-    """A copy to sum into: at least float32, so half-precision weights sum safely."""
-    return tensor.detach().to(torch.promote_types(tensor.dtype, torch.float32)).clone()
-
-
-class _LiveAndAveraged(ERM):
-    """ERM on ``network_live``; ``featurizer``/``classifier``/``network`` hold an average."""
-
-    BEST_CHECKPOINT = False  # the averaged weights are the run's model
-
-    def __init__(self, input_shape, num_classes, num_domains, hparams):
-        super().__init__(input_shape, num_classes, num_domains, hparams)
-        # ERM built the live modules (and its optimiser over them): keep them under a new name
-        self.network_live = self.network
-        self.featurizer = copy.deepcopy(self.network_live[0])
-        self.classifier = copy.deepcopy(self.network_live[1])
-        self.network = nn.Sequential(self.featurizer, self.classifier)
-        for p in self.network.parameters():
-            p.requires_grad_(False)
-
-    def reset_optimizer(self, parameters=None) -> None:
-        params = self.network_live.parameters() if parameters is None else parameters
-        self.optimizer = make_optimizer(params, self.hparams)
-
-    def after_init(self, init: Optional[dict]) -> None:
-        super().after_init(init)
-        # --init_from wrote into the standard names (the average): start training from it
-        self.network_live.load_state_dict(self.network.state_dict())
-
-    @torch.no_grad()
-    def _copy_live_to_average(self) -> None:
-        for _, avg, live in _paired_state(self.network, self.network_live):
-            avg.copy_(live)
-
-    def _predict_with_average(self) -> bool:
-        raise NotImplementedError
-
-    def predict(self, x):
-        if self.training or not self._predict_with_average():
-            return self.network_live(x)
-        return self.network(x)
-
-    def update(self, minibatches, unlabeled=None):
-        values = super().update(minibatches, unlabeled)
-        self.after_step()
-        return values
-
-    def after_step(self) -> None:
-        raise NotImplementedError
-
-
 @register_algorithm()
-class MA(_LiveAndAveraged):
-    """Moving average (Arpit et al.): ERM plus the uniform average of the weights after
-    every update from step ``ma_start_iter`` on (steps counted from 0, as in records).
-
-    Before that step the "average" mirrors the live weights. ``predict`` in eval mode, hence
-    every evaluation of the run, uses the average; training uses the live network.
-    """
-
-    @classmethod
-    def declare_hparams(cls, dataset, hp, small_images):
-        hp("ma_start_iter", 100, lambda r: 100)
-
-    def __init__(self, input_shape, num_classes, num_domains, hparams):
-        super().__init__(input_shape, num_classes, num_domains, hparams)
-        self.ma_updates = 0  # updates done so far (= the step index of the next update)
-        self.ma_count = 0    # updates in the average
-
-    def _predict_with_average(self) -> bool:
-        return True
-
-    @torch.no_grad()
-    def after_step(self) -> None:
-        step = self.ma_updates
-        self.ma_updates += 1
-        if step < self.hparams["ma_start_iter"]:
-            self._copy_live_to_average()
-            return
-        self.ma_count += 1
-        for _, avg, live in _paired_state(self.network, self.network_live):
-            if avg.is_floating_point():
-                avg.add_(live.to(avg.dtype) - avg, alpha=1.0 / self.ma_count)
-            else:
-                avg.copy_(live)
-
-    def extra_state(self) -> dict:
-        return {"ma_updates": self.ma_updates, "ma_count": self.ma_count}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.ma_updates = int(state["ma_updates"])
-        self.ma_count = int(state["ma_count"])
-
-
-@register_algorithm()
-class SWAD(_LiveAndAveraged):
+class SWAD(LiveAndAveraged):
     """SWAD (Cha et al.): dense averaging (every step) over a window of the trajectory that
-    the loss-valley selector (:class:`domainbed.lib.swad.LossValley`) picks from the
-    validation loss of the live network at each evaluation.
+    the loss-valley selector (:class:`domainbed.algorithms.swad_valley.LossValley`) picks
+    from the validation loss of the live network at each evaluation.
 
     The validation loss is the mean over training environments of the mean cross-entropy on
     their ``out`` split; the core loop hands the loaders to :meth:`on_evaluation`.
@@ -189,8 +77,8 @@ class SWAD(_LiveAndAveraged):
         if self.selector.stopped:
             return
         if self._segment is None:
-            self._segment = {"sum": {k: _sum_copy(live) for k, _, live in
-                                     _paired_state(self.network, self.network_live)
+            self._segment = {"sum": {k: sum_copy(live) for k, _, live in
+                                     paired_state(self.network, self.network_live)
                                      if live.is_floating_point()},
                              "n": 1, "first": step, "last": step}
             return
@@ -212,7 +100,7 @@ class SWAD(_LiveAndAveraged):
     def _commit(self, segment: dict) -> None:
         """Fold a segment (sum of n steps) into the window average under the standard names."""
         n_old, n_new = self._window_n, self._window_n + segment["n"]
-        for key, avg, live in _paired_state(self.network, self.network_live):
+        for key, avg, live in paired_state(self.network, self.network_live):
             if avg.is_floating_point():
                 total = avg.double() * n_old + segment["sum"][key]
                 avg.copy_((total / n_new).to(avg.dtype))
