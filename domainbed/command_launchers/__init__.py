@@ -1,10 +1,12 @@
 """Command launchers: ``REGISTRY`` maps a name to a launcher (one module per backend).
 
 ``REGISTRY[name](jobs, **options)`` runs or submits jobs; see ``base.Launcher``.
+``queued_job_ids()`` asks every registered launcher which submitted jobs its queue holds.
 """
 
 from domainbed.command_launchers.base import (LAUNCHER_LOG, REGISTRY, Launcher, Task, as_task,
-                                               get_launcher, register_launcher)
+                                               get_launcher, queued_job_ids,
+                                               register_launcher)
 # backends register themselves on import
 from domainbed.command_launchers import dummy, local, multi_gpu, slurm  # noqa: F401,E402
 
@@ -14,4 +16,5 @@ dummy_launcher = REGISTRY.get("dummy")
 multi_gpu_launcher = REGISTRY.get("multi_gpu")
 
 __all__ = ["LAUNCHER_LOG", "REGISTRY", "Launcher", "Task", "as_task", "dummy_launcher",
-           "get_launcher", "local_launcher", "multi_gpu_launcher", "register_launcher"]
+           "get_launcher", "local_launcher", "multi_gpu_launcher", "queued_job_ids",
+           "register_launcher"]

@@ -10,7 +10,7 @@ import argparse
 import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Type
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Type
 
 from domainbed.errors import DomainBedError
 from domainbed.registry import Registry
@@ -52,6 +52,7 @@ class Launcher(ABC):
     """Runs or submits jobs. Subclasses set ``name`` and implement ``launch``."""
 
     name: str = ""
+    dry_run: bool = False  # True: only lists the jobs (the sweep prepares and writes nothing)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Add this backend's command-line options (prefixed with the backend's name)."""
@@ -63,6 +64,11 @@ class Launcher(ABC):
     @abstractmethod
     def launch(self, jobs: Sequence[Any], **options: Any) -> List[Any]:
         """Run or submit ``jobs``; one entry per job in the result (backend-specific)."""
+
+    def queued_job_ids(self) -> Optional[Set[str]]:
+        """Ids of the jobs this backend's queue still holds (the ids recorded with
+        ``run_dir.write_submission``); None: this backend has no queue, or cannot read it."""
+        return None
 
     def __call__(self, jobs: Sequence[Any], **options: Any) -> List[Any]:
         return self.launch(jobs, **options)
@@ -78,6 +84,18 @@ def register_launcher(name: str) -> Callable[[Type[Launcher]], Type[Launcher]]:
         REGISTRY.register(name)(cls())
         return cls
     return decorator
+
+
+def queued_job_ids() -> Optional[Set[str]]:
+    """The union of the queued job ids of the launchers registered so far (plugins are not
+    loaded here); None when none of them has a queue it can read."""
+    held = []
+    for name in REGISTRY.names():
+        ask = getattr(REGISTRY.get(name), "queued_job_ids", None)  # upstream-style functions
+        ids = ask() if callable(ask) else None
+        if ids is not None:
+            held.append(ids)
+    return set().union(*held) if held else None
 
 
 def get_launcher(name: str) -> Launcher:

@@ -266,6 +266,10 @@ class SlurmLauncher(Launcher):
             wait_for(submitted, tasks)
         return [j.job_id for j in submitted]
 
+    def queued_job_ids(self) -> Optional[Set[str]]:
+        """This user's jobs that SLURM still holds (``jobs_in_queue``)."""
+        return jobs_in_queue()
+
 
 def jobs_in_queue() -> Optional[Set[str]]:
     """Ids of this user's jobs that SLURM still holds (pending, running, requeued...), one

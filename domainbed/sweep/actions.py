@@ -27,9 +27,10 @@ def ask_yes_no(prompt: str) -> bool:
 
 def queued_dirs(jobs: Sequence[Job],
                 in_queue: Optional[Callable[[], Optional[Set[str]]]] = None) -> Set[str]:
-    """Output dirs of the jobs that were submitted to SLURM (``slurm_job`` file), have not
-    started (Incomplete, Failed) and whose job id SLURM still holds: launching them again
-    would submit them twice. ``in_queue`` (default: ``squeue``) returns the held job ids."""
+    """Output dirs of the jobs that were submitted to a queue (``slurm_job`` file), have not
+    started (Incomplete, Failed) and whose job id the queue still holds: launching them again
+    would submit them twice. ``in_queue`` (default: the launchers' ``queued_job_ids``, i.e.
+    ``squeue`` for SLURM) returns the held job ids, None when no queue can be read."""
     submitted = {}
     for job in jobs:
         job_id = run_dir.read_submission(job.output_dir)
@@ -38,7 +39,7 @@ def queued_dirs(jobs: Sequence[Job],
     if not submitted:
         return set()
     if in_queue is None:
-        from domainbed.command_launchers.slurm import jobs_in_queue as in_queue
+        from domainbed.command_launchers import queued_job_ids as in_queue
     held = in_queue()
     if held is None:
         return set()
