@@ -38,7 +38,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from domainbed.errors import DomainBedError
 from domainbed.lib.query import Q
 
-from domainbed_aux.evaluation import EvaluatorCache, RunInfo, find_runs
+from domainbed_aux.scoring.evaluation import EvaluatorCache
+from domainbed_aux.scoring.runs import RunInfo, find_runs
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,8 @@ class Table1Rows:
         return groups
 
     def _evaluate(self, kind: str, runs: Sequence[RunInfo]) -> dict:
-        from domainbed_aux.ensembles import ensemble
-        from domainbed_aux.soups import soup
+        from domainbed_aux.scoring.ensembles import ensemble
+        from domainbed_aux.scoring.soups import soup
         key = self.cache.key("ensemble" if kind == "ensemble" else "soup", kind, self.split,
                              runs, self.evaluators.data_dir)
         if kind == "ensemble":

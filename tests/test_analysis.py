@@ -156,7 +156,7 @@ def _last_record(run):
 
 def _best_record(run):
     """The record of the run's best-ID-validation checkpoint (what WiSE-FT and soups use)."""
-    from domainbed_aux.evaluation import read_run
+    from domainbed_aux.scoring.runs import read_run
     return read_run(run).selected_record
 
 

@@ -97,7 +97,7 @@ def test_tiny_end_to_end_gives_the_three_figures_and_reuses_runs(tmp_path, capsy
         assert s["difference"] == pytest.approx(s["midpoint"] - s["endpoints_mean"])
 
     # the endpoints re-scored on the rebuilt splits are the runs' own recorded accuracies
-    from domainbed_aux.evaluation import read_run
+    from domainbed_aux.scoring.runs import read_run
     lmc_runs = sorted((tmp_path / "work" / "lmc").glob(f"{target}_test1_from_*"))
     lmc_runs = [p for p in lmc_runs if p.is_dir()]
     assert len(lmc_runs) == 2

@@ -5,8 +5,8 @@ import torch
 
 from domainbed.errors import DomainBedError
 from domainbed.lib.fast_data_loader import eval_loader
-from domainbed_aux.ensembles import ensemble
-from domainbed_aux.evaluation import find_runs
+from domainbed_aux.scoring.ensembles import ensemble
+from domainbed_aux.scoring.runs import find_runs
 
 from tests.test_soups import make_run, manual_model, manual_splits, random_state
 

@@ -10,10 +10,10 @@ import pytest
 from domainbed.model_selection import IIDAccuracySelectionMethod
 from domainbed.lib.query import Q
 from domainbed.errors import DomainBedError
-from domainbed_aux.evaluation import read_run
+from domainbed_aux.scoring.runs import read_run
 from domainbed_aux.report import build_table1, row_names
 from domainbed_aux.scripts import report as report_script
-from domainbed_aux.soups import soup
+from domainbed_aux.scoring.soups import soup
 
 from tests.test_soups import trained_sweep  # noqa: F401  (session fixture)
 
@@ -117,7 +117,7 @@ def test_report_errors_on_empty_input(tmp_path, capsys):
 @pytest.mark.slow
 def test_wise_ft_row_interpolates_the_best_run_halfway_to_its_init(trained_sweep, tmp_path):  # noqa: F811
     from domainbed_aux.analysis.wise_ft import wise_ft
-    from domainbed_aux.evaluation import RunEvaluator
+    from domainbed_aux.scoring.evaluation import RunEvaluator
     root = tmp_path / "sweep"
     trial0 = sorted(p for p in trained_sweep.iterdir() if p.name.startswith("erm_t0"))
     # each run "started" from the other run's weights: a known init to go back to

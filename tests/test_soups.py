@@ -12,9 +12,10 @@ from domainbed.errors import DomainBedError
 from domainbed.lib.fast_data_loader import eval_loader
 from domainbed.lib.weights import save_weights
 from domainbed.training.splits import make_splits
-from domainbed_aux.evaluation import EvaluatorCache, find_runs, read_run
+from domainbed_aux.scoring.evaluation import EvaluatorCache
+from domainbed_aux.scoring.runs import find_runs, read_run
 from domainbed_aux.scripts import inference
-from domainbed_aux.soups import soup
+from domainbed_aux.scoring.soups import soup
 
 FAST = json.dumps({"batch_size": 8})
 

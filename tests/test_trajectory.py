@@ -158,7 +158,8 @@ def test_ma_and_swad_in_the_training_cli(tmp_path):
     assert not torch.equal(content["featurizer.features.0.weight"],
                            content["network_live.0.features.0.weight"])
 
-    from domainbed_aux.evaluation import RunEvaluator, read_run
+    from domainbed_aux.scoring.evaluation import RunEvaluator
+    from domainbed_aux.scoring.runs import read_run
     evaluator = RunEvaluator(read_run(str(ma_dir)))
     # MA's evaluations score the average: re-scoring the saved file reproduces the record
     assert evaluator.accuracy(content, "test_in") == pytest.approx(

@@ -2,7 +2,7 @@
 
 A *source* is a run directory (its ``model.safetensors``) or a weight file (a full model, a
 pool member holding only a featurizer, a linear probe...). Scores go through
-``domainbed_aux.evaluation.RunEvaluator``: the exact splits of a reference run.
+``domainbed_aux.scoring.evaluation.RunEvaluator``: the exact splits of a reference run.
 """
 
 import os
@@ -21,7 +21,7 @@ StateDict = Dict[str, torch.Tensor]
 PART_PREFIXES = {"featurizer": ("featurizer.", "network.0.", "network_live.0."),
                  "classifier": ("classifier.", "network.1.", "network_live.1.")}
 
-# evaluation split names accepted by the analyses (see domainbed_aux.evaluation)
+# evaluation split names accepted by the analyses (see domainbed_aux.scoring.evaluation)
 SPLIT_HELP = ("test_in (env{test}_in, the tables' test split), id_val (training envs' out "
               "splits, pooled), test_full (the whole test domain)")
 
@@ -88,7 +88,8 @@ def compose(template: Mapping[str, torch.Tensor], parts: Mapping[str, Mapping[st
 
 def evaluator_for(run_source: str, data_dir: Optional[str] = None):
     """A ``RunEvaluator`` on the splits (and model architecture) of a finished run."""
-    from domainbed_aux.evaluation import RunEvaluator, read_run
+    from domainbed_aux.scoring.evaluation import RunEvaluator
+    from domainbed_aux.scoring.runs import read_run
     if not os.path.isdir(run_source):
         raise DomainBedError(f"{run_source}: the data and splits come from a run directory; "
                              "pass one (e.g. --run_dir, or a run as --head)")

@@ -129,7 +129,8 @@ def plot_lmc(result: Dict[str, Any], path: str):
 def run_diversity(args) -> Dict[str, Any]:
     from domainbed_aux.analysis import diversity
     from domainbed_aux.analysis.sources import check_split, evaluator_for, load_state
-    from domainbed_aux.evaluation import read_run, split_identity
+    from domainbed_aux.scoring.evaluation import split_identity
+    from domainbed_aux.scoring.runs import read_run
     if len(args.runs) < 2:
         raise DomainBedError("--runs needs at least two run directories")
     runs = [read_run(r) for r in args.runs]
@@ -194,7 +195,8 @@ def plot_wise_ft(result: Dict[str, Any], path: str):
 def run_ablations(args) -> Dict[str, Any]:
     from domainbed_aux.analysis.ablations import SoupScorer, ablate
     from domainbed_aux.analysis.sources import check_split
-    from domainbed_aux.evaluation import RunEvaluator, find_runs, split_identity
+    from domainbed_aux.scoring.evaluation import RunEvaluator, split_identity
+    from domainbed_aux.scoring.runs import find_runs
     runs = find_runs(args.input_dir, dataset=args.dataset, test_env=args.test_env,
                      trial_seed=args.trial_seed, algorithms=args.algorithms)
     if not runs:

@@ -63,9 +63,10 @@ def run_inference(dataset: str, test_env: int, input_dirs: List[str], weight_sel
 
     Raises ``DomainBedError`` when the runs are not one family (see ``check_one_family``).
     """
-    from domainbed_aux.ensembles import ensemble
-    from domainbed_aux.evaluation import EvaluatorCache, find_runs
-    from domainbed_aux.soups import soup
+    from domainbed_aux.scoring.ensembles import ensemble
+    from domainbed_aux.scoring.evaluation import EvaluatorCache
+    from domainbed_aux.scoring.runs import find_runs
+    from domainbed_aux.scoring.soups import soup
     if weight_selection not in SELECTIONS:
         raise DomainBedError(f"unknown --weight_selection {weight_selection!r}; known: "
                              f"{', '.join(SELECTIONS)}")

@@ -13,8 +13,9 @@ import torch
 
 from domainbed.errors import DomainBedError
 from domainbed_aux.averaging.base import load_member
-from domainbed_aux.evaluation import SPLITS, EvaluatorCache, RunInfo
-from domainbed_aux.soups import _progress, by_trial, check_runs, weights_text
+from domainbed_aux.scoring.evaluation import SPLITS, EvaluatorCache
+from domainbed_aux.scoring.runs import RunInfo
+from domainbed_aux.scoring.soups import _progress, by_trial, check_runs, weights_text
 
 
 def pooled_accuracy(prob_sums: Sequence[torch.Tensor],

@@ -12,7 +12,7 @@ from domainbed.lib.weights import read_metadata
 
 log = logging.getLogger(__name__)
 
-def _algorithm_class(name: str):
+def algorithm_class(name: str):
     from domainbed import algorithms
     try:
         return algorithms.get_algorithm_class(name)
@@ -32,7 +32,7 @@ WEIGHTS = ("best", "final")
 
 def _keeps_best_checkpoint(algorithm: str) -> bool:
     try:
-        return bool(getattr(_algorithm_class(algorithm), "BEST_CHECKPOINT", True))
+        return bool(getattr(algorithm_class(algorithm), "BEST_CHECKPOINT", True))
     except DomainBedError:
         return True
 

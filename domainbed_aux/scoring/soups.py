@@ -1,7 +1,7 @@
 """Weight soups of finished runs, scored on the runs' own splits.
 
 Glue between run directories, :mod:`domainbed_aux.averaging` (the arithmetic) and
-:mod:`domainbed_aux.evaluation` (the scores). A soup averages the weights ``RunInfo.weights``
+:mod:`domainbed_aux.scoring.evaluation` (the scores). A soup averages the weights ``RunInfo.weights``
 selects: by default each run's best-ID-validation checkpoint (``model_best.safetensors``; the
 paper's appendix F.1), the final, averaged model for MA/SWAD runs; ``weights="final"`` takes
 ``model.safetensors``. Greedy soups rank runs by the recorded ID-validation accuracy (mean
@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from domainbed.errors import DomainBedError
 from domainbed_aux.averaging import select_weights
 from domainbed_aux.averaging.base import load_member
-from domainbed_aux.evaluation import SPLITS, EvaluatorCache, RunInfo, split_identity
+from domainbed_aux.scoring.evaluation import SPLITS, EvaluatorCache, split_identity
+from domainbed_aux.scoring.runs import RunInfo
 
 log = logging.getLogger(__name__)
 

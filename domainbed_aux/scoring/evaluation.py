@@ -22,9 +22,7 @@ import torch
 from domainbed.errors import DomainBedError
 from domainbed.lib import misc
 from domainbed.lib.weights import read_metadata
-# RunInfo and the run readers live in run_info; re-exported because the tools import them here
-from domainbed_aux.run_info import (WEIGHTS, RunInfo, _algorithm_class, find_runs,  # noqa: F401
-                                    read_run)
+from domainbed_aux.scoring.runs import RunInfo, algorithm_class
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +98,7 @@ class RunEvaluator:
         input_shape = meta.get("model_input_shape") or list(self.dataset.input_shape)
         n_classes = meta.get("model_num_classes") or self.dataset.num_classes
         n_domains = meta.get("model_num_domains") or len(self.train_envs)
-        model = _algorithm_class(algorithm)(input_shape, n_classes, n_domains, hparams)
+        model = algorithm_class(algorithm)(input_shape, n_classes, n_domains, hparams)
         return model.to(self.device)
 
     def model(self, state_dict: Mapping[str, torch.Tensor]) -> torch.nn.Module:
