@@ -120,7 +120,7 @@ def train_run(settings: Settings, out_dir: str, dataset: str, algorithm: str,
               hparams_seed: int = 0, hparams_space: str = "upstream"):
     """Train (or reuse, or resume) one run directory; returns its ``RunInfo``."""
     from domainbed.training.config import TrainConfig
-    from domainbed_aux.evaluation import read_run
+    from domainbed_aux.scoring.runs import read_run
     hparams = dict(settings.hparams)
     hparams.update(extra_hparams or {})
     config = TrainConfig(
@@ -282,7 +282,7 @@ def midpoint_scores(run_a, run_b, data_dir: str) -> Dict[str, Dict[str, float]]:
     """Per split: accuracy of ``0.5 (a + b)`` vs the mean of the endpoints (in points)."""
     from domainbed_aux.analysis import lmc
     from domainbed_aux.analysis.sources import compose, load_parts
-    from domainbed_aux.evaluation import RunEvaluator
+    from domainbed_aux.scoring.evaluation import RunEvaluator
     evaluator = RunEvaluator(run_a, data_dir)
     template = evaluator.new_model().state_dict()
     names = ["featurizer", "classifier"]

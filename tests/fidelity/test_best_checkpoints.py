@@ -14,8 +14,9 @@ import torch
 from domainbed.lib import run_dir as rd
 from domainbed.lib.weights import load_file, read_metadata
 from domainbed.scripts import train as train_script
-from domainbed_aux.evaluation import EvaluatorCache, RunEvaluator, read_run
-from domainbed_aux.soups import soup
+from domainbed_aux.scoring.evaluation import EvaluatorCache, RunEvaluator
+from domainbed_aux.scoring.runs import read_run
+from domainbed_aux.scoring.soups import soup
 from tests.fidelity.conftest import read_records, run_dirs
 
 FAST = json.dumps({"batch_size": 8, "backbone": "tiny_cnn"})
