@@ -14,7 +14,7 @@ All runs are ordinary run directories of the core training loop (``domainbed.tra
    embedded datasets, every domain trains, each started from a linear probe of the
    foundation featurizer on its own dataset, as the recipe's auxiliary runs), the shared
    linear probe of the foundation featurizer on the target
-   (``domainbed_aux.linear_probe``), and two ``Ratatouille`` runs on the target that start
+   (``domainbed_aux.init.probe``), and two ``Ratatouille`` runs on the target that start
    from ``(linear probe, auxiliary featurizer)`` -- one per auxiliary featurizer -- with
    hyperparameters drawn from the paper's mild space (``--hparams_space mild``, hparams
    seeds 1 and 2: two different draws, as two runs of a sweep) and the paper's share of
@@ -259,8 +259,8 @@ def compose_init(path: str, aux_model: str, probe_path: str, aux_dataset: str,
     for its first ``lp_steps`` updates, as in the recipe.
     """
     from domainbed.lib.weights import extract_state_dict, load_file, save_weights
-    from domainbed_aux.aux_pool import featurizer_state_dict, sha256_file
-    from domainbed_aux.linear_probe import read_linear_probe
+    from domainbed_aux.init.probe import read_linear_probe
+    from domainbed_aux.pool.members import featurizer_state_dict, sha256_file
     if os.path.exists(path):
         return path
     content, _ = load_file(aux_model, device="cpu")
@@ -268,7 +268,7 @@ def compose_init(path: str, aux_model: str, probe_path: str, aux_dataset: str,
     _, classifier, _ = read_linear_probe(probe_path)
     state = {"featurizer." + k: v for k, v in featurizer.items()}
     state.update({"classifier." + k: v for k, v in classifier.items()})
-    from domainbed_aux.init_record import init_record
+    from domainbed_aux.init.record import init_record
     probe_key = os.path.basename(probe_path)[:-len(".safetensors")]
     init = init_record({"index": aux_index, "kind": "aux", "dataset": aux_dataset,
                         "run": os.path.dirname(aux_model), "sha256": sha256_file(aux_model)},
@@ -302,7 +302,7 @@ def midpoint_scores(run_a, run_b, data_dir: str) -> Dict[str, Dict[str, float]]:
 
 def measure_connectivity(settings: Settings, foundation: str) -> Dict[str, Any]:
     """(iii) per target dataset (its first test env) and the mean over targets."""
-    from domainbed_aux.linear_probe import LinearProbeSpec, ensure_linear_probe
+    from domainbed_aux.init.probe import LinearProbeSpec, ensure_linear_probe
     per_target = {}
     probes_dir = os.path.join(settings.work_dir, "linear_probes")
     targets = settings.lmc_datasets if settings.lmc_datasets is not None else settings.datasets

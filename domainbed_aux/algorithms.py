@@ -9,7 +9,7 @@ appendix F: "it remains frozen during the first 200 steps to prevent feature dis
 They differ in how their runs are used afterwards (best run, weight average, fused init).
 
 ``LinearProbe`` trains only the classifier on a frozen featurizer, for every step: the shared
-linear probe is a run of this algorithm (see ``domainbed_aux.linear_probe``).
+linear probe is a run of this algorithm (see ``domainbed_aux.init.probe``).
 
 ``LPFT`` is LP-FT (Kumar et al., 2022) by name: ERM over every parameter from the shared
 linear probe ``(w_lp, phi_pt)``. The sweep plugin always gives its target jobs that init

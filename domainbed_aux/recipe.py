@@ -335,7 +335,7 @@ def run_stage_locally(stage: Stage, launcher: str = "local",
     if launcher == "local" and not launcher_argv:
         launcher_argv = LOCAL_LAUNCHER_ARGV
     if stage.name == "linear_probe":
-        from domainbed_aux.linear_probe import ensure_linear_probe
+        from domainbed_aux.init.probe import ensure_linear_probe
         specs = probe_specs(stage.sweeps)
         for i, (spec, root) in enumerate(specs):
             probe = ensure_linear_probe(spec, root)

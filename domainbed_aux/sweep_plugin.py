@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from domainbed.sweep import hooks
 
 if TYPE_CHECKING:  # the modules below import torch: loaded when a job needs them
-    from domainbed_aux.aux_pool import AuxPool
-    from domainbed_aux.linear_probe import LinearProbeSpec
+    from domainbed_aux.init.probe import LinearProbeSpec
+    from domainbed_aux.pool.members import AuxPool
 
 log = logging.getLogger(__name__)
 
@@ -157,23 +157,26 @@ def _cache(sweep_args) -> Dict[str, Any]:
 
 def _select_runs(aux_dir: str, kind: str) -> List[str]:
     """Finished-or-not run dirs of ``aux_dir`` whose algorithm fits the pool kind."""
-    from domainbed_aux import aux_pool
+    from domainbed_aux.pool.members import PoolError
+    from domainbed_aux.pool.runs import find_run_dirs, read_run_record
     runs = []
-    for run in aux_pool.find_run_dirs([aux_dir]):
-        algorithm = (aux_pool.read_run_record(run).get("args") or {}).get("algorithm")
+    for run in find_run_dirs([aux_dir]):
+        algorithm = (read_run_record(run).get("args") or {}).get("algorithm")
         if (algorithm == ROBUST_AUX_ALGORITHM) == (kind == "robust"):
             runs.append(run)
     if not runs:
         which = f"algorithm {ROBUST_AUX_ALGORITHM}" if kind == "robust" else \
             f"an algorithm other than {ROBUST_AUX_ALGORITHM}"
-        raise aux_pool.PoolError(f"no auxiliary run of {which} under {aux_dir!r} "
-                                 f"(--aux_pool_kind {kind}); train the auxiliary sweeps first")
+        raise PoolError(f"no auxiliary run of {which} under {aux_dir!r} "
+                        f"(--aux_pool_kind {kind}); train the auxiliary sweeps first")
     return runs
 
 
 def get_pool(sweep_args, dataset: str, verify: bool = False) -> Optional[AuxPool]:
     """The pool of target ``dataset``: loaded, or built once from ``--aux_dir``."""
-    from domainbed_aux import aux_pool
+    from domainbed_aux.pool.build import build_pool
+    from domainbed_aux.pool.load import load_pool
+    from domainbed_aux.pool.members import MANIFEST
     if not uses_pool(sweep_args):
         return None
     cache = _cache(sweep_args)["pools"]
@@ -181,19 +184,18 @@ def get_pool(sweep_args, dataset: str, verify: bool = False) -> Optional[AuxPool
         return cache[(dataset, verify)]
     aux_dir = sweep_args.aux_dir
     kind = getattr(sweep_args, "aux_pool_kind", "standard")
-    if os.path.isfile(aux_dir) or os.path.isfile(os.path.join(aux_dir, aux_pool.MANIFEST)):
-        pool = aux_pool.load_pool(aux_dir, target_dataset=dataset, verify=verify)
+    if os.path.isfile(aux_dir) or os.path.isfile(os.path.join(aux_dir, MANIFEST)):
+        pool = load_pool(aux_dir, target_dataset=dataset, verify=verify)
     else:
         suffix = "_robust" if kind == "robust" else ""
         root = os.path.join(os.path.abspath(sweep_args.output_dir), "aux_pool",
                             dataset + suffix)
-        if os.path.isfile(os.path.join(root, aux_pool.MANIFEST)):
-            pool = aux_pool.load_pool(root, target_dataset=dataset, verify=verify)
+        if os.path.isfile(os.path.join(root, MANIFEST)):
+            pool = load_pool(root, target_dataset=dataset, verify=verify)
         else:
             log.info("building the auxiliary pool of %s in %s", dataset, root)
-            pool = aux_pool.build_pool(_select_runs(aux_dir, kind), root,
-                                       exclude_dataset=dataset,
-                                       pretrained_file=sweep_args.pretrained_featurizer)
+            pool = build_pool(_select_runs(aux_dir, kind), root, exclude_dataset=dataset,
+                              pretrained_file=sweep_args.pretrained_featurizer)
     cache[(dataset, verify)] = pool
     return pool
 
@@ -203,7 +205,7 @@ def _hparams_overrides(sweep_args) -> Dict[str, Any]:
 
 
 def probe_spec(train_args: Dict[str, Any], sweep_args) -> LinearProbeSpec:
-    from domainbed_aux.linear_probe import LinearProbeSpec
+    from domainbed_aux.init.probe import LinearProbeSpec
     key = (train_args["dataset"], tuple(train_args["test_envs"]), train_args["trial_seed"])
     specs = _cache(sweep_args)["specs"]
     if key not in specs:
@@ -219,9 +221,9 @@ def probe_spec(train_args: Dict[str, Any], sweep_args) -> LinearProbeSpec:
 
 
 def _request(train_args: Dict[str, Any], sweep_args):
-    from domainbed_aux.init_choice import DEFAULT_FUSING_RANGE
-    from domainbed_aux.init_files import plan_init
-    from domainbed_aux.linear_probe import probe_path
+    from domainbed_aux.init.choice import DEFAULT_FUSING_RANGE
+    from domainbed_aux.init.files import plan_init
+    from domainbed_aux.init.probe import probe_path
     spec = probe_spec(train_args, sweep_args)
     pool = get_pool(sweep_args, train_args["dataset"])
     fusing = train_args["algorithm"] == FUSING_ALGORITHM
@@ -246,13 +248,13 @@ def transform_job(train_args: Dict[str, Any], sweep_args) -> Dict[str, Any]:
             train_args["init_part"] = "featurizer"
         return train_args
     if kind == "probe":  # (w_lp, phi_pt): the probe file is itself the init file
-        from domainbed_aux.linear_probe import probe_path
+        from domainbed_aux.init.probe import probe_path
         spec = probe_spec(train_args, sweep_args)
         path = probe_path(spec, lp_root(sweep_args))
         _cache(sweep_args)["requests"][path] = (spec, None, train_args["dataset"])
         train_args["init_from"] = path
     elif kind == "pool":
-        from domainbed_aux.init_files import init_path
+        from domainbed_aux.init.files import init_path
         spec, request = _request(train_args, sweep_args)
         path = init_path(request, lp_root(sweep_args))
         _cache(sweep_args)["requests"][path] = (spec, request, train_args["dataset"])
@@ -270,16 +272,15 @@ def normalised_phi_pt(sweep_args) -> str:
     cache = _cache(sweep_args)
     if "phi_pt" not in cache:
         from domainbed.lib.weights import extract_state_dict, load_file
-        from domainbed_aux import aux_pool
-        from domainbed_aux.linear_probe import write_phi_pt
+        from domainbed_aux.init.probe import write_phi_pt
+        from domainbed_aux.pool.members import featurizer_state_dict
         source = os.path.abspath(sweep_args.pretrained_featurizer)
         if not os.path.exists(source):  # made by an earlier recipe stage: a whole model
             log.info("--pretrained_featurizer %s does not exist yet; used as is", source)
             cache["phi_pt"] = source
             return source
         content, _ = load_file(source, device="cpu")
-        state = aux_pool.featurizer_state_dict(extract_state_dict(content), strict=False,
-                                               source=source)
+        state = featurizer_state_dict(extract_state_dict(content), strict=False, source=source)
         cache["phi_pt"], _ = write_phi_pt(state, os.path.abspath(sweep_args.output_dir))
     return cache["phi_pt"]
 
@@ -288,8 +289,8 @@ def normalised_phi_pt(sweep_args) -> str:
 def prepare_inits(jobs, sweep_args) -> List[str]:
     """Verify pools, train missing linear probes, write the init files the jobs use
     (nothing with the dummy launcher, which only prints commands)."""
-    from domainbed_aux.init_files import compose_init_file
-    from domainbed_aux.linear_probe import ensure_linear_probe, probe_path
+    from domainbed_aux.init.files import compose_init_file
+    from domainbed_aux.init.probe import ensure_linear_probe, probe_path
     requests = _cache(sweep_args)["requests"]
     if getattr(sweep_args, "command_launcher", None) == "dummy":
         log.info("dummy launcher: linear probes and init files are not prepared")

@@ -9,8 +9,9 @@ import torch
 from domainbed.errors import DomainBedError
 from domainbed.lib.misc import seed_hash
 from domainbed.lib.weights import load_file, save_weights
-from domainbed_aux.aux_pool import (MANIFEST, add_external_member, build_pool, load_pool,
-                                    sha256_file)
+from domainbed_aux.pool.build import add_external_member, build_pool, plan_pool
+from domainbed_aux.pool.load import load_pool
+from domainbed_aux.pool.members import MANIFEST, sha256_file
 
 
 class TinyModel(torch.nn.Module):
@@ -184,7 +185,7 @@ def test_add_external_member(tmp_path):
 
 
 def test_featurizer_extraction_layouts():
-    from domainbed_aux.aux_pool import featurizer_state_dict
+    from domainbed_aux.pool.members import featurizer_state_dict
     w = torch.zeros(2)
     model = {"featurizer.a": w, "network.0.a": w, "classifier.b": w}
     assert featurizer_state_dict(model) == {"a": w}
@@ -205,3 +206,57 @@ def test_hand_reordered_manifest_is_refused(tmp_path):
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(DomainBedError, match="not in the fixed order"):
         load_pool(str(tmp_path / "pool"))
+
+
+def tree(root):
+    """Every folder and file under ``root`` with the files' bytes (to prove nothing changed)."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(str(root)):
+        found[os.path.relpath(dirpath, str(root))] = None
+        for name in filenames:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                found[os.path.relpath(os.path.join(dirpath, name), str(root))] = f.read()
+    return found
+
+
+def test_plan_pool_is_the_built_pool_and_writes_nothing(tmp_path):
+    aux = tmp_path / "aux"
+    for dataset in ("VLCS", "OfficeHome"):
+        for hs, ts in [(1, 0), (0, 1)]:
+            make_run(aux, f"{dataset}_notest/run_{hs}_{ts}", dataset, hs, ts)
+    make_run(aux, "PACS_notest/r0", "PACS", 0, 0)            # the target: left out
+    make_run(aux, "VLCS_notest/unfinished", "VLCS", 2, 0, done=False)
+    make_run(aux, "VLCS_notest/c", "VLCS", 3, 0, args_in_results=False)
+    pretrained = {k: v for k, v in TinyModel().state_dict().items() if k.startswith("featurizer.")}
+    save_weights(str(tmp_path / "pt.safetensors"), pretrained)
+    out = tmp_path / "sweep" / "aux_pool" / "PACS"
+    kwargs = dict(exclude_dataset="PACS", pretrained_file=str(tmp_path / "pt.safetensors"))
+    before = tree(tmp_path)
+
+    planned = plan_pool(str(aux), str(out), **kwargs)
+    assert tree(tmp_path) == before and not (tmp_path / "sweep").exists()
+    built = build_pool(str(aux), str(out), **kwargs)
+    assert planned == built  # root, excluded dataset, members (order, files, hashes, hparams)
+    assert [m.path for m in planned.members] == [m.path for m in built.members]
+    assert [m.sha256 for m in planned.members] == [sha256_file(m.path) for m in built.members]
+    assert len(planned.aux_members) == 5 and planned.pretrained.file is not None
+    # a second plan over the built pool still says what (re)building would write
+    after_build = tree(tmp_path)
+    assert plan_pool(str(aux), str(out), **kwargs) == built
+    assert tree(tmp_path) == after_build
+
+
+def test_plan_pool_refuses_what_build_pool_refuses(tmp_path):
+    make_run(tmp_path / "aux", "PACS_notest/r0", "PACS", 0, 0)
+    with pytest.raises(DomainBedError, match="only runs of the target dataset 'PACS'"):
+        plan_pool(str(tmp_path / "aux"), str(tmp_path / "pool"), exclude_dataset="PACS")
+    with pytest.raises(DomainBedError, match="does not exist"):
+        plan_pool(str(tmp_path / "missing"), str(tmp_path / "pool"))
+    other = {"featurizer.w": torch.zeros(3)}  # another architecture than the aux runs'
+    save_weights(str(tmp_path / "pt.safetensors"), other)
+    make_run(tmp_path / "aux", "VLCS_notest/r0", "VLCS", 0, 0)
+    for make in (plan_pool, build_pool):
+        with pytest.raises(DomainBedError, match="different architectures"):
+            make(str(tmp_path / "aux"), str(tmp_path / make.__name__),
+                 pretrained_file=str(tmp_path / "pt.safetensors"))
+    assert not (tmp_path / "plan_pool").exists()

@@ -8,9 +8,9 @@ import torch
 
 from domainbed.errors import DomainBedError
 from domainbed.lib.weights import save_weights
-from domainbed_aux.aux_pool import AuxPool, PoolMember
-from domainbed_aux.init_choice import (choose_fusing, choose_init, fused_featurizer,
+from domainbed_aux.init.choice import (choose_fusing, choose_init, fused_featurizer,
                                        fusing_coefficients, init_slot)
+from domainbed_aux.pool.members import AuxPool, PoolMember
 
 
 def memory_pool(runs_per_dataset, root="/pool"):

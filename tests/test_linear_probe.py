@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from domainbed.lib.weights import load_file, read_metadata, save_weights
-from domainbed_aux import linear_probe as lp
+from domainbed_aux.init import probe as lp
 
 HPARAMS = {"batch_size": 4, "backbone": "tiny_cnn"}
 
@@ -72,7 +72,7 @@ _WORKER = """
 import json, sys, torch
 torch.set_num_threads(1)
 import domainbed_aux.plugin  # registers LinearProbe
-from domainbed_aux import linear_probe as lp
+from domainbed_aux.init import probe as lp
 spec = lp.LinearProbeSpec(dataset="Debug28", test_envs=[0], trial_seed=0,
                           hparams={"batch_size": 4, "backbone": "tiny_cnn"}, steps=4,
                           checkpoint_freq=2)
@@ -100,3 +100,14 @@ def test_two_concurrent_processes_train_the_probe_once(tmp_path):
         steps = [json.loads(line)["step"] for line in f]
     assert steps == [0, 2, 3]  # one training, no duplicated records
     assert read_metadata(str(tmp_path / (runs[0] + ".safetensors")))["linear_probe"]
+
+
+def test_phi_pt_location_is_where_write_phi_pt_writes(tmp_path):
+    torch.manual_seed(3)
+    state = {"conv.weight": torch.randn(2, 3), "bn.running_mean": torch.zeros(2)}
+    path, digest = lp.phi_pt_location(state, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()  # planning writes nothing
+    assert lp.write_phi_pt(state, str(tmp_path / "out")) == (path, digest)
+    weights, metadata = load_file(path)
+    assert sorted(weights) == ["featurizer.bn.running_mean", "featurizer.conv.weight"]
+    assert metadata["phi_pt"]["content_sha256"] == digest

@@ -86,18 +86,25 @@ def _dedupe(state_dict: Dict[str, torch.Tensor]):
     return tensors, aliases
 
 
+def weights_bytes(state_dict: Dict[str, torch.Tensor],
+                  metadata: Optional[Dict[str, Any]] = None) -> bytes:
+    """The bytes :func:`save_weights` writes for ``state_dict`` and ``metadata`` (so a
+    file's hash can be known without writing it)."""
+    from safetensors.torch import save
+    tensors, aliases = _dedupe(state_dict)
+    meta = {_META_KEY: json.dumps(metadata or {}, sort_keys=True)}
+    if aliases:
+        meta[_ALIASES_KEY] = json.dumps(aliases, sort_keys=True)
+    return save(tensors, metadata=meta)
+
+
 def save_weights(path: str, state_dict: Dict[str, torch.Tensor],
                  metadata: Optional[Dict[str, Any]] = None) -> None:
     """Write a flat ``name -> tensor`` dict as safetensors, atomically, with JSON metadata.
 
     Names that alias another tensor are stored once and restored by :func:`load_file`.
     """
-    from safetensors.torch import save
-    tensors, aliases = _dedupe(state_dict)
-    meta = {_META_KEY: json.dumps(metadata or {}, sort_keys=True)}
-    if aliases:
-        meta[_ALIASES_KEY] = json.dumps(aliases, sort_keys=True)
-    atomic_write_bytes(path, save(tensors, metadata=meta))
+    atomic_write_bytes(path, weights_bytes(state_dict, metadata))
 
 
 def read_metadata(path: str) -> Dict[str, Any]:

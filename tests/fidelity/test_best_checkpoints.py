@@ -143,7 +143,7 @@ def test_runs_without_a_best_checkpoint_need_the_explicit_final_option(tmp_path,
 
 @pytest.mark.slow
 def test_recipe_soups_average_best_checkpoints_and_the_probe_is_one(recipe_run):
-    from domainbed_aux.linear_probe import read_linear_probe
+    from domainbed_aux.init.probe import read_linear_probe
     from domainbed_aux.report import build_table1
     target = str(recipe_run / "target" / "Debug28" / "test0")
     report, provider = build_table1([target], cache_dir=None)

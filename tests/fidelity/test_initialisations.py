@@ -12,8 +12,8 @@ import pytest
 
 from domainbed_aux import recipe as recipe_lib
 from domainbed_aux import sweep_plugin
-from domainbed_aux.aux_pool import AuxPool, PoolMember
-from domainbed_aux.linear_probe import probe_path
+from domainbed_aux.init.probe import probe_path
+from domainbed_aux.pool.members import AuxPool, PoolMember
 from tests.fidelity.conftest import read_records, run_dirs
 
 NON_RECYCLING = ("ERM", "LPFT", "CORAL", "MA", "SWAD")

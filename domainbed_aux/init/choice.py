@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from domainbed.lib.misc import seed_hash
-from domainbed_aux.aux_pool import AuxPool, PoolError, PoolMember
+from domainbed_aux.pool.members import AuxPool, PoolError, PoolMember
 
 DEFAULT_FUSING_RANGE = 4.0
 

@@ -36,8 +36,10 @@ from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir as rd
 from domainbed.lib.weights import extract_state_dict, load_file, read_metadata, save_weights
 from domainbed.training.config import TrainConfig, default_data_dir
-from domainbed_aux.aux_pool import content_hash, featurizer_state_dict, sha256_file
-from domainbed_aux.init_record import init_record, pretrained_member
+from domainbed_aux.init.record import InitRecord, pretrained_member, save_init_file
+from domainbed_aux.parts import (CLASSIFIER_PREFIX, FEATURIZER_PREFIX, add_prefix, split_parts,
+                                 strip_prefix)
+from domainbed_aux.pool.members import content_hash, featurizer_state_dict, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,8 @@ class LinearProbeSpec:
 
     def identity(self) -> Dict[str, Any]:
         # version 2: the probe is the run's best-ID-validation checkpoint (was: its last step)
-        return {"version": 2, "dataset": self.dataset, "test_envs": sorted(int(t) for t in self.test_envs),
+        return {"version": 2, "dataset": self.dataset,
+                "test_envs": sorted(int(t) for t in self.test_envs),
                 "trial_seed": int(self.trial_seed), "hparams": self.hparams,
                 "steps": self.steps, "holdout_fraction": self.holdout_fraction,
                 "featurizer": self.featurizer_id()}
@@ -130,13 +133,19 @@ def pretrained_featurizer_state(spec: LinearProbeSpec) -> Dict[str, torch.Tensor
     return {k: v.detach().clone() for k, v in featurizer.state_dict().items()}
 
 
-def write_phi_pt(state: Dict[str, torch.Tensor], output_dir_lp: str) -> Tuple[str, str]:
-    """Store phi_pt (featurizer.* keys) by content; returns (path, content sha256)."""
+def phi_pt_location(state: Dict[str, torch.Tensor], output_dir_lp: str) -> Tuple[str, str]:
+    """(path, content sha256) that :func:`write_phi_pt` gives ``state``; writes nothing."""
     digest = content_hash(state)
     path = os.path.join(os.path.abspath(output_dir_lp), PHI_PT_DIR, digest[:16] + ".safetensors")
+    return path, digest
+
+
+def write_phi_pt(state: Dict[str, torch.Tensor], output_dir_lp: str) -> Tuple[str, str]:
+    """Store phi_pt (featurizer.* keys) by content, once; returns (path, content sha256)."""
+    path, digest = phi_pt_location(state, output_dir_lp)
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        save_weights(path, {"featurizer." + k: v for k, v in state.items()},
+        save_weights(path, add_prefix(state, FEATURIZER_PREFIX),
                      metadata={"phi_pt": {"content_sha256": digest}})
     return path, digest
 
@@ -168,19 +177,15 @@ def _train_and_write(spec: LinearProbeSpec, output_dir_lp: str, path: str) -> No
                              "ID-validation score: are the training envs' out splits empty?)")
     content, best_meta = load_file(best_path, device="cpu")
     model = extract_state_dict(content)
-    classifier = {k: v for k, v in model.items() if k.startswith("classifier.")}
+    classifier = strip_prefix(model, CLASSIFIER_PREFIX)
     if not classifier:
         raise DomainBedError(f"{run_path}: the linear probe run saved no classifier.* weights")
-    state = dict(classifier)
-    state.update({"featurizer." + k: v for k, v in phi_pt.items()})
-    metadata = {
-        "linear_probe": {"spec": asdict(spec), "key": spec.key(), "phi_pt_sha256": phi_pt_sha,
-                         "run_dir": os.path.relpath(run_path, os.path.dirname(path)),
-                         "best_checkpoint": best_meta.get("best_checkpoint")},
-        # the probe file is itself the init of every run that starts from (w_lp, phi_pt)
-        "init": init_record(pretrained_member(phi_pt_sha), spec.key()),
-    }
-    save_weights(path, state, metadata)
+    about = {"spec": asdict(spec), "key": spec.key(), "phi_pt_sha256": phi_pt_sha,
+             "run_dir": os.path.relpath(run_path, os.path.dirname(path)),
+             "best_checkpoint": best_meta.get("best_checkpoint")}
+    # the probe file is itself the init of every run that starts from (w_lp, phi_pt)
+    record = InitRecord(pretrained_member(phi_pt_sha), spec.key())
+    save_init_file(path, phi_pt, classifier, record, linear_probe=about)
 
 
 def ensure_linear_probe(spec: LinearProbeSpec, output_dir_lp: str) -> LinearProbeFile:
@@ -204,10 +209,7 @@ def read_linear_probe(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, tor
                              "(ensure_linear_probe or sweep launch --output_dir_lp)")
     content, metadata = load_file(path, device="cpu")
     state = extract_state_dict(content)
-    featurizer = {k[len("featurizer."):]: v for k, v in state.items()
-                  if k.startswith("featurizer.")}
-    classifier = {k[len("classifier."):]: v for k, v in state.items()
-                  if k.startswith("classifier.")}
+    featurizer, classifier = split_parts(state)
     if not classifier or not featurizer:
         raise DomainBedError(f"{path} is not a linear probe file (it needs classifier.* and "
                              "featurizer.* weights); delete it and train it again")

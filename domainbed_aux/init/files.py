@@ -2,7 +2,7 @@
 
 A composed file holds ``featurizer.*`` (a pool member, member 0 = phi_pt, or a fused
 featurizer) and ``classifier.*`` (the shared linear probe), with the ``init`` metadata of
-:mod:`domainbed_aux.init_record`.
+:mod:`domainbed_aux.init.record`.
 
 The core copies that ``init`` dict into every result record of the run. A file's name is
 the hash of what identifies its content (probe identity, member file hashes, lambdas), so
@@ -18,12 +18,11 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from domainbed.lib.weights import save_weights
-from domainbed_aux.aux_pool import AuxPool, PoolError, PoolMember, content_hash
-from domainbed_aux.init_choice import (DEFAULT_FUSING_RANGE, FusingChoice, choose_fusing,
+from domainbed_aux.init.choice import (DEFAULT_FUSING_RANGE, FusingChoice, choose_fusing,
                                        choose_init, fused_featurizer)
-from domainbed_aux.init_record import fused_member, init_record, pretrained_member
-from domainbed_aux.linear_probe import read_linear_probe
+from domainbed_aux.init.probe import read_linear_probe
+from domainbed_aux.init.record import InitRecord, fused_member, pretrained_member, save_init_file
+from domainbed_aux.pool.members import AuxPool, PoolError, PoolMember, content_hash
 
 INITS_DIR = "inits"
 
@@ -124,10 +123,6 @@ def compose_init_file(request: InitRequest, pool: Optional[AuxPool], cache_dir: 
     member = dict(request.member)
     if member["kind"] == "pretrained" and member.get("sha256") is None:
         member["sha256"] = content_hash(phi_pt)
-    init = init_record(member, request.probe_key, probe_sha256, request.members,
-                       request.lambdas, request.u, request.fusing_range, request.robust)
-    state = {"featurizer." + k: v for k, v in featurizer.items()}
-    state.update({"classifier." + k: v for k, v in classifier.items()})
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    save_weights(path, state, metadata={"init": init})
-    return path
+    record = InitRecord(member, request.probe_key, probe_sha256, request.members,
+                        request.lambdas, request.u, request.fusing_range, request.robust)
+    return save_init_file(path, featurizer, classifier, record)
