@@ -12,6 +12,7 @@ import traceback
 
 from domainbed.errors import DomainBedError, one_line
 from domainbed.lib import run_dir
+from domainbed.training.config import TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,13 +94,18 @@ def _setup_logging(output_dir: str) -> None:
         logger.addHandler(handler)
 
 
+def parse_config(argv=None) -> TrainConfig:
+    """The TrainConfig of a command line (``argv`` defaults to ``sys.argv[1:]``)."""
+    return TrainConfig.from_namespace(build_parser().parse_args(argv))
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    _setup_logging(args.output_dir)
+    config = parse_config(argv)
+    _setup_logging(config.output_dir)
     log = logging.getLogger("domainbed.train")
     from domainbed.training.run import train
     try:
-        train(args)
+        train(config)
     except DomainBedError as exc:
         message = one_line(exc)
         log.error("error: %s", message)
