@@ -10,7 +10,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["domainbed", "domainbed.*", "domainbed_aux", "domainbed_aux.*"]),
-    package_data={"": ["*.json"], "domainbed.scripts": ["data/*.txt"]},
+    package_data={"": ["*.json"], "domainbed.datasets.download": ["data/*.txt"]},
     install_requires=[
         "torch",
         "torchvision",

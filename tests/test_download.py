@@ -13,7 +13,12 @@ import zipfile
 
 import pytest
 
+from domainbed.datasets import download as downloads
 from domainbed.datasets import get_dataset_class
+from domainbed.datasets.download import domainnet as dl_domainnet
+from domainbed.datasets.download import terra_incognita as dl_terra_incognita
+from domainbed.datasets.download.gdrive_archives import (OFFICE_HOME_SOURCE, PACS_SOURCE,
+                                                         VLCS_SOURCE)
 from domainbed.errors import DataError
 from domainbed.lib import archives, fetch
 from domainbed.scripts import download as dl
@@ -309,14 +314,14 @@ def test_drop_listed_files(tmp_path):
     listing = tmp_path / "dups.txt"
     listing.write_text("# duplicates\ndomain_net/clipart/ant/img_0.png\n\nclipart/bee/img_1.jpg\n"
                        "clipart/bee/not_there.jpg\n")
-    entries = dl.read_file_list(str(listing), strip_prefix="domain_net/")
+    entries = downloads.read_file_list(str(listing), strip_prefix="domain_net/")
     assert entries == ["clipart/ant/img_0.png", "clipart/bee/img_1.jpg",
                        "clipart/bee/not_there.jpg"]
-    assert dl.drop_listed_files(str(root), entries) == 2
+    assert downloads.drop_listed_files(str(root), entries) == 2
     left = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.*"))
     assert left == ["clipart/ant/img_1.jpg", "clipart/bee/img_0.png"]
     with pytest.raises(DataError, match="outside"):
-        dl.drop_listed_files(str(root), ["../dups.txt"])
+        downloads.drop_listed_files(str(root), ["../dups.txt"])
     assert listing.exists()
 
 
@@ -340,9 +345,9 @@ def serve_gdrive_archive(server, monkeypatch, tmp_path, file_id, top, envs, fmt)
 
 
 @pytest.mark.parametrize("name, source, top, fmt", [
-    ("PACS", dl.PACS_SOURCE, "kfold", "zip"),
-    ("OfficeHome", dl.OFFICE_HOME_SOURCE, "OfficeHomeDataset_10072016", "zip"),
-    ("VLCS", dl.VLCS_SOURCE, "VLCS", "gztar"),
+    ("PACS", PACS_SOURCE, "kfold", "zip"),
+    ("OfficeHome", OFFICE_HOME_SOURCE, "OfficeHomeDataset_10072016", "zip"),
+    ("VLCS", VLCS_SOURCE, "VLCS", "gztar"),
 ])
 def test_google_drive_datasets_are_laid_out_for_their_class(server, tmp_path, monkeypatch,
                                                             name, source, top, fmt):
@@ -352,7 +357,7 @@ def test_google_drive_datasets_are_laid_out_for_their_class(server, tmp_path, mo
     data_dir = tmp_path / "data"
     assert run_main(data_dir, name) == 0
     target = data_dir / cls.SUBDIR
-    assert (target / dl.MARKER).exists()
+    assert (target / downloads.MARKER).exists()
     assert sorted(p.name for p in target.iterdir() if p.is_dir()) == sorted(cls.environment_folders())
     assert os.listdir(data_dir / "downloads") == []  # archive removed after success
     assert not any(p.name.endswith(".partial") for p in data_dir.iterdir())
@@ -365,7 +370,7 @@ def test_google_drive_datasets_are_laid_out_for_their_class(server, tmp_path, mo
 
 
 def test_keep_archives(server, tmp_path, monkeypatch):
-    serve_gdrive_archive(server, monkeypatch, tmp_path, dl.PACS_SOURCE.gdrive_id, "kfold",
+    serve_gdrive_archive(server, monkeypatch, tmp_path, PACS_SOURCE.gdrive_id, "kfold",
                          get_dataset_class("PACS").environment_folders(), "zip")
     assert run_main(tmp_path / "data", "PACS", extra=["--keep_archives"]) == 0
     assert os.listdir(tmp_path / "data" / "downloads") == ["PACS.zip"]
@@ -373,7 +378,7 @@ def test_keep_archives(server, tmp_path, monkeypatch):
 
 def test_archive_without_the_expected_domains_fails_and_installs_nothing(
         server, tmp_path, monkeypatch, capsys, caplog):
-    serve_gdrive_archive(server, monkeypatch, tmp_path, dl.PACS_SOURCE.gdrive_id, "kfold",
+    serve_gdrive_archive(server, monkeypatch, tmp_path, PACS_SOURCE.gdrive_id, "kfold",
                          ["art_painting", "photo"], "zip")
     assert run_main(tmp_path / "data", "PACS") == 1
     assert not (tmp_path / "data" / "PACS").exists()
@@ -391,22 +396,22 @@ def test_existing_folder_without_marker_is_left_untouched(server, tmp_path):
 
 
 def test_one_failure_does_not_stop_the_other_datasets(server, tmp_path, monkeypatch, capsys):
-    serve_gdrive_archive(server, monkeypatch, tmp_path, dl.VLCS_SOURCE.gdrive_id, "VLCS",
+    serve_gdrive_archive(server, monkeypatch, tmp_path, VLCS_SOURCE.gdrive_id, "VLCS",
                          get_dataset_class("VLCS").environment_folders(), "gztar")
     # PACS's id is unknown to the fake Drive: its download fails, VLCS still installs
     uc = server.routes["/uc"]
-    server.routes["/uc"] = lambda h, q: (uc(h, q) if q["id"] == dl.VLCS_SOURCE.gdrive_id
+    server.routes["/uc"] = lambda h, q: (uc(h, q) if q["id"] == VLCS_SOURCE.gdrive_id
                                          else h.send_bytes(b"gone", status=404))
     data_dir = tmp_path / "data"
     assert run_main(data_dir, "PACS", "VLCS") == 1
-    assert (data_dir / "VLCS" / dl.MARKER).exists() and not (data_dir / "PACS").exists()
+    assert (data_dir / "VLCS" / downloads.MARKER).exists() and not (data_dir / "PACS").exists()
     assert "failed: PACS" in capsys.readouterr().err
 
 
 def test_domainnet_six_archives_and_duplicate_removal(server, tmp_path, monkeypatch):
-    monkeypatch.setattr(dl, "DOMAINNET_URL", server.url + "/visda/")
+    monkeypatch.setattr(dl_domainnet, "DOMAINNET_URL", server.url + "/visda/")
     src = tmp_path / "src"
-    for domain in dl.DOMAINNET_DOMAINS:
+    for domain in dl_domainnet.DOMAINNET_DOMAINS:
         make_image_folder_fixture(str(src), None, [domain], ["ant", "bee"], n_per_class=2)
         archive = zip_tree(src, domain, tmp_path / domain)
         prefix = "groundtruth/" if domain in ("clipart", "painting") else ""
@@ -455,7 +460,7 @@ def test_organize_terra_incognita(tmp_path):
     annotations = tmp_path / "ann.json"
     annotations.write_text(json.dumps(data))
     out = tmp_path / "out"
-    counts = dl.organize_terra_incognita(str(images), str(annotations), str(out))
+    counts = downloads.organize_terra_incognita(str(images), str(annotations), str(out))
     found = {p.relative_to(out).as_posix() for p in out.rglob("*.jpg")}
     assert found == expected
     assert counts == {"location_100": 1, "location_38": 2, "location_43": 1, "location_46": 1}
@@ -468,9 +473,10 @@ def test_terra_incognita_end_to_end(server, tmp_path, monkeypatch):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("caltech_images_20210113.json", json.dumps(data))
-    monkeypatch.setattr(dl, "LILA_MIRRORS", (server.url + "/down/", server.url + "/lila/"))
-    server.routes["/lila/" + dl.TERRA_IMAGES_PATH] = open(tarball, "rb").read()
-    server.routes["/lila/" + dl.TERRA_ANNOTATIONS_PATH] = buf.getvalue()
+    monkeypatch.setattr(dl_terra_incognita, "LILA_MIRRORS",
+                        (server.url + "/down/", server.url + "/lila/"))
+    server.routes["/lila/" + dl_terra_incognita.TERRA_IMAGES_PATH] = open(tarball, "rb").read()
+    server.routes["/lila/" + dl_terra_incognita.TERRA_ANNOTATIONS_PATH] = buf.getvalue()
     data_dir = tmp_path / "data"
     assert run_main(data_dir, "TerraIncognita") == 0
     root = data_dir / "terra_incognita"
@@ -494,7 +500,7 @@ def test_mnist_through_torchvision(tmp_path, monkeypatch):
     data_dir = tmp_path / "data"
     assert run_main(data_dir, "RotatedMNIST", "ColoredMNIST") == 0
     assert calls == [(True, True), (False, True)]  # the aliases name one download
-    assert (data_dir / "MNIST" / dl.MARKER).exists()
+    assert (data_dir / "MNIST" / downloads.MARKER).exists()
     assert len(get_dataset_class("RotatedMNIST")(str(data_dir), [0], {})) == 6
     assert run_main(data_dir, "MNIST") == 0 and len(calls) == 2
 
