@@ -14,12 +14,9 @@ from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir as rd
 from domainbed.lib.weights import extract_state_dict, load_file
 from domainbed.training.init_from import load_init_state
+from domainbed_aux.parts import PART_PREFIXES
 
 StateDict = Dict[str, torch.Tensor]
-
-# every name under which a model of the core stores its featurizer / classifier
-PART_PREFIXES = {"featurizer": ("featurizer.", "network.0.", "network_live.0."),
-                 "classifier": ("classifier.", "network.1.", "network_live.1.")}
 
 # evaluation split names accepted by the analyses (see domainbed_aux.scoring.evaluation)
 SPLIT_HELP = ("test_in (env{test}_in, the tables' test split), id_val (training envs' out "
