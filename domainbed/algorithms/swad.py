@@ -26,11 +26,11 @@ class SWAD(LiveAndAveraged):
     last step :meth:`final_evaluation` switches ``predict`` to the averaged window and the
     loop writes one more record (``"final_average": true``, with ``"stopped_early": true``
     when the valley closed before the last step and training stopped there) scoring it:
-    that record is the one model selection uses, so SWAD's row in the tables is the averaged model's. The
-    averaged window, kept under the standard names, is also what ``model.safetensors``
-    holds and what ``predict`` uses in eval mode on an instance that was not trained itself
-    (e.g. one loaded from the model file). If the window never starts, the average is the
-    live network at the last evaluation.
+    that record is the one model selection uses, so SWAD's row in the tables is the
+    averaged model's. The averaged window, kept under the standard names, is also what
+    ``model.safetensors`` holds and what ``predict`` uses in eval mode on an instance that
+    was not trained itself (e.g. one loaded from the model file). If the window never
+    starts, the average is the live network at the last evaluation.
     """
 
     @classmethod
