@@ -172,9 +172,17 @@ def _select_runs(aux_dir: str, kind: str) -> List[str]:
     return runs
 
 
-def get_pool(sweep_args, dataset: str, verify: bool = False) -> Optional[AuxPool]:
-    """The pool of target ``dataset``: loaded, or built once from ``--aux_dir``."""
-    from domainbed_aux.pool.build import build_pool
+def _pool_root(sweep_args, dataset: str) -> str:
+    suffix = "_robust" if getattr(sweep_args, "aux_pool_kind", "standard") == "robust" else ""
+    return os.path.join(os.path.abspath(sweep_args.output_dir), "aux_pool", dataset + suffix)
+
+
+def get_pool(sweep_args, dataset: str, verify: bool = False,
+             build: bool = False) -> Optional[AuxPool]:
+    """The pool of target ``dataset``: ``--aux_dir`` itself when it is a pool, else the
+    sweep's pool folder; loaded when it exists, else planned (the pool ``build`` would
+    write, nothing written) or, with ``build``, built from the runs of ``--aux_dir``."""
+    from domainbed_aux.pool import build as pool_build
     from domainbed_aux.pool.load import load_pool
     from domainbed_aux.pool.members import MANIFEST
     if not uses_pool(sweep_args):
@@ -184,20 +192,26 @@ def get_pool(sweep_args, dataset: str, verify: bool = False) -> Optional[AuxPool
         return cache[(dataset, verify)]
     aux_dir = sweep_args.aux_dir
     kind = getattr(sweep_args, "aux_pool_kind", "standard")
+    root = _pool_root(sweep_args, dataset)
     if os.path.isfile(aux_dir) or os.path.isfile(os.path.join(aux_dir, MANIFEST)):
         pool = load_pool(aux_dir, target_dataset=dataset, verify=verify)
-    else:
-        suffix = "_robust" if kind == "robust" else ""
-        root = os.path.join(os.path.abspath(sweep_args.output_dir), "aux_pool",
-                            dataset + suffix)
-        if os.path.isfile(os.path.join(root, MANIFEST)):
-            pool = load_pool(root, target_dataset=dataset, verify=verify)
-        else:
-            log.info("building the auxiliary pool of %s in %s", dataset, root)
-            pool = build_pool(_select_runs(aux_dir, kind), root, exclude_dataset=dataset,
-                              pretrained_file=sweep_args.pretrained_featurizer)
+    elif os.path.isfile(os.path.join(root, MANIFEST)):
+        pool = load_pool(root, target_dataset=dataset, verify=verify)
+    elif build:
+        log.info("building the auxiliary pool of %s in %s", dataset, root)
+        pool = pool_build.build_pool(_select_runs(aux_dir, kind), root, exclude_dataset=dataset,
+                                     pretrained_file=sweep_args.pretrained_featurizer)
+    else:  # not built yet: what building it will give, so that listing writes nothing
+        pool = pool_build.plan_pool(_select_runs(aux_dir, kind), root, exclude_dataset=dataset,
+                                    pretrained_file=sweep_args.pretrained_featurizer)
     cache[(dataset, verify)] = pool
     return pool
+
+
+def ensure_pool(sweep_args, dataset: str) -> AuxPool:
+    """The pool of target ``dataset``, built now if needed and verified (the recipe's pool
+    stage; a plain ``sweep launch`` builds it before launching)."""
+    return get_pool(sweep_args, dataset, verify=True, build=True)
 
 
 def _hparams_overrides(sweep_args) -> Dict[str, Any]:
@@ -240,7 +254,7 @@ def transform_job(train_args: Dict[str, Any], sweep_args) -> Dict[str, Any]:
     if getattr(sweep_args, "hparams_space", None) and "hparams_space" not in train_args:
         train_args["hparams_space"] = sweep_args.hparams_space
     kind = init_kind(train_args, sweep_args)
-    if getattr(sweep_args, "job_ids_only", False):
+    if getattr(sweep_args, "mode", "launch") == "ids":
         # status / delete_incomplete: init files are absolute paths, which job ids never
         # hash, so nothing is planned (no pool, no probe, no file, no torch)
         if kind is None and getattr(sweep_args, "pretrained_featurizer", None) \
@@ -265,38 +279,49 @@ def transform_job(train_args: Dict[str, Any], sweep_args) -> Dict[str, Any]:
     return train_args
 
 
-def normalised_phi_pt(sweep_args) -> str:
+def normalised_phi_pt(sweep_args, write: bool = False) -> str:
     """--pretrained_featurizer rewritten with ``featurizer.*`` keys (whatever its layout:
-    featurizer-only, or a whole model) under ``<output_dir>/phi_pt/``; written once. A file
-    that does not exist yet (a recipe's pretrain run) is passed as is."""
+    featurizer-only, or a whole model) under ``<output_dir>/phi_pt/``: its path (listing
+    writes nothing), written with ``write``. A file that does not exist yet (a recipe's
+    pretrain run) is passed as is."""
     cache = _cache(sweep_args)
     if "phi_pt" not in cache:
         from domainbed.lib.weights import extract_state_dict, load_file
-        from domainbed_aux.init.probe import write_phi_pt
         from domainbed_aux.pool.members import featurizer_state_dict
         source = os.path.abspath(sweep_args.pretrained_featurizer)
         if not os.path.exists(source):  # made by an earlier recipe stage: a whole model
             log.info("--pretrained_featurizer %s does not exist yet; used as is", source)
-            cache["phi_pt"] = source
+            cache["phi_pt"] = (source, None)
             return source
         content, _ = load_file(source, device="cpu")
         state = featurizer_state_dict(extract_state_dict(content), strict=False, source=source)
-        cache["phi_pt"], _ = write_phi_pt(state, os.path.abspath(sweep_args.output_dir))
-    return cache["phi_pt"]
+        cache["phi_pt"] = (None, state)
+    path, state = cache["phi_pt"]
+    if state is None:
+        return path
+    from domainbed_aux.init.probe import phi_pt_location, write_phi_pt
+    folder = os.path.abspath(sweep_args.output_dir)
+    if write:
+        return write_phi_pt(state, folder)[0]
+    return phi_pt_location(state, folder)[0]
 
 
 @hooks.register_before_launch("ratatouille")
 def prepare_inits(jobs, sweep_args) -> List[str]:
-    """Verify pools, train missing linear probes, write the init files the jobs use
-    (nothing with the dummy launcher, which only prints commands)."""
+    """Build or verify pools, train missing linear probes, write phi_pt and the init files
+    the jobs use (the core does not call it for launchers that only list, e.g. dummy)."""
     from domainbed_aux.init.files import compose_init_file
     from domainbed_aux.init.probe import ensure_linear_probe, probe_path
     requests = _cache(sweep_args)["requests"]
-    if getattr(sweep_args, "command_launcher", None) == "dummy":
-        log.info("dummy launcher: linear probes and init files are not prepared")
-        return []
+    for job in jobs:  # jobs listed from another spec object: plan their init files again
+        if job.train_args.get("init_from") and job.train_args["init_from"] not in requests:
+            transform_job(dict(job.train_args), sweep_args)
     wanted = {job.train_args.get("init_from") for job in jobs}
     written = []
+    if getattr(sweep_args, "pretrained_featurizer", None):
+        phi_pt = normalised_phi_pt(sweep_args)
+        if phi_pt in wanted:
+            written.append(normalised_phi_pt(sweep_args, write=True))
     probes: Dict[str, Tuple[str, bool]] = {}
     for path, (spec, request, dataset) in requests.items():
         if path not in wanted:
@@ -308,7 +333,7 @@ def prepare_inits(jobs, sweep_args) -> List[str]:
         if request is None:  # the probe is the init
             written.append(probe_file)
             continue
-        pool = get_pool(sweep_args, dataset, verify=True)
+        pool = ensure_pool(sweep_args, dataset)
         written.append(compose_init_file(request, pool, lp_root(sweep_args),
                                          probes[probe_file][0]))
     if written:

@@ -223,7 +223,8 @@ def test_sweep_status_of_a_ratatouille_sweep_with_the_plugin_imports_no_torch(tm
 def test_status_job_ids_equal_the_launch_listing(tmp_path):
     """Planning the init files (launch) and skipping it (status) give the same job ids."""
     from domainbed.lib.weights import save_weights
-    from domainbed.sweep.options import build_parser, jobs_from_args
+    from domainbed.sweep.options import build_parser, jobs_from_args, list_jobs
+    from domainbed.sweep.spec import from_namespace
     from domainbed import networks
     phi = str(tmp_path / "phi.safetensors")
     save_weights(phi, networks.Featurizer((3, 28, 28), {"backbone": "tiny_cnn"}).state_dict())
@@ -234,6 +235,5 @@ def test_status_job_ids_equal_the_launch_listing(tmp_path):
                 "--pretrained_featurizer", phi, "--hparams", '{"backbone": "tiny_cnn"}',
                 *extra]
         listed = jobs_from_args(build_parser().parse_args(["launch", *argv]))
-        status_args = build_parser().parse_args(["status", *argv])
-        status_args.job_ids_only = True
-        assert [j.job_id for j in jobs_from_args(status_args)] == [j.job_id for j in listed]
+        status_args = from_namespace(build_parser().parse_args(["status", *argv]), mode="ids")
+        assert [j.job_id for j in list_jobs(status_args)] == [j.job_id for j in listed]

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from domainbed.lib.weights import save_weights
+from domainbed.sweep.options import list_jobs, train_args_list
 from domainbed_aux import recipe as recipe_lib
 from domainbed_aux.scripts import recipe as recipe_cli
 from tests.test_sweep_plugin import HPARAMS  # registers AuxDebugA / AuxDebugB
@@ -30,8 +31,9 @@ def test_paper_recipe_lists_exactly_the_papers_jobs(capsys, entry):
     # auxiliary dataset (every domain, which its runs start from); target: 22 test envs
     # (4+4+4+4+6) x 3 algorithms (vanilla/soups = ERM from the probe, ratatouille and
     # inter-training = the same Ratatouille runs, fusing) x 20 hparams x 3 trials
-    assert counts == {"aux": "20", "linear_probe": str(66 + 5), "target": str(22 * 3 * 60),
-                      "report": "1"}
+    # pools: one per target sweep (dataset, test env)
+    assert counts == {"aux": "20", "linear_probe": str(66 + 5), "pool": "22",
+                      "target": str(22 * 3 * 60), "report": "1"}
     assert out.index("stage linear_probe") < out.index("stage aux") < out.index("stage target")
     print(out)
     target_lines = [l for l in out.splitlines() if "Ratatouille" in l]
@@ -46,11 +48,11 @@ def test_paper_recipe_lists_exactly_the_papers_jobs(capsys, entry):
 
 def test_target_sweeps_use_the_paper_flags():
     recipe = recipe_lib.load_recipe(PAPER, output_root="OUT")
-    argv = recipe_lib.target_argvs(recipe)[0]
-    for flag in ("--aux_dir", "--output_dir_lp", "--hparams_space"):
-        assert flag in argv
-    assert argv[argv.index("--output_dir") + 1].endswith(os.path.join("target", "VLCS", "test0"))
-    assert argv[argv.index("--aux_dir") + 1] == os.path.abspath(os.path.join("OUT", "aux"))
+    spec = recipe_lib.target_sweeps(recipe)[0]
+    for option in ("aux_dir", "output_dir_lp", "hparams_space"):
+        assert getattr(spec, option)
+    assert spec.output_dir.endswith(os.path.join("target", "VLCS", "test0"))
+    assert spec.aux_dir == os.path.abspath(os.path.join("OUT", "aux"))
 
 
 def _tiny_recipe(tmp_path, **changes):
@@ -73,18 +75,19 @@ def _tiny_recipe(tmp_path, **changes):
 def test_pretrain_stage_feeds_phi_pt_to_later_stages(tmp_path):
     path = _tiny_recipe(tmp_path, pretrain={"dataset": "AuxDebugA", "steps": 4})
     recipe = recipe_lib.load_recipe(path)
-    stages = recipe_lib.stages(recipe)
-    assert [s.name for s in stages] == ["pretrain", "linear_probe", "aux", "target", "report"]
+    stages = recipe_lib.recipe_plan(recipe).stages
+    assert [s.name for s in stages] == ["pretrain", "linear_probe", "aux", "pool", "target",
+                                        "report"]
     phi = recipe_lib.pretrained_featurizer(recipe)
     assert phi.startswith(str(tmp_path / "out" / "pretrain")) and phi.endswith(
         "model.safetensors")
-    for stage in stages[1:4]:
-        for argv in stage.sweeps:
-            assert argv[argv.index("--pretrained_featurizer") + 1] == phi
+    for stage in stages[1:5]:
+        for spec in stage.sweeps:
+            assert spec.pretrained_featurizer == phi
     pre = stages[0].sweeps[0]
-    assert pre[pre.index("--steps") + 1] == "4"
-    # probes: the target's and one per auxiliary dataset
-    assert [recipe_lib.count_jobs(s) for s in stages] == [1, 3, 2, 5, 1]
+    assert pre.steps == 4
+    # probes: the target's and one per auxiliary dataset; one pool for the target sweep
+    assert [s.n_jobs() for s in stages] == [1, 3, 2, 1, 5, 1]
 
 
 def test_unknown_recipe_key_is_an_error(tmp_path):
@@ -107,10 +110,10 @@ def test_slurm_stages_are_chained_with_afterok(tmp_path, monkeypatch):
     names = [c[0] for c in calls]
     # the aux jobs start from probes of phi_pt, which the pretraining has not written yet:
     # the aux stage lists its jobs when it runs (one stage job), after the probes
-    assert names == ["recipe-pretrain", "recipe-linear_probe", "recipe-aux", "recipe-target",
-                     "recipe-report"]
+    assert names == ["recipe-pretrain", "recipe-linear_probe", "recipe-aux", "recipe-pool",
+                     "recipe-target", "recipe-report"]
     assert calls[0][2] == [] and len(calls[0][1]) == 1
-    for (name, jobs, after), previous in zip(calls[1:], ["1_0", "2_0", "3_0", "4_0"]):
+    for (name, jobs, after), previous in zip(calls[1:], ["1_0", "2_0", "3_0", "4_0", "5_0"]):
         assert after == [previous] and len(jobs) == 1
         command = jobs[0].command
         assert command[-2:] == ["--stage", name.split("-", 1)[1]]
@@ -127,14 +130,14 @@ def test_slurm_stages_are_chained_with_afterok(tmp_path, monkeypatch):
     save_weights(phi, {"featurizer." + k: v for k, v in
                        networks.Featurizer((3, 28, 28), HPARAMS).state_dict().items()})
     open(os.path.join(os.path.dirname(phi), "done"), "w").close()
-    aux_stage = next(s for s in recipe_lib.stages(recipe) if s.name == "aux")
-    aux_a, aux_b = [j for argv in aux_stage.sweeps for j in recipe_lib._sweep_jobs(argv)]
+    aux_stage = recipe_lib.recipe_plan(recipe).stage("aux")
+    aux_a, aux_b = [j for spec in aux_stage.sweeps for j in list_jobs(spec)]
     run_dir.write_submission(aux_a.output_dir, "q_7")
     monkeypatch.setattr(slurm_module, "jobs_in_queue", lambda: {"q_7"})
     calls.clear()
     assert recipe_cli.main(["run", path, "--launcher", "slurm", "--slurm_partition", "p1"]) == 0
-    assert [c[0] for c in calls] == ["recipe-linear_probe", "recipe-aux", "recipe-target",
-                                     "recipe-report"]
+    assert [c[0] for c in calls] == ["recipe-linear_probe", "recipe-aux", "recipe-pool",
+                                     "recipe-target", "recipe-report"]
     assert calls[0][2] == []  # the pretraining is done
     assert [j.output_dir for j in calls[1][1]] == [aux_b.output_dir]
     assert calls[1][2] == ["1_0"]  # after the probes
@@ -156,8 +159,8 @@ def test_local_recipe_end_to_end(tmp_path, monkeypatch, caplog):
     assert "no_such_report_module is not installed; skipped" in caplog.text
 
     recipe = recipe_lib.load_recipe(path)
-    (target_argv,) = recipe_lib.target_argvs(recipe)
-    jobs = recipe_lib._sweep_jobs(target_argv)
+    (target,) = recipe_lib.target_sweeps(recipe)
+    jobs = list_jobs(target)
     assert len(jobs) == 5 and all(j.state == "Done" for j in jobs)
     members = []
     for job in jobs:
@@ -174,9 +177,9 @@ def test_local_recipe_end_to_end(tmp_path, monkeypatch, caplog):
 def test_train_extra_reaches_every_job_of_the_recipe(tmp_path):
     path = _tiny_recipe(tmp_path, train_extra={"full_evaluation": True})
     recipe = recipe_lib.load_recipe(path)
-    for stage in recipe_lib.stages(recipe):
+    for stage in recipe_lib.recipe_plan(recipe).stages:
         if stage.name not in ("aux", "target"):
             continue
-        for argv in stage.sweeps:
-            jobs = recipe_lib.sweep_args_list(argv)
+        for spec in stage.sweeps:
+            jobs = train_args_list(spec)
             assert jobs and all(j.get("full_evaluation") is True for j in jobs), stage.name

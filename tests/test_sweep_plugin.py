@@ -45,7 +45,7 @@ def train_aux_run(out, dataset, phi_pt, hparams_seed=0, algorithm="ERM", steps=2
     """An auxiliary run started from phi_pt (as the aux sweeps of the recipe do)."""
     args = build_parser().parse_args(["launch", "--output_dir", str(out.parent.parent),
                                       "--pretrained_featurizer", phi_pt])
-    phi_pt = sweep_plugin.normalised_phi_pt(args)
+    phi_pt = sweep_plugin.normalised_phi_pt(args, write=True)
     train(train_parser().parse_args([
         "--dataset", dataset, "--algorithm", algorithm, "--test_envs", "-1",
         "--hparams_seed", str(hparams_seed), "--hparams", json.dumps(HPARAMS),
@@ -218,6 +218,8 @@ def test_aux_jobs_start_from_the_pretrained_featurizer(tmp_path):
     jobs = jobs_from_args(args)
     assert len({j.train_args["init_from"] for j in jobs}) == 1
     assert all(j.train_args["init_part"] == "featurizer" for j in jobs)
+    assert not os.path.exists(jobs[0].train_args["init_from"])  # listing writes nothing
+    assert sweep_plugin.prepare_inits(jobs, args) == [jobs[0].train_args["init_from"]]
     stored, _ = load_file(jobs[0].train_args["init_from"])
     original, _ = load_file(phi)
     assert set(stored) == {"featurizer." + k for k in original}

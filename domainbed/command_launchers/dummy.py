@@ -11,6 +11,8 @@ from domainbed.command_launchers.base import Launcher, as_task, register_launche
 class DummyLauncher(Launcher):
     """Writes one shell-quoted command line per job; creates no file and starts nothing."""
 
+    dry_run = True  # the sweep lists its jobs without preparing anything (no file written)
+
     def launch(self, jobs: Sequence[Any], stream: Optional[TextIO] = None,
                **options: Any) -> List[None]:
         stream = stream or sys.stdout

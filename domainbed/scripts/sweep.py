@@ -10,53 +10,117 @@ Upstream DomainBed's module API is here too: ``Job`` (states ``NOT_LAUNCHED``,
 
 import functools
 import logging
+import os
 import sys
+import time
 from typing import List, Optional, Sequence
 
 from domainbed.errors import DomainBedError
-from domainbed.sweep import actions, hooks
+from domainbed.sweep import actions, plan
 from domainbed.sweep.jobs import all_test_env_combinations
-from domainbed.sweep.options import build_parser, check_data_dir, jobs_from_args
+from domainbed.sweep.options import build_parser, list_jobs
+from domainbed.sweep.spec import from_namespace
 from domainbed.sweep.upstream import Job, ask_for_confirmation, make_args_list
 
 
 def main(argv: Optional[Sequence[str]] = None,
          train_command: Optional[Sequence[str]] = None) -> int:
     """Run the sweep command; returns the exit status (user errors print one line)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        for name in hooks.SWEEP_RUNNERS.names():
-            code = hooks.SWEEP_RUNNERS.get(name)(args)
-            if code is not None:
-                return code
         # status and delete_incomplete need the job ids only: extensions plan nothing
-        args.job_ids_only = args.command in ("status", "delete_incomplete")
-        jobs = jobs_from_args(args, train_command)
+        mode = "ids" if args.command in ("status", "delete_incomplete") else "launch"
+        spec = from_namespace(args, mode=mode)
+        multi_stage = plan.read_plan(spec)
+        if multi_stage is not None:
+            return _run_plan(parser, args, multi_stage)
+        if args.stage or args.only:
+            raise DomainBedError("--stage and --only select stages of a multi-stage plan "
+                                 "(e.g. --recipe FILE)")
         if args.command == "status":
-            print(actions.status(jobs))
+            print(actions.status(list_jobs(spec, train_command)))
         elif args.command == "delete_incomplete":
-            actions.delete_incomplete(jobs, skip_confirmation=args.skip_confirmation)
+            actions.delete_incomplete(list_jobs(spec, train_command),
+                                      skip_confirmation=args.skip_confirmation)
         else:
-            _launch(args, jobs)
+            launcher = _launcher(args)
+            plan.launch_sweep(spec, launcher, launcher.options_from_args(args),
+                              skip_confirmation=args.skip_confirmation,
+                              train_command=train_command)
     except DomainBedError as exc:
         print(f"sweep {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
-def _launch(args, jobs: List) -> None:
-    from domainbed.command_launchers import get_launcher
+def _launcher(args):
+    from domainbed.command_launchers import REGISTRY, get_launcher
     if not args.command_launcher:
-        from domainbed.command_launchers import REGISTRY
         raise DomainBedError("launch needs --command_launcher, one of: "
                              + ", ".join(REGISTRY.names()))
-    launcher = get_launcher(args.command_launcher)
-    check_data_dir(args.data_dir)
-    before = [functools.partial(hooks.BEFORE_LAUNCH.get(n), sweep_args=args)
-              for n in hooks.BEFORE_LAUNCH.names()]
-    actions.launch(jobs, launcher, skip_confirmation=args.skip_confirmation,
-                   before_launch=before, **launcher.options_from_args(args))
+    return get_launcher(args.command_launcher)
+
+
+def _run_plan(parser, args, multi_stage: "plan.Plan") -> int:
+    """Run, list or submit a multi-stage plan (``--recipe FILE``)."""
+    if args.command != "launch":
+        raise DomainBedError(f"a multi-stage plan runs with launch only (got {args.command}); "
+                             "for the state of a stage, run status on its sweep folder")
+    launcher = _launcher(args)
+    if getattr(launcher, "dry_run", False):
+        for line in plan.describe(multi_stage):
+            print(line)
+        return 0
+    options = launcher.options_from_args(args)
+    defaults = launcher.options_from_args(
+        parser.parse_args([args.command, "--output_dir", args.output_dir]))
+    options = plan.launcher_options(multi_stage, launcher.name, options,
+                                    typed=options != defaults)
+    start = time.time()
+    if args.command_launcher == "slurm" and not args.stage:
+        ids = plan.submit(multi_stage, launcher, options,
+                          functools.partial(_stage_command, parser, args))
+        for name, job_ids in ids.items():
+            print(f"stage {name}: SLURM jobs {','.join(job_ids)}")
+        return 0
+    if args.stage:  # one stage (what a SLURM stage job runs)
+        plan.run_stage(multi_stage.stage(args.stage), launcher, options)
+        return 0
+    plan.run_locally(multi_stage, launcher, options, only=args.only)
+    root = multi_stage.root
+    print(f"\n{multi_stage.name} finished in {time.time() - start:.0f} s; files are under "
+          f"{root}")
+    for path in multi_stage.outputs:
+        print(f"  {path}")
+    return 0
+
+
+def _stage_command(parser, args, stage: str) -> List[str]:
+    """The command of a SLURM job that runs one stage of the plan: this command line with
+    absolute paths, ``--stage NAME`` and ``--slurm_wait``."""
+    command = [sys.executable, "-m", "domainbed.scripts.sweep", "launch"]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "stage", "slurm_wait",
+                                                        "skip_confirmation"):
+            continue
+        value = getattr(args, action.dest, None)
+        if value is None or value is False or value == action.default:
+            continue
+        if action.nargs == 0 and value != action.const:
+            continue  # e.g. --no_in_process when the value is --in_process's
+        if action.dest in ("output_dir", "data_dir") or (
+                isinstance(value, str) and os.path.exists(value)):
+            value = os.path.abspath(value)
+        flag = action.option_strings[-1] if action.dest != "dataset" else "--dataset"
+        if value is True:
+            command.append(flag)
+        elif isinstance(value, list):
+            command += [flag, *map(str, value)]
+        else:
+            command += [flag, str(value)]
+    return command + ["--skip_confirmation", "--slurm_wait", "--stage", stage]
 
 
 def __getattr__(name):

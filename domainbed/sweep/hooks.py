@@ -1,14 +1,14 @@
 """Extension points of the sweep: extensions (e.g. ``domainbed_aux``) register here.
 
 - ``SWEEP_ARGUMENTS``: ``fn(parser)`` adds command-line options to ``sweep``.
-- ``JOB_TRANSFORMERS``: ``fn(train_args: dict, sweep_args) -> dict`` edits each job's
+- ``JOB_TRANSFORMERS``: ``fn(train_args: dict, spec: SweepSpec) -> dict`` edits each job's
   training arguments before the job is hashed (e.g. adds ``init_from``); every key of the
   returned dict becomes a ``--key value`` flag of the training command.
-- ``BEFORE_LAUNCH``: ``fn(jobs, sweep_args)`` runs once, after confirmation and before the
+- ``BEFORE_LAUNCH``: ``fn(jobs, sweep_args: SweepSpec)`` runs once, after confirmation and before the
   launcher starts (e.g. trains a shared linear probe that the jobs need).
-- ``SWEEP_RUNNERS``: ``fn(sweep_args) -> Optional[int]`` may take over the whole command
-  (e.g. ``launch --recipe FILE`` runs a multi-stage recipe); the first that returns an exit
-  status wins, None lets the ordinary sweep run.
+- ``PLAN_READERS``: ``fn(spec: SweepSpec) -> Optional[Plan]`` turns the sweep's options
+  into a multi-stage plan (``domainbed.sweep.plan``; e.g. ``launch --recipe FILE``), which
+  the core runs; the first that returns a plan wins, None lets the ordinary sweep run.
 
 Functions run in registration order. The core never imports an extension: extensions are
 found by ``domainbed.plugins.load_plugins``.
@@ -19,9 +19,9 @@ from domainbed.registry import Registry
 SWEEP_ARGUMENTS: Registry = Registry("sweep argument extender")
 JOB_TRANSFORMERS: Registry = Registry("job transformer")
 BEFORE_LAUNCH: Registry = Registry("before-launch hook")
-SWEEP_RUNNERS: Registry = Registry("sweep runner")
+PLAN_READERS: Registry = Registry("plan reader")
 
 register_sweep_arguments = SWEEP_ARGUMENTS.register
 register_job_transformer = JOB_TRANSFORMERS.register
 register_before_launch = BEFORE_LAUNCH.register
-register_sweep_runner = SWEEP_RUNNERS.register
+register_plan_reader = PLAN_READERS.register

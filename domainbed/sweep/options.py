@@ -7,13 +7,13 @@ Upstream DomainBed's flags are kept; the paper's code words ``--dataset D`` and
 import argparse
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from domainbed.errors import DomainBedError
 from domainbed.sweep import hooks
 from domainbed.sweep.jobs import Job, make_args_list, make_jobs
+from domainbed.sweep.spec import TASKS, SweepSpec, from_namespace
 
-TASKS = ("domain_generalization", "domain_adaptation")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help='JSON object of extra training flags for every job, e.g. '
                              '\'{"save_model_every_checkpoint": true}\'')
     parser.add_argument("--skip_confirmation", action="store_true")
+    parser.add_argument("--stage", default=None, metavar="NAME",
+                        help="with a multi-stage plan (e.g. --recipe): run this stage only, "
+                             "here (what a SLURM stage job runs)")
+    parser.add_argument("--only", nargs="+", default=None, metavar="STAGE",
+                        help="with a multi-stage plan run locally: run only these stages")
     parser.add_argument("--upstream_job_ids", action="store_true",
                         help="upstream DomainBed's job arguments and ids (paths hashed in), to "
                              "continue a sweep that upstream's sweep script started")
@@ -62,27 +67,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _datasets(args: argparse.Namespace) -> List[str]:
-    if args.dataset is not None:
-        if args.datasets is not None and args.datasets != [args.dataset]:
+def datasets_of(args, default: Optional[List[str]] = None) -> Optional[List[str]]:
+    """``--dataset D`` or ``--datasets D1 D2 ...`` of a parsed command line (else
+    ``default``)."""
+    dataset = getattr(args, "dataset", None)
+    if dataset is not None:
+        if args.datasets is not None and list(args.datasets) != [dataset]:
             raise DomainBedError("give either --dataset D or --datasets D1 D2 ..., not both")
-        return [args.dataset]
+        return [dataset]
     if args.datasets is not None:
         return list(args.datasets)
+    return default
+
+
+def _datasets(spec: SweepSpec) -> List[str]:
+    if spec.datasets is not None:
+        return list(spec.datasets)
     from domainbed.datasets import DATASETS
     return list(DATASETS)
 
 
-def _algorithms(args: argparse.Namespace) -> List[str]:
-    if args.algorithms is not None:
-        return list(args.algorithms)
+def _algorithms(spec: SweepSpec) -> List[str]:
+    if spec.algorithms is not None:
+        return list(spec.algorithms)
     from domainbed.algorithms import ALGORITHMS
     return list(ALGORITHMS)
 
 
-def _train_extra(text: Optional[str]) -> Dict[str, Any]:
+def parse_train_extra(text: Union[None, str, Dict[str, Any]]) -> Dict[str, Any]:
+    """``--train_extra``'s JSON object (a dict passes as is)."""
     if not text:
         return {}
+    if isinstance(text, dict):
+        return dict(text)
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -92,27 +109,38 @@ def _train_extra(text: Optional[str]) -> Dict[str, Any]:
     return value
 
 
-def train_args_list(args: argparse.Namespace) -> List[Dict[str, Any]]:
+def _as_spec(spec: Union[SweepSpec, argparse.Namespace]) -> SweepSpec:
+    return spec if isinstance(spec, SweepSpec) else from_namespace(spec)
+
+
+def train_args_list(spec: Union[SweepSpec, argparse.Namespace]) -> List[Dict[str, Any]]:
     """The training arguments of the sweep's jobs, before any job transformer."""
+    spec = _as_spec(spec)
     return make_args_list(
-        n_trials=args.n_trials, dataset_names=_datasets(args), algorithms=_algorithms(args),
-        n_hparams_from=args.n_hparams_from, n_hparams=args.n_hparams, steps=args.steps,
-        data_dir=args.data_dir, task=args.task, holdout_fraction=args.holdout_fraction,
-        single_test_envs=args.single_test_envs, hparams=args.hparams, seed=args.seed,
-        test_env=args.test_env, checkpoint_freq=args.checkpoint_freq,
-        skip_model_save=args.skip_model_save, extra_args=_train_extra(args.train_extra),
-        upstream_args=args.upstream_job_ids)
+        n_trials=spec.n_trials, dataset_names=_datasets(spec), algorithms=_algorithms(spec),
+        n_hparams_from=spec.n_hparams_from, n_hparams=spec.n_hparams, steps=spec.steps,
+        data_dir=spec.data_dir, task=spec.task, holdout_fraction=spec.holdout_fraction,
+        single_test_envs=spec.single_test_envs, hparams=spec.hparams, seed=spec.seed,
+        test_env=spec.test_env, checkpoint_freq=spec.checkpoint_freq,
+        skip_model_save=spec.skip_model_save, extra_args=spec.train_extra,
+        upstream_args=spec.upstream_job_ids)
+
+
+def list_jobs(spec: SweepSpec, train_command: Optional[Sequence[str]] = None) -> List[Job]:
+    """The sweep's jobs, after every registered job transformer (which read ``spec.mode``:
+    in ``list`` and ``ids`` modes they write nothing)."""
+    args_list = train_args_list(spec)
+    for name in hooks.JOB_TRANSFORMERS.names():
+        transform = hooks.JOB_TRANSFORMERS.get(name)
+        args_list = [transform(dict(a), spec) for a in args_list]
+    return make_jobs(args_list, spec.output_dir, train_command,
+                     hash_paths=spec.upstream_job_ids)
 
 
 def jobs_from_args(args: argparse.Namespace,
                    train_command: Optional[Sequence[str]] = None) -> List[Job]:
-    """The sweep's jobs, after every registered job transformer."""
-    args_list = train_args_list(args)
-    for name in hooks.JOB_TRANSFORMERS.names():
-        transform = hooks.JOB_TRANSFORMERS.get(name)
-        args_list = [transform(dict(a), args) for a in args_list]
-    return make_jobs(args_list, args.output_dir, train_command,
-                     hash_paths=args.upstream_job_ids)
+    """The jobs of a parsed command line (see ``list_jobs``)."""
+    return list_jobs(_as_spec(args), train_command)
 
 
 def check_data_dir(data_dir: Optional[str]) -> None:

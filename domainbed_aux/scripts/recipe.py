@@ -42,35 +42,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from domainbed.command_launchers import get_launcher
+    from domainbed.sweep import plan as plans
     try:
         recipe = recipe_lib.load_recipe(args.recipe, args.data_dir, args.output_root)
+        plan = recipe_lib.recipe_plan(recipe)
         if args.dry_run or args.launcher == "dummy":
-            for line in recipe_lib.describe(recipe):
+            for line in plans.describe(plan):
                 print(line)
             return 0
+        launcher = get_launcher(args.launcher)
+        args.output_dir = recipe["output_root"]
+        options = plans.launcher_options(plan, args.launcher, launcher.options_from_args(args)
+                                         if args.launcher == "slurm" else {}, typed=False)
         if args.command == "run_stage":
             if not args.stage:
                 raise DomainBedError("run_stage needs --stage, one of: "
                                      + ", ".join(recipe_lib.STAGES))
-            stage = next((s for s in recipe_lib.stages(recipe) if s.name == args.stage), None)
-            if stage is None:
-                raise DomainBedError(f"the recipe has no stage {args.stage!r}")
-            launcher_argv = []
             if args.launcher == "slurm":  # inside a stage job: submit, then wait
-                launcher_argv = _slurm_flags(argv) + ["--slurm_wait"]
-            recipe_lib.run_stage_locally(stage, args.launcher, launcher_argv)
+                options["wait"] = True
+            plans.run_stage(plan.stage(args.stage), launcher, options)
         elif args.launcher == "slurm":
-            from domainbed.command_launchers import get_launcher
-            args.output_dir = recipe["output_root"]
-            options = get_launcher("slurm").options_from_args(args)
-            command = [sys.executable, "-m", "domainbed_aux.scripts.recipe", "run_stage",
-                       os.path.abspath(args.recipe), *_options_for_stage_jobs(recipe, argv),
-                       "--stage"]
-            ids = recipe_lib.submit_to_slurm(recipe, command, options)
+            prefix = [sys.executable, "-m", "domainbed_aux.scripts.recipe", "run_stage",
+                      os.path.abspath(args.recipe), *_options_for_stage_jobs(recipe, argv),
+                      "--stage"]
+            ids = plans.submit(plan, launcher, options, lambda name: prefix + [name])
             for name, job_ids in ids.items():
                 print(f"stage {name}: SLURM jobs {','.join(job_ids)}")
         else:
-            recipe_lib.run_locally(recipe, args.launcher, args.only)
+            plans.run_locally(plan, launcher, options, args.only)
     except DomainBedError as exc:
         print(f"recipe {args.command}: error: {exc}", file=sys.stderr)
         return 2

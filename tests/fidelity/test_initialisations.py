@@ -87,14 +87,14 @@ def _fake_pool():
 def test_paper_recipe_listing_gives_no_erm_job_an_auxiliary_init(monkeypatch):
     """Every target job of the paper recipe, listed as the dummy launcher lists them, with a
     pool present: ERM starts from the probe, never from a pool member."""
-    from domainbed.sweep.options import jobs_from_args
-    monkeypatch.setattr(sweep_plugin, "get_pool", lambda args, dataset, verify=False:
-                        _fake_pool())
+    from domainbed.sweep.options import list_jobs
+    monkeypatch.setattr(sweep_plugin, "get_pool", lambda args, dataset, verify=False,
+                        build=False: _fake_pool())
     recipe = recipe_lib.load_recipe(PAPER, output_root="OUT")
     kinds = {}
-    for argv in recipe_lib.target_argvs(recipe)[:2]:  # VLCS test envs 0 and 1
-        args = recipe_lib.parse_sweep(argv + ["--command_launcher", "dummy"])
-        jobs = jobs_from_args(args)
+    for spec in recipe_lib.target_sweeps(recipe)[:2]:  # VLCS test envs 0 and 1
+        args = spec.replace(mode="list")  # as the dummy launcher lists them
+        jobs = list_jobs(args)
         assert len(jobs) == 180
         requests = sweep_plugin._cache(args)["requests"]
         for job in jobs:

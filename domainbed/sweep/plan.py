@@ -1,0 +1,194 @@
+"""Multi-stage sweeps: a ``Plan`` is stages run in order, each either training sweeps
+(``SweepSpec`` values, run by a launcher) or one in-process step (e.g. training shared linear
+probes, building a pool, writing a report).
+
+An extension turns a file into a plan (``hooks.PLAN_READERS``, e.g. the ratatouille recipe
+of ``domainbed_aux``); the core runs it: locally in order (finished runs are reused), listed
+(the dummy launcher: job counts per stage, nothing written), or submitted to SLURM with
+``afterok`` dependencies between stages.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from domainbed.errors import DomainBedError
+from domainbed.lib import run_dir
+from domainbed.sweep import actions, hooks
+from domainbed.sweep.options import check_data_dir, list_jobs
+from domainbed.sweep.spec import SweepSpec
+
+log = logging.getLogger(__name__)
+
+
+class PlanError(DomainBedError):
+    """A stage of a plan that cannot run or did not finish."""
+
+
+@dataclass
+class Stage:
+    """One stage: training ``sweeps``, or an in-process ``step``.
+
+    ``count`` says how many units of work the stage has (for a step: e.g. probes to train);
+    ``unit`` names them. ``details`` lists what the stage runs (the dry run). ``listable``
+    tells whether its jobs can be listed now, before the earlier stages ran (on SLURM a stage
+    that cannot becomes one stage job that lists and submits its jobs when it starts)."""
+
+    name: str
+    sweeps: List[SweepSpec] = field(default_factory=list)
+    step: Optional[Callable[[], None]] = None
+    count: Optional[Callable[[], int]] = None
+    unit: str = ""
+    details: Optional[Callable[[], List[str]]] = None
+    listable: Callable[[], bool] = lambda: False
+
+    @property
+    def is_training(self) -> bool:
+        return self.step is None
+
+    def n_jobs(self) -> int:
+        if self.count is not None:
+            return self.count()
+        return sum(len(list_jobs(spec.replace(mode="ids"))) for spec in self.sweeps)
+
+
+@dataclass
+class Plan:
+    """Stages in order, under one output ``root``; ``launcher_defaults`` are the options of
+    a launcher when the user gives none (e.g. ``{"local": {"in_process": True}}``);
+    ``outputs`` the files a finished run points the user to (e.g. its report)."""
+
+    name: str
+    root: str
+    stages: List[Stage]
+    launcher_defaults: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    outputs: List[str] = field(default_factory=list)  # files to point the user to at the end
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise PlanError(f"the plan has no stage {name!r}; its stages: "
+                        + ", ".join(s.name for s in self.stages))
+
+
+def describe(plan: Plan) -> List[str]:
+    """One line per stage (name, job count, what it runs) and the total: the dry run."""
+    lines, total = [], 0
+    for stage in plan.stages:
+        n = stage.n_jobs()
+        if stage.is_training:
+            total += n
+            what = f"training jobs in {len(stage.sweeps)} sweeps"
+        else:
+            what = stage.unit
+        lines.append(f"stage {stage.name}: {n} {what}")
+        if stage.details is not None:
+            lines.extend("  " + d for d in stage.details())
+    lines.append(f"total: {total} training jobs")
+    return lines
+
+
+def launcher_options(plan: Plan, launcher_name: str, options: Dict[str, Any],
+                     typed: bool) -> Dict[str, Any]:
+    """The launcher's options; the plan's defaults for it apply unless the user ``typed``
+    some."""
+    if typed:
+        return dict(options)
+    return dict(options, **plan.launcher_defaults.get(launcher_name, {}))
+
+
+def launch_sweep(spec: SweepSpec, launcher, options: Dict[str, Any],
+                 skip_confirmation: bool = False, train_command: Optional[Sequence[str]] = None):
+    """List the sweep's jobs and launch those not done (``actions.launch``); the
+    before-launch hooks run unless the launcher only lists (``dry_run``). Returns the jobs
+    launched (None if declined)."""
+    check_data_dir(spec.data_dir)
+    dry_run = getattr(launcher, "dry_run", False)
+    if dry_run:
+        spec = spec.replace(mode="list")
+    jobs = list_jobs(spec, train_command)
+    before = [] if dry_run else [
+        (lambda to_launch, hook=hooks.BEFORE_LAUNCH.get(n): hook(to_launch, sweep_args=spec))
+        for n in hooks.BEFORE_LAUNCH.names()]
+    return actions.launch(jobs, launcher, skip_confirmation=skip_confirmation,
+                          before_launch=before, **options)
+
+
+def run_stage(stage: Stage, launcher, options: Dict[str, Any]) -> None:
+    """Run one stage here (its sweeps with ``launcher``); raises PlanError when a job is
+    left unfinished."""
+    if stage.step is not None:
+        stage.step()
+        return
+    dry_run = getattr(launcher, "dry_run", False)
+    for i, spec in enumerate(stage.sweeps):
+        log.info("stage %s: sweep %d/%d (%s)", stage.name, i + 1, len(stage.sweeps),
+                 spec.output_dir)
+        launch_sweep(spec, launcher, options, skip_confirmation=True)
+        if dry_run or options.get("wait") is False:
+            continue
+        left = [j for j in list_jobs(spec.replace(mode="ids")) if j.state != run_dir.DONE_STATE]
+        if left:
+            raise PlanError(f"stage {stage.name}: {len(left)} jobs are not done, e.g. "
+                            f"{left[0].name} in {left[0].output_dir}; fix them and run again "
+                            "(finished work is reused)")
+    log.info("stage %s: done", stage.name)
+
+
+def run_locally(plan: Plan, launcher, options: Dict[str, Any],
+                only: Optional[Sequence[str]] = None) -> None:
+    """Run every stage in order (or only the named ones)."""
+    for stage in plan.stages:
+        if only and stage.name not in only:
+            continue
+        log.info("stage %s: %d %s", stage.name, stage.n_jobs(),
+                 "jobs" if stage.is_training else stage.unit)
+        run_stage(stage, launcher, options)
+
+
+def submit(plan: Plan, slurm, options: Dict[str, Any],
+           stage_command: Callable[[str], List[str]]) -> Dict[str, List[str]]:
+    """Submit every stage to SLURM with ``afterok`` on the previous one; returns the SLURM
+    job ids per stage.
+
+    A stage whose jobs can be listed now (``Stage.listable``) is one job array, without the
+    jobs that are done or still queued from an earlier submission (the next stage waits for
+    those too); any other stage is one small job, ``stage_command(stage name)``, which lists
+    and submits its jobs when it starts, then waits for them."""
+    from domainbed.command_launchers.base import Task
+    options = {k: v for k, v in options.items() if k != "wait"}
+    ids: Dict[str, List[str]] = {}
+    previous: List[str] = []
+    for stage in plan.stages:
+        waiting: List[str] = []
+        if stage.is_training and stage.listable():
+            jobs = [j for spec in stage.sweeps for j in list_jobs(spec)
+                    if j.state != run_dir.DONE_STATE]
+            queued = actions.queued_dirs(jobs)
+            waiting = [run_dir.read_submission(j.output_dir) for j in jobs
+                       if j.output_dir in queued]
+            jobs = [j for j in jobs if j.output_dir not in queued]
+        else:
+            jobs = [Task(stage_command(stage.name), plan.root, f"{plan.name} stage {stage.name}")]
+        if not jobs and not waiting:
+            log.info("stage %s: every job is done", stage.name)
+            continue
+        submitted = slurm.submit(jobs, after=previous, job_name=f"recipe-{stage.name}",
+                                 **options) if jobs else []
+        ids[stage.name] = [s.job_id for s in submitted] + waiting
+        log.info("stage %s: %d SLURM jobs (after %s)%s", stage.name, len(submitted),
+                 ",".join(previous) or "nothing",
+                 f"; {len(waiting)} still queued from an earlier submission" if waiting else "")
+        previous = ids[stage.name]
+    return ids
+
+
+def read_plan(spec: SweepSpec) -> Optional[Plan]:
+    """The plan an installed extension reads from the sweep's options (e.g. ``--recipe
+    FILE``), or None for an ordinary sweep."""
+    for name in hooks.PLAN_READERS.names():
+        plan = hooks.PLAN_READERS.get(name)(spec)
+        if plan is not None:
+            return plan
+    return None

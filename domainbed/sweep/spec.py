@@ -1,0 +1,119 @@
+"""A sweep as a typed value: what ``sweep``'s options describe, built by the command line or
+by a library (a recipe stage) without any argv.
+
+``SweepSpec`` holds the core's options as fields and the options that extensions register
+(``hooks.SWEEP_ARGUMENTS``, e.g. ``aux_dir``) in ``options``, readable as attributes
+(``spec.aux_dir``), so job transformers read a spec the way they read the command line.
+
+``mode`` says what the job list is for: ``"launch"`` (extensions may prepare what the jobs
+need), ``"list"`` (the dummy launcher: full commands, nothing written) or ``"ids"``
+(``status`` and ``delete_incomplete``: job ids only, extensions plan nothing).
+"""
+
+import argparse
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from domainbed.errors import DomainBedError
+
+MODES = ("launch", "list", "ids")
+TASKS = ("domain_generalization", "domain_adaptation")
+
+# options of the command line that describe neither the jobs nor an extension's planning
+_NOT_SPEC = ("command", "skip_confirmation", "command_launcher", "stage", "only")
+
+
+@dataclass
+class SweepSpec:
+    """The jobs of one sweep folder (upstream's flags, same defaults)."""
+
+    output_dir: str
+    datasets: Optional[List[str]] = None  # None: every registered dataset
+    algorithms: Optional[List[str]] = None  # None: every registered algorithm
+    task: str = "domain_generalization"
+    n_hparams_from: int = 0
+    n_hparams: int = 20
+    data_dir: Optional[str] = None
+    seed: int = 0
+    n_trials: int = 3
+    steps: Optional[int] = None
+    checkpoint_freq: Optional[int] = None
+    hparams: Optional[str] = None  # JSON text, as given (upstream hashes the text)
+    holdout_fraction: float = 0.2
+    single_test_envs: bool = False
+    test_env: Optional[int] = None  # only this test env; -1: none, every domain trains
+    skip_model_save: bool = False
+    train_extra: Dict[str, Any] = field(default_factory=dict)  # flags added to every job
+    upstream_job_ids: bool = False
+    mode: str = "launch"
+    options: Dict[str, Any] = field(default_factory=dict)  # extensions' options
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise DomainBedError(f"sweep mode must be one of {', '.join(MODES)}, got "
+                                 f"{self.mode!r}")
+        if self.task not in TASKS:
+            raise DomainBedError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if not isinstance(self.train_extra, dict):
+            raise DomainBedError("train_extra must be a dict of training flag: value")
+
+    def __getattr__(self, name: str) -> Any:
+        # only called for names that are not fields: an extension's option
+        options = self.__dict__.get("options") or {}
+        if name in options:
+            return options[name]
+        raise AttributeError(f"sweep spec has no option {name!r}")
+
+    def replace(self, **changes: Any) -> "SweepSpec":
+        """A copy with ``changes`` (fields or extension options)."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        options = dict(self.options)
+        options.update({k: v for k, v in changes.items() if k not in fields})
+        return dataclasses.replace(self, options=options,
+                                   **{k: v for k, v in changes.items() if k in fields})
+
+
+def spec_fields() -> List[str]:
+    return [f.name for f in dataclasses.fields(SweepSpec) if f.name not in ("mode", "options")]
+
+
+def extension_defaults(parser: argparse.ArgumentParser) -> Dict[str, Any]:
+    """The defaults of the options the parser has beyond the spec's fields (extensions',
+    launchers')."""
+    known = set(spec_fields()) | {"dataset"} | set(_NOT_SPEC)
+    return {a.dest: a.default for a in parser._actions
+            if a.dest not in known and a.dest != "help" and a.default is not argparse.SUPPRESS}
+
+
+def from_namespace(ns: argparse.Namespace, mode: str = "launch") -> SweepSpec:
+    """The spec of a parsed ``sweep`` command line (``--dataset D`` = ``--datasets D``)."""
+    from domainbed.sweep.options import datasets_of, parse_train_extra
+    values = vars(ns)
+    fields = set(spec_fields())
+    core = {k: values[k] for k in fields if k in values}
+    core["datasets"] = datasets_of(ns, default=None)
+    core["train_extra"] = parse_train_extra(values.get("train_extra"))
+    if core.get("algorithms") is not None:
+        core["algorithms"] = list(core["algorithms"])
+    options = {k: v for k, v in values.items()
+               if k not in fields and k not in _NOT_SPEC and k != "dataset"}
+    return SweepSpec(mode=mode, options=options, **core)
+
+
+def make_spec(output_dir: str, **values: Any) -> SweepSpec:
+    """A spec from typed values, extensions' options filled with their defaults; an unknown
+    name is an error naming the closest option."""
+    from domainbed.sweep.options import build_parser
+    defaults = extension_defaults(build_parser())
+    fields = set(spec_fields()) | {"mode"}
+    unknown = [k for k in values if k not in fields and k not in defaults]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(fields | set(defaults)), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise DomainBedError(f"unknown sweep option {unknown[0]!r}{hint}")
+    options = dict(defaults)
+    options.update({k: v for k, v in values.items() if k not in fields})
+    return SweepSpec(output_dir=output_dir, options=options,
+                     **{k: v for k, v in values.items() if k in fields})

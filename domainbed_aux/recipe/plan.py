@@ -1,0 +1,78 @@
+"""A recipe as the core's multi-stage ``Plan``: pretrain -> linear_probe -> aux -> pool ->
+target -> report.
+
+Linear probes of phi_pt come before the auxiliary sweeps: each auxiliary run starts from a
+probe on its own dataset (every domain), each non-recycling target run from the target's
+probe, as the paper's released code does. The pool stage builds the pool of every target
+sweep from the finished auxiliary runs; listing jobs (the dummy launcher, ``status``) writes
+nothing.
+"""
+
+import os
+from typing import Any, Dict, List
+
+from domainbed import hparams_registry
+from domainbed.sweep.options import train_args_list
+from domainbed.sweep.plan import Plan, Stage
+from domainbed.sweep.spec import SweepSpec
+
+from domainbed_aux.recipe import steps
+from domainbed_aux.recipe.spec import root
+from domainbed_aux.recipe.sweeps import (aux_sweeps, pretrain_sweep, pretrained_featurizer,
+                                         target_sweeps)
+
+STAGES = ("pretrain", "linear_probe", "aux", "pool", "target", "report")
+
+# launcher options of the recipe's local training stages: in-process, so that short runs
+# do not pay the import of torch each (docs/sweeps.md)
+LOCAL_LAUNCHER_OPTIONS: Dict[str, Any] = {"in_process": True}
+
+
+def sweep_details(sweeps: List[SweepSpec]) -> List[str]:
+    """Per sweep: dataset, test env, algorithms, jobs, steps, hparams space and lp_steps."""
+    out = []
+    for spec in sweeps:
+        jobs = train_args_list(spec)
+        space = getattr(spec, "hparams_space", None) or "upstream"
+        algorithms = sorted({a["algorithm"] for a in jobs})
+        lp_steps = {hparams_registry.default_hparams(a, spec.datasets[0], space).get("lp_steps")
+                    for a in algorithms} - {None}
+        out.append(f"{spec.datasets[0]} test_env={spec.test_env} {','.join(algorithms)}: "
+                   f"{len(jobs)} jobs ({spec.n_hparams} hparams x {spec.n_trials} trials), "
+                   f"steps={spec.steps}, hparams_space={space}"
+                   + (f", lp_steps={','.join(map(str, sorted(lp_steps)))}" if lp_steps else ""))
+    return out
+
+
+def _training(name: str, sweeps: List[SweepSpec], listable=lambda: False) -> Stage:
+    return Stage(name, sweeps=sweeps, details=lambda: sweep_details(sweeps), listable=listable)
+
+
+def recipe_plan(recipe: Dict[str, Any]) -> Plan:
+    """The recipe's stages, in order (a stage the recipe leaves out is absent)."""
+    stages: List[Stage] = []
+    pre = pretrain_sweep(recipe)
+    if pre is not None:
+        stages.append(_training("pretrain", [pre], listable=lambda: True))
+    auxes = aux_sweeps(recipe)
+    targets = target_sweeps(recipe)
+    probed = auxes + targets  # the probes both stages start from
+    stages.append(Stage("linear_probe", step=lambda: steps.train_probes(probed),
+                        count=lambda: steps.count_probes(probed), unit="linear probes"))
+    if auxes:
+        phi_pt = pretrained_featurizer(recipe)
+        # on SLURM the aux jobs are listed once phi_pt exists: their probes' names hash it
+        stages.append(_training("aux", auxes, listable=lambda: phi_pt is None
+                                or os.path.exists(phi_pt)))
+    pooled = steps.pool_sweeps(targets)
+    if pooled:
+        stages.append(Stage("pool", step=lambda: steps.build_pools(pooled),
+                            count=lambda: len(pooled), unit="auxiliary pools"))
+    stages.append(_training("target", targets))
+    command = steps.report_command(recipe, [s.output_dir for s in targets])
+    if command is not None:
+        stages.append(Stage("report", step=lambda: steps.run_report(command),
+                            count=lambda: 1, unit=steps.report_note(command)))
+    return Plan(name=f"recipe {recipe.get('name', '')}".strip(), root=root(recipe),
+                stages=stages, launcher_defaults={"local": dict(LOCAL_LAUNCHER_OPTIONS)},
+                outputs=[f"report: {root(recipe, 'report.txt')}"])

@@ -1,0 +1,74 @@
+"""The recipe file: a declarative description of the paper's stages.
+
+Recipe file (JSON; see ``sweeps/ratatouille_paper.json`` and docs/ratatouille.md)::
+
+    {"name": "paper", "data_dir": "data", "output_root": "ratatouille_out",
+     "datasets": ["VLCS", ...],                   # target datasets
+     "hparams": {...} | null,                      # overrides for every job
+     "hparams_space": "mild",
+     "steps": {"default": 5001, "DomainNet": 15001},
+     "checkpoint_freq": {"default": null, "VLCS": 50},
+     "pretrained_featurizer": null | FILE,
+     "pretrain": null | {"dataset": D, "algorithm": "ERM", "steps": N, "hparams": {...}},
+     "aux": {"datasets": null (= the targets), "algorithm": "ERM", "n_hparams": 4,
+             "n_trials": 1, "pool_kind": "standard"},
+     "linear_probe": {"steps": null},
+     "target": {"algorithms": ["Ratatouille"], "n_hparams": 20, "n_trials": 3,
+                "test_envs": null (= each one), "fusing_range": null},
+     "report": {"module": "domainbed_aux.scripts.report", "args": [...]} | null,
+     "train_extra": {"full_evaluation": true} | null}  # training flags of every job
+
+Layout under ``output_root``: ``pretrain/``, ``aux/<Dataset>_notest/<run>/``, ``lp/``
+(linear probes and init files), ``target/<Dataset>/test<k>/`` (one sweep per dataset and
+test env, as the paper's code; its pool in ``aux_pool/``), ``report.txt``. With a pretrain
+stage, phi_pt is the featurizer of its single run (``pretrain/<job>/model.safetensors``).
+"""
+
+import json
+import os
+from typing import Any, Dict, Optional
+
+from domainbed.errors import DomainBedError
+
+KEYS = ("name", "data_dir", "output_root", "datasets", "hparams", "hparams_space", "steps",
+        "checkpoint_freq", "pretrained_featurizer", "pretrain", "aux", "linear_probe",
+        "target", "report", "comment", "train_extra")
+
+
+class RecipeError(DomainBedError):
+    """A recipe file that cannot be run as written."""
+
+
+def load_recipe(path: str, data_dir: Optional[str] = None,
+                output_root: Optional[str] = None) -> Dict[str, Any]:
+    """Read a recipe file; ``data_dir`` / ``output_root`` override the file's values."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            recipe = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise RecipeError(f"cannot read recipe {path!r}: {exc}") from None
+    if not isinstance(recipe, dict) or not recipe.get("datasets"):
+        raise RecipeError(f"{path}: a recipe is a JSON object with a non-empty 'datasets' list")
+    unknown = set(recipe) - set(KEYS)
+    if unknown:
+        raise RecipeError(f"{path}: unknown recipe keys {sorted(unknown)}; see "
+                          "docs/ratatouille.md for the format")
+    if data_dir is not None:
+        recipe["data_dir"] = data_dir
+    if output_root is not None:
+        recipe["output_root"] = output_root
+    recipe.setdefault("output_root", "ratatouille_out")
+    recipe.setdefault("data_dir", "data")
+    return recipe
+
+
+def per_dataset(value: Any, dataset: str) -> Any:
+    """A recipe value that may be given per dataset (``{"default": v, "VLCS": w}``)."""
+    if isinstance(value, dict):
+        return value.get(dataset, value.get("default"))
+    return value
+
+
+def root(recipe: Dict[str, Any], *parts: str) -> str:
+    """A path under the recipe's output root (absolute)."""
+    return os.path.join(os.path.abspath(recipe["output_root"]), *parts)

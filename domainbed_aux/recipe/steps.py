@@ -1,0 +1,107 @@
+"""The recipe's in-process stages: training the shared linear probes, building the pools,
+and the report command."""
+
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from domainbed.sweep.options import train_args_list
+from domainbed.sweep.spec import SweepSpec
+
+from domainbed_aux.recipe.spec import RecipeError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REPORT_MODULE = "domainbed_aux.scripts.report"
+DEFAULT_REPORT_ARGS = ["--input_dir", "{target_dirs}", "--output", "{output_root}/report.txt"]
+
+
+# ------------------------------------------------------------------------ linear probes
+
+def probe_specs(sweeps: Sequence[SweepSpec]) -> List[Tuple[Any, str]]:
+    """The distinct linear probes the sweeps' jobs start from: (spec, probe folder)."""
+    from domainbed_aux import sweep_plugin
+    specs: Dict[Tuple[str, str], Tuple[Any, str]] = {}
+    for sweep in sweeps:
+        for train_args in train_args_list(sweep):
+            if sweep_plugin.needs_init(train_args, sweep):
+                spec = sweep_plugin.probe_spec(train_args, sweep)
+                folder = sweep_plugin.lp_root(sweep)
+                specs[(folder, spec.key())] = (spec, folder)
+    return list(specs.values())
+
+
+def count_probes(sweeps: Sequence[SweepSpec]) -> int:
+    """How many probes the sweeps need: one per (folder, dataset, test envs, trial seed);
+    torch-free (the probe specs themselves hash phi_pt)."""
+    from domainbed_aux import sweep_plugin
+    keys = set()
+    for sweep in sweeps:
+        keys.update((sweep_plugin.lp_root(sweep), a["dataset"], tuple(a["test_envs"]),
+                     a["trial_seed"]) for a in train_args_list(sweep)
+                    if sweep_plugin.needs_init(a, sweep))
+    return len(keys)
+
+
+def train_probes(sweeps: Sequence[SweepSpec]) -> None:
+    """Train the probes that do not exist yet (finished ones are reused)."""
+    from domainbed_aux.init.probe import ensure_linear_probe
+    specs = probe_specs(sweeps)
+    for i, (spec, folder) in enumerate(specs):
+        probe = ensure_linear_probe(spec, folder)
+        log.info("stage linear_probe: [%d/%d] %s %s", i + 1, len(specs), spec.key(),
+                 "trained" if probe.trained else "reused")
+
+
+# ---------------------------------------------------------------------------- pools
+
+def pool_sweeps(sweeps: Sequence[SweepSpec]) -> List[SweepSpec]:
+    """The target sweeps that recycle a pool."""
+    from domainbed_aux import sweep_plugin
+    return [s for s in sweeps if sweep_plugin.uses_pool(s)]
+
+
+def build_pools(sweeps: Sequence[SweepSpec]) -> None:
+    """Build (or check) the pool of every target sweep from the finished auxiliary runs."""
+    from domainbed_aux import sweep_plugin
+    wanted = pool_sweeps(sweeps)
+    for i, sweep in enumerate(wanted):
+        for dataset in sweep.datasets:
+            pool = sweep_plugin.ensure_pool(sweep, dataset)
+            log.info("stage pool: [%d/%d] %s: %d members in %s", i + 1, len(wanted), dataset,
+                     len(pool.members), pool.root)
+
+
+# ---------------------------------------------------------------------------- report
+
+def report_command(recipe: Dict[str, Any], target_dirs: Sequence[str]) -> Optional[List[str]]:
+    """The report command of the recipe file (module and arguments), or None."""
+    spec = recipe.get("report", {})
+    if spec is None:
+        return None
+    module = spec.get("module", DEFAULT_REPORT_MODULE)
+    names = {"output_root": os.path.abspath(recipe["output_root"]),
+             "target_dirs": ",".join(target_dirs)}
+    args = [a.format(**names) for a in spec.get("args", DEFAULT_REPORT_ARGS)]
+    return [sys.executable, "-m", module] + args
+
+
+def report_note(command: Sequence[str]) -> str:
+    module = command[2]
+    if importlib.util.find_spec(module) is None:
+        return f"report command ({module} not installed: will be skipped)"
+    return "report command"
+
+
+def run_report(command: Sequence[str]) -> None:
+    """Run the recipe's report command (skipped with a warning when its module is absent)."""
+    module = command[2]
+    if importlib.util.find_spec(module) is None:
+        log.warning("stage report: module %s is not installed; skipped", module)
+        return
+    log.info("stage report: %s", " ".join(command))
+    if subprocess.run(list(command)).returncode != 0:
+        raise RecipeError(f"stage report: {module} failed (see its message above)")
