@@ -93,7 +93,7 @@ def reference_collect_results(input_dir: str) -> str:
     load.n_records = len(records)
     records = Q(records)
     methods = [SELECTION_METHODS.get(name) for name in SELECTION_METHODS.names()]
-    report = build_report(records, methods, (), load)  # no shared cache: scored twice
+    report = build_report(records, methods, None, load)  # no shared cache: scored twice
     return "\n".join(report_lines(records, methods, False)) + "\n" + extras_text(report, False)
 
 

@@ -8,7 +8,7 @@ from domainbed.errors import DomainBedError
 from domainbed.lib import reporting
 from domainbed.lib.query import Q
 from domainbed.model_selection import IIDAccuracySelectionMethod, OracleSelectionMethod
-from domainbed.reports import build_report, format_mean, mean_se
+from domainbed.reports import AlgorithmRows, build_report, format_mean, mean_se
 from domainbed.reports.synthetic import make_record, write_run
 
 
@@ -210,7 +210,8 @@ def test_row_providers_add_rows_to_dataset_and_averages_tables():
         seen.append((len(records), dataset, method))
         return [("Uniform soup", {0: [0.5, 0.6], "1": {0: 0.5, 1: 0.6}, 2: [0.5, 0.6]})]
 
-    report = build_report(Q(sweep_records(trials=(0, 1))), [OracleSelectionMethod], [soups])
+    report = build_report(Q(sweep_records(trials=(0, 1))), [OracleSelectionMethod],
+                          [AlgorithmRows(), soups])
     assert seen == [(6, "Debug28", OracleSelectionMethod)]
     rows = table(report, "Dataset: Debug28").rows
     assert [r.name for r in rows] == ["ERM", "Uniform soup"]
@@ -231,4 +232,5 @@ def test_row_provider_cannot_replace_an_algorithm_row():
         return [("ERM", {0: [0.5]})]
 
     with pytest.raises(ValueError, match="'ERM'"):
-        build_report(Q(sweep_records()), [IIDAccuracySelectionMethod], [clash])
+        build_report(Q(sweep_records()), [IIDAccuracySelectionMethod],
+                     [AlgorithmRows(), clash])

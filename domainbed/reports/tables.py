@@ -2,26 +2,27 @@
 
 A cell holds one accuracy per trial seed and shows ``mean +/- se`` in percent, with
 se = 100 * std(x) / sqrt(n) (population std). Avg columns are plain means of the cells of the
-row, "X" when any of them is missing. Rows are the algorithms (in the order of
-``domainbed.algorithms.ALGORITHMS``, unknown ones after, alphabetically), then the rows of the
-*row providers*: functions ``provider(records, dataset, method) -> [(row_name, values)]``,
-where ``values`` maps a test env (index or name) to its accuracies, one per trial seed (a
-``{trial_seed: acc}`` dict or a list). This is how other reports (e.g. weight-averaging rows)
-add rows without touching this module.
+row, "X" when any of them is missing. The rows are those of the *row providers* given
+(``domainbed.reports.rows``), provider after provider; by default ``AlgorithmRows``: one row
+per algorithm, in the order of ``domainbed.algorithms.ALGORITHMS`` (unknown ones after,
+alphabetically). This is how other reports (e.g. weight-averaging rows) build their tables
+without touching this module.
 """
 
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from domainbed import catalogue
 from domainbed.lib.query import Q
-from domainbed.lib.reporting import LoadReport, get_grouped_records, record_n_envs, sweep_accs
+from domainbed.lib.reporting import LoadReport, get_grouped_records, record_n_envs
 from domainbed.model_selection import (IIDAccuracySelectionMethod, LeaveOneOutSelectionMethod,
                                        OracleSelectionMethod)
+from domainbed.reports.rows import (AlgorithmRows, ReportContext, RowProvider,  # noqa: F401
+                                    ordered_names)
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ DEFAULT_SELECTION_METHODS = (IIDAccuracySelectionMethod, LeaveOneOutSelectionMet
                              OracleSelectionMethod)
 
 Accs = Dict[Any, Optional[float]]  # trial_seed -> accuracy in [0, 1] (None: not selectable)
-RowProvider = Callable[[Q, str, type], Iterable[Tuple[str, Mapping[Any, Any]]]]
 
 
 def _missing(value: Optional[float]) -> bool:
@@ -119,13 +119,6 @@ class Report:
     notes: List[str] = field(default_factory=list)
 
 
-def _ordered(names: Iterable[str], known: Optional[List[str]]) -> List[str]:
-    """Known names in registry order, then the others alphabetically."""
-    names = set(names)
-    position = {n: i for i, n in enumerate(known or [])}
-    return sorted(names, key=lambda n: (0, position[n], "") if n in position else (1, 0, str(n)))
-
-
 def _registered_algorithms(needed: Iterable[str] = ()) -> Optional[List[str]]:
     """``ALGORITHMS`` as far as ``needed`` goes (``domainbed.catalogue``: torch-free for core
     names), or None when the registry is needed and cannot be imported."""
@@ -197,17 +190,25 @@ def _averages_cell(data: Optional[Dict[int, Accs]], n_envs: int) -> Cell:
     return Cell(seeds, values)
 
 
+def default_row_providers() -> List[RowProvider]:
+    """The rows of a plain report: one per algorithm."""
+    return [AlgorithmRows()]
+
+
 def build_report(records, selection_methods: Sequence[type] = DEFAULT_SELECTION_METHODS,
-                 row_providers: Sequence[RowProvider] = (),
+                 row_providers: Optional[Sequence[RowProvider]] = None,
                  load_report: Optional[LoadReport] = None, grouped: Optional[Q] = None,
                  cache: Optional[dict] = None) -> Report:
     """Result tables for each selection method: one per dataset, then "Averages".
 
+    The rows are those of ``row_providers`` (default: ``default_row_providers()``, one row
+    per algorithm), provider after provider; two providers may not give rows of one name.
     Records of unknown datasets or algorithms are reported too (``env{i}`` column names,
     rows after the known algorithms) and a note says so. ``grouped`` is
     ``get_grouped_records(records)`` when the caller has it; with ``cache`` the selection
     scores are shared with other callers (``domainbed.lib.reporting.sweep_accs``).
     """
+    providers = default_row_providers() if row_providers is None else list(row_providers)
     notes: List[str] = []
     grouped = get_grouped_records(records) if grouped is None else grouped
     if not len(grouped):
@@ -217,20 +218,18 @@ def build_report(records, selection_methods: Sequence[type] = DEFAULT_SELECTION_
     for group in grouped:
         by_dataset.setdefault(group["dataset"], []).append(group)
 
-    seen_algorithms = {g["algorithm"] for g in grouped}
     known_datasets = _registered_datasets(set(by_dataset) - {None})
-    known_algorithms = _registered_algorithms(seen_algorithms)
-    datasets = _ordered(by_dataset, known_datasets)
-    algorithms = _ordered(seen_algorithms, known_algorithms)
+    known_algorithms = _registered_algorithms({g["algorithm"] for g in grouped})
+    datasets = ordered_names(by_dataset, known_datasets)
     for module, known in (("algorithms", known_algorithms), ("datasets", known_datasets)):
         if known is None:
             notes.append(f"domainbed.{module} could not be imported: rows and columns are "
                          "sorted by name and environments are named env0, env1, ...")
-    if known_algorithms is not None:
-        for name in algorithms:
-            if name not in known_algorithms:
-                notes.append(f"algorithm {name!r} is not in domainbed.algorithms.ALGORITHMS: "
-                             "its rows come after the known ones")
+    context = ReportContext(records, grouped, datasets, known_algorithms, cache, notes)
+    for provider in providers:
+        prepare = getattr(provider, "prepare", None)
+        if prepare is not None:
+            prepare(context)
 
     env_names: Dict[str, List[str]] = {}
     for dataset in datasets:
@@ -239,40 +238,47 @@ def build_report(records, selection_methods: Sequence[type] = DEFAULT_SELECTION_
         env_names[dataset] = _environment_names(dataset, n_envs, known_datasets, notes)
 
     records_of: Dict[str, list] = {}
-    if row_providers:
-        for record in records:
-            dataset = record.get("args", {}).get("dataset")
-            records_of.setdefault(dataset, []).append(record)
+    for record in records:
+        args = record.get("args")
+        dataset = args.get("dataset") if isinstance(args, dict) else None
+        records_of.setdefault(dataset, []).append(record)
 
     sections = []
     for method in selection_methods:
         # dataset -> row name -> env -> {trial_seed: acc}
         data: Dict[str, Dict[str, Dict[int, Accs]]] = {d: {} for d in datasets}
-        for g, acc in zip(grouped, sweep_accs(grouped, method, cache)):
-            row = data[g["dataset"]].setdefault(g["algorithm"], {})
-            row.setdefault(g["test_env"], {})[g["trial_seed"]] = acc
-        extra_names: List[str] = []
-        for dataset in datasets:
-            for provider in row_providers:
-                for name, values in provider(Q(records_of.get(dataset, [])), dataset, method):
-                    if name in algorithms:
-                        raise ValueError(f"row provider {provider!r} gave a row named {name!r}, "
-                                         "the name of an algorithm row; give it another name")
-                    data[dataset][name] = _normalise_values(values, env_names[dataset])
-                    if name not in extra_names:
-                        extra_names.append(name)
-
+        row_names = _provider_rows(providers, records_of, datasets, env_names, method, data)
         tables = []
         for dataset in datasets:
             n_envs = len(env_names[dataset])
-            names = [a for a in algorithms if a in data[dataset]]
-            names += [n for n in extra_names if n in data[dataset]]
             rows = [Row(name, [Cell.from_accs(data[dataset][name].get(env, {}))
-                               for env in range(n_envs)]) for name in names]
+                               for env in range(n_envs)])
+                    for name in row_names if name in data[dataset]]
             tables.append(Table(f"Dataset: {dataset}", env_names[dataset], rows, dataset))
-        row_names = algorithms + extra_names
         avg_rows = [Row(name, [_averages_cell(data[d].get(name), len(env_names[d]))
                                for d in datasets]) for name in row_names]
         tables.append(Table("Averages", list(datasets), avg_rows))
         sections.append(Section(method, tables))
     return Report(sections, n_records=len(records), load=load_report, notes=notes)
+
+
+def _provider_rows(providers: Sequence[RowProvider], records_of: Dict[str, list],
+                   datasets: List[str], env_names: Dict[str, List[str]], method: type,
+                   data: Dict[str, Dict[str, Dict[int, Accs]]]) -> List[str]:
+    """Fill ``data`` with the providers' rows for ``method``; the row names in table order."""
+    owner: Dict[Any, int] = {}  # row name -> index of the provider that gives it
+    row_names: List[str] = []
+    for index, provider in enumerate(providers):
+        names: List[str] = []
+        for dataset in datasets:
+            for name, values in provider(Q(records_of.get(dataset, [])), dataset, method):
+                if owner.setdefault(name, index) != index:
+                    raise ValueError(
+                        f"row provider {provider!r} gave a row named {name!r}, a row of "
+                        f"{providers[owner[name]]!r}; give it another name")
+                data[dataset][name] = _normalise_values(values, env_names[dataset])
+                if name not in names:
+                    names.append(name)
+        order = getattr(provider, "row_order", None)
+        row_names += order(names) if order is not None else names
+    return row_names

@@ -18,7 +18,8 @@ from domainbed.errors import DomainBedError
 from domainbed.lib.reporting import (DEFAULT_MAX_DEPTH, get_grouped_records,
                                      load_records_with_report)
 from domainbed.model_selection import SELECTION_METHODS, get_selection_method
-from domainbed.reports import FORMATS, RowProvider, build_report, render
+from domainbed.reports import (FORMATS, RowProvider, build_report, default_row_providers,
+                               render)
 from domainbed.reports.upstream import (format_mean, merge_records, print_results_tables,
                                         print_table, recursive_freeze, remove_key,
                                         report_lines)
@@ -47,7 +48,8 @@ def collect_results(input_dir: str, fmt: str = "text",
     records, load_report = load_records_with_report(input_dir, max_depth)
     # grouped once, each method scores each group once, for upstream's tables and ours
     grouped, cache = get_grouped_records(records), {}
-    report = build_report(records, methods, row_providers, load_report, grouped, cache)
+    providers = default_row_providers() + list(row_providers)  # the algorithms', then these
+    report = build_report(records, methods, providers, load_report, grouped, cache)
     if fmt in UPSTREAM_FORMATS:
         latex = UPSTREAM_FORMATS[fmt]
         text = "\n".join(report_lines(records, methods, latex, grouped, cache)) + "\n"

@@ -13,6 +13,7 @@ import torch
 
 from domainbed.errors import DomainBedError
 from domainbed_aux.averaging.base import load_member
+from domainbed_aux.report.registry import Table1Row, register
 from domainbed_aux.scoring.evaluation import SPLITS, EvaluatorCache
 from domainbed_aux.scoring.runs import RunInfo
 from domainbed_aux.scoring.soups import _progress, by_trial, check_runs, weights_text
@@ -85,3 +86,16 @@ def ensemble(runs: Sequence[RunInfo], evaluators: Optional[EvaluatorCache] = Non
         "accuracies": {s: sum(v.values()) / len(v) for s, v in per_trial.items()},
         "per_trial": per_trial,
     }
+
+
+# ----------------------------------------------------------------------------- Table 1 rows
+
+def _table1_cell(table, runs: Sequence[RunInfo], method):
+    """The Table 1 cell of the ensemble of the runs of a cell (see ``report.registry``)."""
+    result = table.cached("ensemble", "ensemble", runs, lambda: ensemble(
+        runs, table.evaluators, [table.split], progress=table.progress))
+    return result["accuracies"][table.split], result
+
+
+register(Table1Row("Ensemble*", "erm", 7, _table1_cell))
+register(Table1Row("Ensemble* of inter-training", "inter", 12, _table1_cell))

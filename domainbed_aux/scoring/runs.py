@@ -163,6 +163,12 @@ def read_run(run_dir: str, weights: str = "best") -> RunInfo:
                    weights=weights)
 
 
+def best_run(runs: Sequence[RunInfo]) -> RunInfo:
+    """The run whose selected weights have the best recorded ID-validation accuracy (ties: the
+    first run directory)."""
+    return sorted(runs, key=lambda r: (-r.id_val_acc, r.run_dir))[0]
+
+
 def find_runs(input_dirs: Iterable[str], dataset: Optional[str] = None,
               test_env: Optional[int] = None, trial_seed: Optional[int] = None,
               algorithms: Optional[Sequence[str]] = None,

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from domainbed.errors import DomainBedError
 from domainbed_aux.averaging import select_weights
 from domainbed_aux.averaging.base import load_member
+from domainbed_aux.report.registry import Table1Row, register
 from domainbed_aux.scoring.evaluation import SPLITS, EvaluatorCache, split_identity
 from domainbed_aux.scoring.runs import RunInfo
 
@@ -161,3 +162,25 @@ def _bn_text(evaluator, live_bn: bool) -> str:
     if has_bn:
         return "frozen batch norm: statistics identical in every member (checked), kept"
     return "no batch-norm layer"
+
+
+# ----------------------------------------------------------------------------- Table 1 rows
+
+def _table1_cell(rule: str):
+    """The Table 1 cell of a ``rule`` soup of the runs of a cell (see ``report.registry``)."""
+    def score(table, runs: Sequence[RunInfo], method):
+        result = table.cached("soup", rule, runs, lambda: soup(
+            runs, rule, table.evaluators, [table.split], progress=table.progress))
+        return result["accuracies"][table.split], result
+    return score
+
+
+for _name, _family, _position, _rule in (
+        ("Model soups uniform", "erm", 8, "uniform"),
+        ("Model soups greedy", "erm", 9, "greedy"),
+        ("Model soups uniform (dagger)", "erm", 10, "dagger"),
+        ("Ratatouille uniform", "inter", 14, "uniform"),
+        ("Ratatouille greedy", "inter", 15, "greedy"),
+        ("Ratatouille uniform (dagger)", "inter", 16, "dagger")):
+    register(Table1Row(_name, _family, _position, _table1_cell(_rule),
+                       pooled=_rule == "dagger"))
