@@ -234,3 +234,44 @@ def test_row_provider_cannot_replace_an_algorithm_row():
     with pytest.raises(ValueError, match="'ERM'"):
         build_report(Q(sweep_records()), [IIDAccuracySelectionMethod],
                      [AlgorithmRows(), clash])
+
+
+def test_only_the_rows_of_the_providers_given_are_built():
+    records = sweep_records() + sweep_records(algorithm="NotAnAlgorithm")
+
+    def soups(records, dataset, method):
+        return [("Uniform soup", {0: [0.5], 1: [0.5], 2: [0.5]})]
+
+    plain = build_report(Q(records), [IIDAccuracySelectionMethod])
+    assert [r.name for r in table(plain, "Averages").rows] == ["ERM", "NotAnAlgorithm"]
+    assert any("'NotAnAlgorithm' is not in" in n for n in plain.notes)
+    only = build_report(Q(records), [IIDAccuracySelectionMethod], [soups])
+    assert [r.name for r in table(only, "Dataset: Debug28").rows] == ["Uniform soup"]
+    assert [r.name for r in table(only, "Averages").rows] == ["Uniform soup"]
+    assert not any("NotAnAlgorithm" in n for n in only.notes)
+
+
+def test_rows_come_provider_after_provider_in_each_ones_order():
+    records = sweep_records() + sweep_records(dataset="Debug224", algorithm="CORAL")
+
+    class Ordered:
+        def __init__(self):
+            self.prepared = None
+
+        def prepare(self, context):
+            self.prepared = list(context.datasets)
+            context.notes.append("ordered was here")
+
+        def __call__(self, records, dataset, method):
+            names = ["b", "a"] if dataset == "Debug28" else ["c", "a"]
+            return [(n, {0: [0.5]}) for n in names]
+
+        def row_order(self, names):
+            return sorted(names)
+
+    ordered = Ordered()
+    report = build_report(Q(records), [IIDAccuracySelectionMethod], [ordered, AlgorithmRows()])
+    assert ordered.prepared == ["Debug28", "Debug224"]
+    assert "ordered was here" in report.notes
+    assert [r.name for r in table(report, "Averages").rows] == ["a", "b", "c", "ERM", "CORAL"]
+    assert [r.name for r in table(report, "Dataset: Debug224").rows] == ["a", "c", "CORAL"]
