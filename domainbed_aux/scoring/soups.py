@@ -1,15 +1,15 @@
 """Weight soups of finished runs, scored on the runs' own splits.
 
 Glue between run directories, :mod:`domainbed_aux.averaging` (the arithmetic) and
-:mod:`domainbed_aux.scoring.evaluation` (the scores). A soup averages the weights ``RunInfo.weights``
-selects: by default each run's best-ID-validation checkpoint (``model_best.safetensors``; the
-paper's appendix F.1), the final, averaged model for MA/SWAD runs; ``weights="final"`` takes
-``model.safetensors``. Greedy soups rank runs by the recorded ID-validation accuracy (mean
-``env{j}_out_acc`` over training envs) of those weights (ties by run directory) and
-score each candidate average on the pooled ID-validation split. Every soup is scored on
-``env{test}_in``, the split of the selection rows; ``test_full`` (the whole test domain) and
-``id_val`` on request. A dagger soup averages the runs of every trial seed; its score is the
-mean over trial seeds of its accuracy on each trial's ``env{test}_in`` split.
+:mod:`domainbed_aux.scoring.evaluation` (the scores). A soup averages the weights
+``RunInfo.weights`` selects: by default each run's best-ID-validation checkpoint
+(``model_best.safetensors``; the paper's appendix F.1), the final, averaged model for MA/SWAD
+runs; ``weights="final"`` takes ``model.safetensors``. Greedy soups rank runs by the recorded
+ID-validation accuracy (mean ``env{j}_out_acc`` over training envs) of those weights (ties by
+run directory) and score each candidate average on the pooled ID-validation split. Every
+soup is scored on ``env{test}_in``, the split of the selection rows; ``test_full`` (the whole
+test domain) and ``id_val`` on request. A dagger soup averages the runs of every trial seed;
+its score is the mean over trial seeds of its accuracy on each trial's ``env{test}_in`` split.
 """
 
 import functools
