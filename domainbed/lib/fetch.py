@@ -2,7 +2,7 @@
 
 ``Fetcher`` downloads into ``<dest>.part`` with HTTP Range resumes, retries transient
 failures with exponential backoff, checks size and sha256 when known, and shows a tqdm bar.
-Used by ``domainbed.scripts.download``; it knows no dataset.
+Used by ``domainbed.datasets.download``; it knows no dataset.
 """
 
 import hashlib
