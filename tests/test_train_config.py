@@ -122,7 +122,7 @@ def test_a_train_arg_of_the_wrong_type_is_an_error():
 
 
 def test_the_linear_probe_config_is_the_one_its_old_command_line_parsed_to():
-    from domainbed_aux import linear_probe as lp
+    from domainbed_aux.init import probe as lp
     specs = [lp.LinearProbeSpec("Debug28", [0], 1),
              lp.LinearProbeSpec("Debug28", [0, 2], 3, data_dir="/x", hparams={"b": 1, "a": 2},
                                 steps=7, checkpoint_freq=0, holdout_fraction=0.3)]
