@@ -1,6 +1,6 @@
 """Images/s of augmented training batches: our image-folder pipeline vs upstream's.
 
-    python benchmarks/bench_data_pipeline.py [--per_class 40] [--workers 2] [--steps 40]
+    python benchmarks/bench_data_pipeline.py [--per_class 40] [--workers 2] [--steps 20] [--rounds 5]
 
 Generates a synthetic image folder (``--envs`` domains x ``--classes`` classes x
 ``--per_class`` JPEGs of about 500 x 400 pixels), then measures, in the same run and with
@@ -16,9 +16,10 @@ the same number of loaders, workers and batch size:
 Each measurement starts its loaders, discards ``--warmup`` steps (worker start-up, first
 reads), then times ``--steps`` steps of one batch per domain; the main process reads every
 pixel of each batch once (a sum), as a training step would. Besides images/s it reports the
-CPU time of the main process and all workers per image, which other load on the machine
-disturbs less. Rounds alternate between the pipelines so that such load hits them alike;
-the best round of each is reported. Not a test: speed figures come from here, never from
+CPU time of the main process and all workers per image (and the main process's share),
+which other load on the machine disturbs less. Rounds interleave the pipelines (A B A B ...)
+so that such load hits them alike; each ratio is the median over rounds of ours over the
+reference of the same round; the load average is printed at start and end. Not a test: speed figures come from here, never from
 assertions.
 """
 
@@ -117,16 +118,18 @@ def _children():
 
 
 def measure(make, steps: int, warmup: int):
-    """``(images/s, CPU ms per image)`` over ``steps`` steps after ``warmup`` steps; the CPU
-    time is that of the main process and every worker (robust to other load on the
-    machine, unlike images/s). The loaders are closed afterwards."""
+    """``(images/s, CPU ms per image, main-process CPU ms per image)`` over ``steps`` steps
+    after ``warmup`` steps; the CPU time is that of the main process and every worker
+    (robust to other load on the machine, unlike images/s). The loaders are closed
+    afterwards."""
     loaders = make()
     for _ in range(warmup):
         for it in loaders:
             next(it)
     pids = [os.getpid()] + _children()
     images = 0
-    cpu_start, start = _cpu_seconds(pids), time.perf_counter()
+    cpu_start, main_start = _cpu_seconds(pids), _cpu_seconds(pids[:1])
+    start = time.perf_counter()
     for _ in range(steps):
         for it in loaders:
             x, _ = next(it)
@@ -134,8 +137,22 @@ def measure(make, steps: int, warmup: int):
             images += x.shape[0]
     elapsed = time.perf_counter() - start
     cpu = _cpu_seconds(pids) - cpu_start
+    main_cpu = _cpu_seconds(pids[:1]) - main_start
     del loaders  # shuts the workers down before the next measurement
-    return images / elapsed, 1000 * cpu / images
+    return images / elapsed, 1000 * cpu / images, 1000 * main_cpu / images
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def _median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
 
 
 def main(argv=None):
@@ -149,9 +166,9 @@ def main(argv=None):
     p.add_argument("--image_size", type=int, default=224)
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--workers", type=int, default=2, help="workers per loader")
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--skip_uncached", action="store_true")
     args = p.parse_args(argv)
 
@@ -177,36 +194,42 @@ def main(argv=None):
         pipelines = {"reference (torchvision ImageFolder + PIL v1)":
                      lambda: reference_loaders(root, args.envs, args.batch_size, args.workers,
                                                args.image_size),
-                     "ours, decode cache + v2 uint8":
+                     "ours, decode cache":
                      lambda: our_loaders(root, args.envs, args.batch_size, args.workers,
                                          args.image_size, cached=True)}
         if not args.skip_uncached:
-            pipelines["ours, no cache (Pillow decode) + v2"] = (
+            pipelines["ours, no cache (Pillow decodes)"] = (
                 lambda: our_loaders(root, args.envs, args.batch_size, args.workers,
                                     args.image_size, cached=False))
+        reference = "reference (torchvision ImageFolder + PIL v1)"
         results = {name: [] for name in pipelines}
+        print(f"load average at start: {_load()}")
         for r in range(args.rounds):
-            for name, make in pipelines.items():
-                rate, cpu_ms = measure(make, args.steps, args.warmup)
-                results[name].append((rate, cpu_ms))
-                print(f"round {r + 1}: {name}: {rate:.0f} images/s, {cpu_ms:.2f} CPU ms/image",
-                      flush=True)
+            for name, make in pipelines.items():  # A B (C) A B (C) ...: load hits all alike
+                rate, cpu_ms, main_ms = measure(make, args.steps, args.warmup)
+                results[name].append((rate, cpu_ms, main_ms))
+                print(f"round {r + 1}: {name}: {rate:.0f} images/s, {cpu_ms:.2f} CPU ms/image "
+                      f"({main_ms:.2f} in the main process)", flush=True)
+        print(f"load average at end: {_load()}")
         print(f"\nmachine: {platform.platform()}, {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} CPUs; python {platform.python_version()}, torch "
               f"{torch.__version__}, torchvision {torchvision.__version__}, Pillow "
               f"{PIL.__version__}")
         print(f"setup: {args.envs} loaders x {args.workers} workers, batch {args.batch_size}, "
               f"{args.image_size} px, {args.steps} timed steps after {args.warmup} warm-up, "
-              f"best of {args.rounds} rounds")
-        best = {name: (max(r for r, _ in runs), min(c for _, c in runs))
-                for name, runs in results.items()}
-        ref_rate, ref_cpu = best["reference (torchvision ImageFolder + PIL v1)"]
-        print(f"{'pipeline':48s} {'images/s':>9s} {'ratio':>6s} {'CPU ms/image':>13s} "
-              f"{'ratio':>6s}")
-        for name, (rate, cpu_ms) in best.items():
-            cpu_ratio = ref_cpu / cpu_ms if cpu_ms else float("nan")
-            print(f"{name:48s} {rate:9.0f} {rate / ref_rate:5.2f}x {cpu_ms:13.2f} "
-                  f"{cpu_ratio:5.2f}x")
+              f"{args.rounds} interleaved rounds; ratios: median over rounds of ours / the "
+              f"reference of the same round")
+        print(f"{'pipeline':40s} {'images/s':>9s} {'ratio':>6s} {'(rounds)':>18s} "
+              f"{'CPU ms/image':>13s} {'ratio':>6s} {'main ms':>8s}")
+        ref = results[reference]
+        for name, runs in results.items():
+            rates = [run[0] / base[0] for run, base in zip(runs, ref)]
+            cpus = [base[1] / run[1] for run, base in zip(runs, ref) if run[1]]
+            per_round = ",".join(f"{v:.1f}" for v in rates)
+            print(f"{name:40s} {_median([r[0] for r in runs]):9.0f} {_median(rates):5.2f}x "
+                  f"{per_round:>18s} {_median([r[1] for r in runs]):13.2f} "
+                  f"{_median(cpus) if cpus else float('nan'):5.2f}x "
+                  f"{_median([r[2] for r in runs]):8.2f}")
     finally:
         if not args.root:
             shutil.rmtree(root, ignore_errors=True)

@@ -377,6 +377,74 @@ def test_color_jitter_to_float_draws_as_v2_and_computes_as_its_kernels():
     assert ours(u8.float() / 255).dtype == torch.float32  # other inputs: v2's kernels
 
 
+@pytest.mark.parametrize("size,channels", [(224, 3), (32, 1)])
+def test_train_steps_equal_their_v2_composition_for_every_input_kind(size, channels):
+    steps = T.tensor_train_transform(size, channels).steps
+    assert isinstance(steps, TT.TrainSteps)
+    reference = v2.Compose(steps.v2_steps())
+    image = smooth_image(300, 220, 7)
+    array = np.array(image)
+    array.setflags(write=False)  # as a view of the decode cache's memory map
+    inputs = (image, TT.to_uint8_chw(image), array)
+    for seed in range(40):
+        torch.manual_seed(seed)
+        expected = reference(image)
+        for inpt in inputs:
+            torch.manual_seed(seed)
+            x = steps(inpt)
+            assert x.dtype == torch.uint8 and x.shape == (channels, size, size)
+            levels = (x.int() - expected.int()).abs()
+            # the same draws and kernels: equal, up to a grey level from the contrast mean
+            assert levels.max() <= 1 and (levels > 0).float().mean() < 1e-4
+        assert torch.rand(1).item() == reference_draw_after(reference, image, seed)
+
+
+def reference_draw_after(transform, image, seed: int) -> float:
+    """The next draw of torch's generator after ``transform`` ran from ``seed``: both
+    implementations consume the same random numbers."""
+    torch.manual_seed(seed)
+    transform(image)
+    return torch.rand(1).item()
+
+
+def test_train_steps_statistics_match_the_v1_augmentation():
+    yy, xx = np.mgrid[0:200, 0:250]
+    pixels = np.stack([yy, xx, np.full_like(xx, 128)], -1).astype(np.uint8)
+    image = Image.fromarray(pixels)
+    # no colour change: the output pixels still encode their source row and column
+    ours = TT.TrainSteps(64, 3, T.CROP_SCALE, T.CROP_RATIO, jitter=0.0, grey_p=0.0)
+    ref = v1.Compose([v1.RandomResizedCrop(64, scale=T.CROP_SCALE, ratio=T.CROP_RATIO),
+                      v1.RandomHorizontalFlip()])
+    n = 300
+    a = _crop_boxes(ref, image, range(n))
+    b = _crop_boxes(ours, np.array(image), range(10 ** 6, 10 ** 6 + n))
+    critical = 1.95 * math.sqrt(2 / n)  # KS two-sample test at alpha = 0.001
+    assert _ks(a[:, 0], b[:, 0]) < critical and _ks(a[:, 1], b[:, 1]) < critical
+    assert 0.66 <= b[:, 0].min() and b[:, 0].max() <= 1.04
+    assert abs(b[:, 2].mean() - 0.5) < 0.1 and abs(a[:, 2].mean() - b[:, 2].mean()) < 0.15
+    # grey with p = 0.1 (saturation >= 0.7 never makes a colour image grey)
+    steps = T.tensor_train_transform(32, 3).steps
+    colour = smooth_image(60, 50, 2)
+    grey = []
+    for seed in range(400):
+        torch.manual_seed(seed)
+        x = steps(colour).int()
+        grey.append(bool((x[0] == x[1]).all() and (x[1] == x[2]).all()))
+    assert abs(np.mean(grey) - T.GREY_P) < 0.05
+    # colour parameters: v1's ranges, a uniform random order of the four steps
+    drawn = []
+    for seed in range(400):
+        torch.manual_seed(seed)
+        drawn.append(steps.jitter.make_params([TT.to_uint8_chw(colour)]))
+    for name, centre in [("brightness_factor", 1.0), ("contrast_factor", 1.0),
+                         ("saturation_factor", 1.0), ("hue_factor", 0.0)]:
+        values = np.array([d[name] for d in drawn])
+        assert values.min() >= centre - T.JITTER and values.max() <= centre + T.JITTER
+        assert abs(values.mean() - centre) < 0.03 and values.std() > 0.15
+    first = np.bincount([int(d["fn_idx"][0]) for d in drawn], minlength=4) / len(drawn)
+    assert np.abs(first - 0.25).max() < 0.08
+
+
 # -- loaders: batches finished in the main process, deterministic ------------------------
 
 def test_loaders_finish_uint8_batches_to_the_items_of_the_dataset(tmp_path):
