@@ -126,8 +126,8 @@ def test_bad_parallel_options_name_the_fix():
     local = REGISTRY.get("local")
     with pytest.raises(DomainBedError, match="--max_parallel must be a positive integer"):
         local([Task(["true"])], max_parallel=0)
-    with pytest.raises(DomainBedError, match="--in_process runs one job at a time.*drop one"):
-        local([Task(["true"])], max_parallel=2, in_process=True)
+    with pytest.raises(DomainBedError, match="--max_parallel must be a positive integer"):
+        local([Task(["true"])], max_parallel=-1, in_process=True)
     with pytest.raises(DomainBedError, match="--jobs_per_gpu must be a positive integer"):
         REGISTRY.get("multi_gpu")([Task(["true"])], gpus=["0"], jobs_per_gpu=0)
 
@@ -307,7 +307,8 @@ def test_a_crashing_in_process_job_is_reported_and_the_next_one_runs(tmp_path, m
              _train_task(data, tmp_path / "fine")]
     before = _process_state()
     with caplog.at_level(logging.INFO, logger="domainbed.command_launchers"):
-        codes = REGISTRY.get("local")(tasks, in_process=True, threads_per_job=1, tty=False)
+        codes = REGISTRY.get("local")(tasks, in_process=True, max_parallel=1,
+                                      threads_per_job=1, tty=False)
     assert codes == [1, 1, 2, 0]
     assert _process_state() == before
     loop = run_dir.read_failure(str(tmp_path / "loop"))
@@ -340,6 +341,6 @@ def test_ctrl_c_during_an_in_process_run_stops_the_launcher_and_restores_state(t
     before = _process_state()
     task = Task([sys.executable, "-m", "domainbed.scripts.train"], str(tmp_path / "run"))
     with pytest.raises(KeyboardInterrupt):
-        REGISTRY.get("local")([task, task], in_process=True, tty=False)
+        REGISTRY.get("local")([task, task], in_process=True, max_parallel=1, tty=False)
     assert _process_state() == before
     assert not os.path.exists(tmp_path / "run" / run_dir.FAILED)

@@ -211,17 +211,17 @@ def _output_dir(task: Task, argv: Sequence[str]) -> Optional[str]:
 
 def run_in_process(task: Task, argv: Sequence[str],
                    env_overrides: Optional[Dict[str, str]] = None,
-                   n_threads: Optional[int] = None) -> int:
+                   n_threads: Optional[int] = None, how: str = "in-process") -> int:
     """Run ``domainbed.scripts.train.main(argv)`` here; returns its exit status as the
     subprocess would have had it (0 done, 2 bad input, 1 crash).
 
     Its stdout and stderr are appended to ``<output_dir>/launcher.log`` (as for a
-    subprocess). An exception that escapes ``main`` is written to the run's ``failed`` file
-    and to launcher.log, and gives 1; ``KeyboardInterrupt`` is raised again (the launcher
-    stops), after the process state has been put back.
+    subprocess), after a header line that ends with ``how``. An exception that escapes
+    ``main`` is written to the run's ``failed`` file and to launcher.log, and gives 1;
+    ``KeyboardInterrupt`` is raised again (the launcher stops), after the process state has
+    been put back.
     """
-    out = open_launcher_log(task, env_overrides, how="in-process") if task.output_dir \
-        else None
+    out = open_launcher_log(task, env_overrides, how=how) if task.output_dir else None
     stream = io.TextIOWrapper(out, encoding="utf-8", line_buffering=True) if out else None
     try:
         with isolated(env_overrides, n_threads):

@@ -149,9 +149,10 @@ def describe_exit(task: Task, returncode: int) -> str:
 
 @register_launcher("local")
 class LocalLauncher(Launcher):
-    """Runs the jobs here: ``max_parallel`` subprocesses at a time (default: see
-    ``resources.default_max_parallel``), or one at a time inside this process
-    (``in_process``); a failing job is reported and the others still run."""
+    """Runs the jobs here, ``max_parallel`` at a time (default: see
+    ``resources.default_max_parallel``): as subprocesses, or in-process (``in_process``:
+    in this process when one at a time, else on as many worker processes); a failing job
+    is reported and the others still run."""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("local launcher")
@@ -163,9 +164,10 @@ class LocalLauncher(Launcher):
                                 "the jobs that run at once; an OMP_NUM_THREADS you set wins)")
         group.add_argument("--in_process", dest="in_process", action="store_const",
                            const=True, default=None,
-                           help="run our training jobs one at a time inside the launcher's "
-                                "process (torch is imported once), isolating what each run "
-                                "changes globally")
+                           help="run our training jobs in-process, isolating what each run "
+                                "changes globally: one at a time in the launcher's process, "
+                                "or on --max_parallel worker processes (torch is imported "
+                                "once per process, not once per job)")
         group.add_argument("--no_in_process", dest="in_process", action="store_const",
                            const=False, help="run every job as a subprocess")
 
@@ -178,39 +180,53 @@ class LocalLauncher(Launcher):
                tty: Optional[bool] = None, **options: Any) -> List[int]:
         """Run every job; returns their exit statuses in job order.
 
-        Raises DomainBedError for a ``max_parallel`` or ``threads_per_job`` below 1, or for
-        ``in_process`` with ``max_parallel`` above 1.
+        ``in_process``: our training jobs run in-process, one at a time in this process, or
+        with ``max_parallel`` above 1 on that many worker processes (``workers``).
+        Raises DomainBedError for a ``max_parallel`` or ``threads_per_job`` below 1.
         """
         from domainbed.command_launchers import resources
         tasks = [as_task(j) for j in jobs]
         _check_positive("--max_parallel", max_parallel)
         _check_positive("--threads_per_job", threads_per_job)
-        if in_process:
-            if max_parallel is not None and max_parallel > 1:
-                raise DomainBedError(
-                    f"--in_process runs one job at a time, got --max_parallel {max_parallel}; "
-                    "drop one of the two (--no_in_process runs jobs as parallel subprocesses)")
+        n_parallel = max_parallel or resources.default_max_parallel()
+        n_parallel = max(1, min(n_parallel, len(tasks)))
+        if in_process and n_parallel == 1:
             codes = _launch_in_process(tasks, threads_per_job, tty)
         else:
-            from domainbed.command_launchers.parallel import Slot, run_tasks
-            n_parallel = max_parallel or resources.default_max_parallel()
-            n_parallel = max(1, min(n_parallel, len(tasks)))
-            threads = thread_overrides(n_parallel, threads_per_job)
-            gpus = resources.visible_gpus() if n_parallel > 1 else []
-            slots = []
-            for s in range(n_parallel):
-                env = dict(threads)
-                if gpus:  # several jobs at once: spread them over the GPUs, not all on GPU 0
-                    env["CUDA_VISIBLE_DEVICES"] = gpus[s % len(gpus)]
-                slots.append(Slot(env, f"GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else ""))
+            from domainbed.command_launchers.parallel import run_tasks
+            slots, threads = parallel_slots(n_parallel, threads_per_job)
+            how = f" in-process on {n_parallel} workers" if in_process else ""
             if n_parallel > 1:
-                log.info("local launcher: %d jobs at a time%s", n_parallel,
+                log.info("local launcher: %d jobs at a time%s%s", n_parallel, how,
                          f", {threads['OMP_NUM_THREADS']} threads each" if threads else "")
-            codes = run_tasks(tasks, slots, tty=tty)
+            if in_process:
+                from domainbed.command_launchers.workers import run_in_workers
+                n_threads = int(threads["OMP_NUM_THREADS"]) if threads \
+                    else _in_process_threads(threads_per_job)
+                codes = run_in_workers(tasks, slots, n_threads, tty=tty)
+            else:
+                codes = run_tasks(tasks, slots, tty=tty)
         n_failed = sum(1 for c in codes if c != 0)
         if n_failed:
             log.warning("local launcher: %d of %d jobs failed", n_failed, len(tasks))
         return codes
+
+
+def parallel_slots(n_parallel: int, threads_per_job: Optional[int] = None
+                   ) -> Tuple[List[Any], Dict[str, str]]:
+    """The slots of ``n_parallel`` concurrent jobs (their thread variables and, with GPUs
+    and several jobs, one GPU each, round robin), and the thread variables alone."""
+    from domainbed.command_launchers import resources
+    from domainbed.command_launchers.parallel import Slot
+    threads = thread_overrides(n_parallel, threads_per_job)
+    gpus = resources.visible_gpus() if n_parallel > 1 else []
+    slots = []
+    for s in range(n_parallel):
+        env = dict(threads)
+        if gpus:  # several jobs at once: spread them over the GPUs, not all on GPU 0
+            env["CUDA_VISIBLE_DEVICES"] = gpus[s % len(gpus)]
+        slots.append(Slot(env, f"GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else ""))
+    return slots, threads
 
 
 def _check_positive(name: str, value: Optional[int]) -> None:

@@ -9,7 +9,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Deque, Dict, List, Optional, Sequence
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
 
 from domainbed.command_launchers import local as _local
 from domainbed.command_launchers.base import Task
@@ -120,10 +120,16 @@ class _Progress:
             self.bar = None
 
 
-def run_tasks(tasks: Sequence[Task], slots: Sequence[Slot],
-              tty: Optional[bool] = None) -> List[int]:
+# starts task ``index`` in slot ``slot_index``: returns a run like ``_Run`` (index, task, slot,
+# start, code, close, kill) whose ``code`` is set, then ``wake`` set, when it ends
+Starter = Callable[[int, Task, int, threading.Event], Any]
+
+
+def run_tasks(tasks: Sequence[Task], slots: Sequence[Slot], tty: Optional[bool] = None,
+              starter: Optional[Starter] = None) -> List[int]:
     """Run every task in a free slot, in order, ``len(slots)`` at a time; returns the exit
-    statuses in task order (negative: killed by that signal).
+    statuses in task order (negative: killed by that signal). Each task runs as a
+    subprocess with its slot's environment, or as ``starter`` starts it.
 
     One line per finished task: ``[i/n] <slot label>: done|FAILED ... (seconds)``, ``i``
     being the task's position. A failing task does not stop the others. If this function is
@@ -141,7 +147,8 @@ def run_tasks(tasks: Sequence[Task], slots: Sequence[Slot],
         while pending or running:
             while pending and free:
                 s, i = free.popleft(), pending.popleft()
-                running[s] = _Run(i, tasks[i], slots[s], wake)
+                running[s] = starter(i, tasks[i], s, wake) if starter \
+                    else _Run(i, tasks[i], slots[s], wake)
             # wakes at once when a child exits, else after POLL_SECONDS to show progress
             wake.wait(timeout=_local.POLL_SECONDS)
             wake.clear()
