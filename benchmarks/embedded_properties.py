@@ -258,24 +258,20 @@ def compose_init(path: str, aux_model: str, probe_path: str, aux_dataset: str,
     The metadata names an auxiliary member, so Ratatouille trains only the classifier
     for its first ``lp_steps`` updates, as in the recipe.
     """
-    from domainbed.lib.weights import extract_state_dict, load_file, save_weights
+    from domainbed.lib.weights import extract_state_dict, load_file
     from domainbed_aux.init.probe import read_linear_probe
+    from domainbed_aux.init.record import InitRecord, save_init_file
     from domainbed_aux.pool.members import featurizer_state_dict, sha256_file
     if os.path.exists(path):
         return path
     content, _ = load_file(aux_model, device="cpu")
     featurizer = featurizer_state_dict(extract_state_dict(content), source=aux_model)
     _, classifier, _ = read_linear_probe(probe_path)
-    state = {"featurizer." + k: v for k, v in featurizer.items()}
-    state.update({"classifier." + k: v for k, v in classifier.items()})
-    from domainbed_aux.init.record import init_record
     probe_key = os.path.basename(probe_path)[:-len(".safetensors")]
-    init = init_record({"index": aux_index, "kind": "aux", "dataset": aux_dataset,
-                        "run": os.path.dirname(aux_model), "sha256": sha256_file(aux_model)},
-                       probe_key, sha256_file(probe_path))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    save_weights(path, state, metadata={"init": init})
-    return path
+    member = {"index": aux_index, "kind": "aux", "dataset": aux_dataset,
+              "run": os.path.dirname(aux_model), "sha256": sha256_file(aux_model)}
+    return save_init_file(path, featurizer, classifier,
+                          InitRecord(member, probe_key, sha256_file(probe_path)))
 
 
 def midpoint_scores(run_a, run_b, data_dir: str) -> Dict[str, Dict[str, float]]:
