@@ -186,6 +186,38 @@ def test_a_store_with_corrupt_pixels_is_refused_with_the_fix(tmp_path):
                           np.asarray(imf.pil_loader(paths[0])))
 
 
+def _read_in_child(store, i):
+    store.view(i)
+
+
+def test_store_views_are_read_only_copies_are_not_and_forked_readers_share_verification(
+        tmp_path):
+    import multiprocessing
+    paths = build_folder(tmp_path, sizes=((20, 16), (30, 40)))
+    ds = folder_dataset(tmp_path, decode_cache=True, image_size=32)
+    loader, store = ds[0].loader, ds[0].loader.store
+    view = loader.view(store.paths[1])
+    assert not view.flags.writeable and view.shape == (40, 30, 3)
+    assert np.array_equal(view, np.asarray(imf.pil_loader(store.paths[1])))
+    copy = loader(store.paths[1])
+    assert copy.numpy().flags.writeable and torch.equal(copy.permute(1, 2, 0),
+                                                        torch.from_numpy(view.copy()))
+    with pytest.raises(DataError, match="not in the decode cache"):
+        loader.view(str(tmp_path / "elsewhere.png"))
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    child = multiprocessing.get_context("fork").Process(target=_read_in_child,
+                                                        args=(store, 3))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0 and bool(store._verified[3])  # verified by the child
+    # a spawned reader (a pickled store) verifies for itself
+    clone = pickle.loads(pickle.dumps(store))
+    clone.view(0)
+    assert clone._verified.tolist() == [True] + [False] * (clone.count - 1)
+    assert len(paths) == clone.count
+
+
 BUILD_SCRIPT = """
 import logging, os, sys, time
 from domainbed.datasets import get_dataset_class
@@ -468,6 +500,42 @@ def test_loaders_finish_uint8_batches_to_the_items_of_the_dataset(tmp_path):
     assert torch.equal(torch.cat([x for x, _ in batches]),
                        torch.stack([view[i][0] for i in range(len(view))]))
     assert len(eval_loader(view, 4, 0)) == math.ceil(len(view) / 4)
+
+
+def test_loaders_reuse_a_batch_buffer_only_once_nothing_holds_it(tmp_path):
+    make_image_folder_fixture(str(tmp_path), None, ["d0", "d1"], ["a", "b"], n_per_class=3,
+                              size=12)
+    env = get_dataset_class("ImageFolder")(str(tmp_path), [], {"image_size": 16})[0]
+    fresh, reused = infinite_loader(env, 4, 3, 0, 0, 0), infinite_loader(env, 4, 3, 0, 0, 0)
+    # every kind of holder of a batch's memory, and how to read the batch back through it
+    holders = [(lambda t: t, lambda k: k), (lambda t: t[1:], lambda k: k),
+               (lambda t: t.numpy(), torch.from_numpy), (lambda t: t.data, lambda k: k),
+               (lambda t: t.view(-1), lambda k: k.view(4, 3, 16, 16)), (None, None)]
+    held, graphs = [], []
+    weight = torch.ones(1, 3, 1, 1, requires_grad=True)
+    for step in range(18):
+        expected, _ = next(fresh)
+        x, _ = next(reused)
+        assert torch.equal(x, expected)
+        hold, read = holders[step % len(holders)]
+        if hold is not None:
+            kept = hold(x)
+            held.append((kept, read, expected[1:] if step % len(holders) == 1 else expected))
+        if step % 4 == 0:  # an autograd graph that saved the batch (for weight's gradient)
+            graphs.append(((x * weight).sum(), expected.sum(dim=(0, 2, 3))))
+        del x
+    for kept, read, expected in held:  # nothing held was overwritten by a later batch
+        assert torch.equal(read(kept), expected)
+    for loss, expected_grad in graphs:
+        weight.grad = None
+        loss.backward()
+        assert torch.allclose(weight.grad.view(3), expected_grad, rtol=1e-5)
+    ptrs = set()
+    for _ in range(6):  # dropped at once: the loader cycles through two buffers
+        x, _ = next(reused)
+        ptrs.add(x.data_ptr())
+        del x
+    assert len(ptrs) <= 2
 
 
 DETERMINISM_SCRIPT = """

@@ -19,8 +19,9 @@ one is built). Layout, little-endian::
     header: JSON (format, key, side, count, index offset, index crc32)
 
 The preamble, header and index are checked on open (a store that fails is rebuilt); the
-crc32 of an image is checked on its first read in each process (a mismatch raises
-``DataError`` naming the fix). A builder holds an exclusive ``flock`` on
+crc32 of an image is checked on its first read (a mismatch raises ``DataError`` naming the
+fix): once per process, or once in all for loader workers forked from the process that
+opened the store (they share its record of verified images). A builder holds an exclusive ``flock`` on
 ``<store>.lock``, writes ``<store>.tmp-<pid>`` and renames it into place, so readers see a
 complete store or none, and concurrent builders build it once.
 """
@@ -99,7 +100,8 @@ class DecodedStore:
     """Read access to one verified store: ``store[i]`` is image ``i`` as uint8 (H, W, 3).
 
     Picklable (a DataLoader worker started by spawn reopens the file); the file is checked
-    again to be the one verified, and each image's crc32 once per process.
+    again to be the one verified, and each image's crc32 before its first use (forked
+    processes share the record of verified images: a shared anonymous mapping).
     """
 
     def __init__(self, path: str, key: str, side: int, paths: Sequence[str]):
@@ -147,7 +149,8 @@ class DecodedStore:
             mm.close()
             raise
         self._mm = mm
-        self._verified = np.zeros(self.count, dtype=bool)
+        # shared with forked workers: an image verified by one is verified for all
+        self._verified = np.frombuffer(mmap.mmap(-1, max(self.count, 1)), dtype=np.bool_)
         return index
 
     def __getstate__(self):
@@ -168,6 +171,11 @@ class DecodedStore:
         return self.count
 
     def __getitem__(self, i: int) -> np.ndarray:
+        return self.view(i).copy()
+
+    def view(self, i: int) -> np.ndarray:
+        """Image ``i`` as a read-only (H, W, 3) uint8 view of the store's memory map (no
+        copy: a crop reads only its pixels), verified on first use."""
         mm = self._mapped()
         offset, height, width, crc = (int(v) for v in self.index[i])
         pixels = np.frombuffer(mm, dtype=np.uint8, count=height * width * 3, offset=offset)
@@ -177,7 +185,7 @@ class DecodedStore:
                                 f"{self.paths[i]!r}, fails its checksum); delete the file and "
                                 f"run again to rebuild it")
             self._verified[i] = True
-        return pixels.reshape(height, width, 3).copy()
+        return pixels.reshape(height, width, 3)
 
     def verify(self) -> None:
         """Check every image's crc32 (``DataError`` on the first mismatch)."""
@@ -338,10 +346,18 @@ class CachedLoader:
         self.store = store
         self._position = {p: i for i, p in enumerate(store.paths)}
 
-    def __call__(self, path: str):
-        import torch
+    def _index(self, path: str) -> int:
         i = self._position.get(path)
         if i is None:
             raise DataError(f"{path!r} is not in the decode cache {self.store.path!r} (the "
                             f"dataset changed after the cache was opened); run again")
-        return torch.from_numpy(self.store[i]).permute(2, 0, 1)
+        return i
+
+    def __call__(self, path: str):
+        import torch
+        return torch.from_numpy(self.store[self._index(path)]).permute(2, 0, 1)
+
+    def view(self, path: str) -> np.ndarray:
+        """The image at ``path`` as a read-only (H, W, 3) view of the store (no copy), for
+        transforms that take arrays (``takes_arrays``) and read only a crop of it."""
+        return self.store.view(self._index(path))

@@ -67,7 +67,11 @@ class ImageEnvironment(Dataset):
 
     def __getitem__(self, index: int):
         path, label = self.samples[index]
-        image = self.load(path)
+        view = getattr(self.loader, "view", None)
+        if view is not None and getattr(self.transform, "takes_arrays", False):
+            image = load_image(view, path)  # a read-only view of the decode cache
+        else:
+            image = self.load(path)
         if self.transform is not None:
             image = self.transform(image)
         return image, label
