@@ -376,6 +376,20 @@ def test_v2_crop_and_flip_distribution_matches_v1():
                        v2.RandomResizedCrop.transform(fast, TT.to_uint8_chw(image), params))
 
 
+def test_normalize_equals_v2_to_dtype_and_normalize_with_or_without_a_buffer():
+    norm = TT.Normalize(T.IMAGENET_MEAN, T.IMAGENET_STD)
+    torch.manual_seed(0)
+    batch = torch.randint(0, 256, (4, 3, 20, 24), dtype=torch.uint8)
+    ref = v2.Normalize(T.IMAGENET_MEAN, T.IMAGENET_STD)(
+        v2.ToDtype(torch.float32, scale=True)(batch))
+    for inpt in (batch, batch.contiguous(memory_format=torch.channels_last), batch[1]):
+        x = norm(inpt)
+        assert x.dtype == torch.float32 and x.is_contiguous()
+        assert (x - (ref if inpt.dim() == 4 else ref[1])).abs().max() < 1e-5
+        out = torch.full(inpt.shape, float("nan"))
+        assert norm(inpt, out=out) is out and torch.equal(out, x)
+
+
 def test_colour_kernels_match_torchvision():
     torch.manual_seed(0)
     x = torch.rand(2, 3, 24, 32)
