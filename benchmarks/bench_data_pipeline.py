@@ -1,6 +1,7 @@
 """Images/s of augmented training batches: our image-folder pipeline vs upstream's.
 
-    python benchmarks/bench_data_pipeline.py [--per_class 40] [--workers 2] [--steps 20] [--rounds 5]
+    python benchmarks/bench_data_pipeline.py [--per_class 40] [--workers 2] [--steps 20]
+        [--rounds 5]
 
 Generates a synthetic image folder (``--envs`` domains x ``--classes`` classes x
 ``--per_class`` JPEGs of about 500 x 400 pixels), then measures, in the same run and with
@@ -17,10 +18,10 @@ Each measurement starts its loaders, discards ``--warmup`` steps (worker start-u
 reads), then times ``--steps`` steps of one batch per domain; the main process reads every
 pixel of each batch once (a sum), as a training step would. Besides images/s it reports the
 CPU time of the main process and all workers per image (and the main process's share),
-which other load on the machine disturbs less. Rounds interleave the pipelines (A B A B ...)
-so that such load hits them alike; each ratio is the median over rounds of ours over the
-reference of the same round; the load average is printed at start and end. Not a test: speed figures come from here, never from
-assertions.
+which other load on the machine disturbs less. Rounds interleave the pipelines (A B A B
+...) so that such load hits them alike; each ratio is the median over rounds of ours over
+the reference of the same round; the load average is printed at start and end. Not a test:
+speed figures come from here, never from assertions.
 """
 
 import argparse

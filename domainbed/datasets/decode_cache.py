@@ -21,9 +21,9 @@ one is built). Layout, little-endian::
 The preamble, header and index are checked on open (a store that fails is rebuilt); the
 crc32 of an image is checked on its first read (a mismatch raises ``DataError`` naming the
 fix): once per process, or once in all for loader workers forked from the process that
-opened the store (they share its record of verified images). A builder holds an exclusive ``flock`` on
-``<store>.lock``, writes ``<store>.tmp-<pid>`` and renames it into place, so readers see a
-complete store or none, and concurrent builders build it once.
+opened the store (they share its record of verified images). A builder holds an exclusive
+``flock`` on ``<store>.lock``, writes ``<store>.tmp-<pid>`` and renames it into place, so
+readers see a complete store or none, and concurrent builders build it once.
 """
 
 import hashlib

@@ -12,11 +12,12 @@ once at the end, where Pillow rounds after each step.
 A pipeline is ``Pipeline(steps, finish)``: ``steps`` end in a uint8 image, ``finish``
 converts to float and normalises. The training steps are ``TrainSteps``: the v2 transforms
 draw their parameters (the same draws, in the same order, as their ``v2.Compose``), the
-kernels run without v2's per-call dispatch, the colour steps on contiguous float planes
-(on the channels-last crop they cost 1.5x to 3x more), and a cached image is cropped
-straight from the store's memory map (no copy of the whole image). ``pipeline(image)`` runs both; the loaders of
-``lib/fast_data_loader.py`` run ``steps`` in their workers and ``finish`` on whole batches,
-so 4x fewer bytes cross between processes (the same numbers: ``finish`` is elementwise).
+kernels run without v2's per-call dispatch, the colour steps on contiguous float planes (on
+the channels-last crop they cost 1.5x to 3x more), and a cached image is cropped straight
+from the store's memory map (no copy of the whole image). ``pipeline(image)`` runs both;
+the loaders of ``lib/fast_data_loader.py`` run ``steps`` in their workers and ``finish`` on
+whole batches, so 4x fewer bytes cross between processes (the same numbers: ``finish`` is
+elementwise).
 
 Importing this module imports torchvision; ``transforms.py`` imports it only when a tensor
 pipeline is built.
