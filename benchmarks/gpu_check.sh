@@ -20,8 +20,8 @@ print("torch", torch.__version__, "| cuda", torch.version.cuda, "|",
 PY
 status=0
 echo "== tests on the GPU"
-timeout "${GPU_TEST_TIMEOUT:-900}" python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_train.py \
-    tests/test_trajectory.py tests/test_soups.py tests/test_weights.py || status=1
+timeout "${GPU_TEST_TIMEOUT:-900}" python3 -m pytest -q -p no:cacheprovider tests/domainbed/test_gpu.py tests/domainbed/training/test_train.py \
+    tests/domainbed/algorithms/test_trajectory.py tests/domainbed_aux/scoring/test_soups.py tests/domainbed/lib/test_weights.py || status=1
 echo "== the embedded recipe (README's first command) on the GPU"
 start=$(date +%s.%N)
 python3 -m domainbed.scripts.sweep launch --recipe sweeps/embedded.json \

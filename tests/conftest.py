@@ -13,6 +13,9 @@ import subprocess
 
 import pytest
 
+# shared fixtures: the fake download server, a tiny trained sweep
+pytest_plugins = ["tests.fixtures.http", "tests.fixtures.runs"]
+
 
 @functools.lru_cache(maxsize=1)
 def slurm_unavailable_reason() -> str:

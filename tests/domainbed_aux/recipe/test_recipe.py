@@ -1,0 +1,185 @@
+"""Recipes: the paper recipe's job counts, stage chaining on SLURM, a local end-to-end run."""
+
+import json
+import os
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from domainbed.lib.weights import save_weights
+from domainbed.sweep.options import list_jobs, train_args_list
+from domainbed_aux import recipe as recipe_lib
+from domainbed_aux.scripts import recipe as recipe_cli
+from tests.fixtures.aux_datasets import HPARAMS  # registers AuxDebugA / AuxDebugB
+
+from tests.fixtures.paths import REPO
+PAPER = os.path.join(REPO, "sweeps", "ratatouille_paper.json")
+
+
+@pytest.mark.parametrize("entry", ["recipe_cli", "sweep_launch_dummy"])
+def test_paper_recipe_lists_exactly_the_papers_jobs(capsys, entry):
+    if entry == "recipe_cli":
+        assert recipe_cli.main(["run", PAPER, "--dry_run", "--output_root", "OUT"]) == 0
+    else:  # what a user types: the core's sweep command with the dummy launcher
+        from domainbed.scripts import sweep as sweep_cli
+        assert sweep_cli.main(["launch", "--recipe", PAPER, "--output_dir", "OUT",
+                               "--command_launcher", "dummy"]) == 0
+    out = capsys.readouterr().out
+    counts = dict(re.findall(r"^stage (\w+): (\d+)", out, re.M))
+    # aux: 4 runs per dataset; probes: one per target (dataset, test env, trial) and one per
+    # auxiliary dataset (every domain, which its runs start from); target: 22 test envs
+    # (4+4+4+4+6) x 3 algorithms (vanilla/soups = ERM from the probe, ratatouille and
+    # inter-training = the same Ratatouille runs, fusing) x 20 hparams x 3 trials
+    # pools: one per target sweep (dataset, test env)
+    assert counts == {"aux": "20", "linear_probe": str(66 + 5), "pool": "22",
+                      "target": str(22 * 3 * 60), "report": "1"}
+    assert out.index("stage linear_probe") < out.index("stage aux") < out.index("stage target")
+    print(out)
+    target_lines = [l for l in out.splitlines() if "Ratatouille" in l]
+    assert len(target_lines) == 22
+    assert all("ERM,Fusing,Ratatouille: 180 jobs (20 hparams x 3 trials)" in l
+               and "hparams_space=mild" in l and "lp_steps=200" in l for l in target_lines)
+    assert all(("steps=15001" in l) == l.strip().startswith("DomainNet") for l in target_lines)
+    assert all("steps=5001" in l for l in target_lines if not l.strip().startswith("DomainNet"))
+    aux_lines = [l for l in out.splitlines() if "test_env=-1" in l]
+    assert len(aux_lines) == 5 and all("4 jobs" in l for l in aux_lines)
+
+
+def test_target_sweeps_use_the_paper_flags():
+    recipe = recipe_lib.load_recipe(PAPER, output_root="OUT")
+    spec = recipe_lib.target_sweeps(recipe)[0]
+    for option in ("aux_dir", "output_dir_lp", "hparams_space"):
+        assert getattr(spec, option)
+    assert spec.output_dir.endswith(os.path.join("target", "VLCS", "test0"))
+    assert spec.aux_dir == os.path.abspath(os.path.join("OUT", "aux"))
+
+
+def _tiny_recipe(tmp_path, **changes):
+    recipe = {
+        "name": "tiny", "data_dir": str(tmp_path / "data"), "output_root": str(tmp_path / "out"),
+        "datasets": ["Debug28"], "hparams": HPARAMS, "steps": {"default": 3},
+        "checkpoint_freq": {"default": 2},
+        "aux": {"datasets": ["AuxDebugA", "AuxDebugB"], "algorithm": "ERM", "n_hparams": 1,
+                "n_trials": 1},
+        "target": {"algorithms": ["Ratatouille"], "n_hparams": 5, "n_trials": 1,
+                   "test_envs": [0]},
+        "report": {"module": "domainbed_aux.no_such_report_module"},
+    }
+    recipe.update(changes)
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe))
+    return str(path)
+
+
+def test_pretrain_stage_feeds_phi_pt_to_later_stages(tmp_path):
+    path = _tiny_recipe(tmp_path, pretrain={"dataset": "AuxDebugA", "steps": 4})
+    recipe = recipe_lib.load_recipe(path)
+    stages = recipe_lib.recipe_plan(recipe).stages
+    assert [s.name for s in stages] == ["pretrain", "linear_probe", "aux", "pool", "target",
+                                        "report"]
+    phi = recipe_lib.pretrained_featurizer(recipe)
+    assert phi.startswith(str(tmp_path / "out" / "pretrain")) and phi.endswith(
+        "model.safetensors")
+    for stage in stages[1:5]:
+        for spec in stage.sweeps:
+            assert spec.pretrained_featurizer == phi
+    pre = stages[0].sweeps[0]
+    assert pre.steps == 4
+    # probes: the target's and one per auxiliary dataset; one pool for the target sweep
+    assert [s.n_jobs() for s in stages] == [1, 3, 2, 1, 5, 1]
+
+
+def test_unknown_recipe_key_is_an_error(tmp_path):
+    path = _tiny_recipe(tmp_path, targets={})
+    with pytest.raises(recipe_lib.RecipeError, match="unknown recipe keys"):
+        recipe_lib.load_recipe(path)
+
+
+def test_slurm_stages_are_chained_with_afterok(tmp_path, monkeypatch):
+    from domainbed.command_launchers import get_launcher
+    path = _tiny_recipe(tmp_path, pretrain={"dataset": "AuxDebugA", "steps": 4})
+    calls = []
+
+    def fake_submit(jobs, after=(), job_name="", **options):
+        calls.append((job_name, list(jobs), list(after)))
+        return [SimpleNamespace(job_id=f"{len(calls)}_{i}") for i in range(len(jobs))]
+
+    monkeypatch.setattr(get_launcher("slurm"), "submit", fake_submit)
+    assert recipe_cli.main(["run", path, "--launcher", "slurm", "--slurm_partition", "p1"]) == 0
+    names = [c[0] for c in calls]
+    # the aux jobs start from probes of phi_pt, which the pretraining has not written yet:
+    # the aux stage lists its jobs when it runs (one stage job), after the probes
+    assert names == ["recipe-pretrain", "recipe-linear_probe", "recipe-aux", "recipe-pool",
+                     "recipe-target", "recipe-report"]
+    assert calls[0][2] == [] and len(calls[0][1]) == 1
+    for (name, jobs, after), previous in zip(calls[1:], ["1_0", "2_0", "3_0", "4_0", "5_0"]):
+        assert after == [previous] and len(jobs) == 1
+        command = jobs[0].command
+        assert command[-2:] == ["--stage", name.split("-", 1)[1]]
+        assert "--slurm_partition" in command and "run_stage" in command
+
+    # submitted again once the pretraining is done, while one aux job waits in the queue:
+    # the aux stage is an array of the job not queued, and the target stage waits for both
+    from domainbed import networks
+    from domainbed.command_launchers import slurm as slurm_module
+    from domainbed.lib import run_dir
+    recipe = recipe_lib.load_recipe(path)
+    phi = recipe_lib.pretrained_featurizer(recipe)
+    os.makedirs(os.path.dirname(phi), exist_ok=True)
+    save_weights(phi, {"featurizer." + k: v for k, v in
+                       networks.Featurizer((3, 28, 28), HPARAMS).state_dict().items()})
+    open(os.path.join(os.path.dirname(phi), "done"), "w").close()
+    aux_stage = recipe_lib.recipe_plan(recipe).stage("aux")
+    aux_a, aux_b = [j for spec in aux_stage.sweeps for j in list_jobs(spec)]
+    run_dir.write_submission(aux_a.output_dir, "q_7")
+    monkeypatch.setattr(slurm_module, "jobs_in_queue", lambda: {"q_7"})
+    calls.clear()
+    assert recipe_cli.main(["run", path, "--launcher", "slurm", "--slurm_partition", "p1"]) == 0
+    assert [c[0] for c in calls] == ["recipe-linear_probe", "recipe-aux", "recipe-pool",
+                                     "recipe-target", "recipe-report"]
+    assert calls[0][2] == []  # the pretraining is done
+    assert [j.output_dir for j in calls[1][1]] == [aux_b.output_dir]
+    assert calls[1][2] == ["1_0"]  # after the probes
+    assert calls[2][2] == ["2_0", "q_7"]  # the new aux job and the queued one
+
+
+def _tiny_recipe_with_phi(tmp_path, monkeypatch, **changes):
+    """A tiny recipe whose subprocesses see the test datasets and a fixed phi_pt file."""
+    from tests.fixtures.recipe_runs import prepare_recipe_subprocesses
+    phi = prepare_recipe_subprocesses(monkeypatch, tmp_path)
+    return _tiny_recipe(tmp_path, pretrained_featurizer=phi, **changes)
+
+
+@pytest.mark.slow
+def test_local_recipe_end_to_end(tmp_path, monkeypatch, caplog):
+    path = _tiny_recipe_with_phi(tmp_path, monkeypatch)
+    caplog.set_level("INFO")
+    assert recipe_cli.main(["run", path]) == 0
+    assert "no_such_report_module is not installed; skipped" in caplog.text
+
+    recipe = recipe_lib.load_recipe(path)
+    (target,) = recipe_lib.target_sweeps(recipe)
+    jobs = list_jobs(target)
+    assert len(jobs) == 5 and all(j.state == "Done" for j in jobs)
+    members = []
+    for job in jobs:
+        with open(os.path.join(job.output_dir, "results.jsonl")) as f:
+            records = [json.loads(line) for line in f]
+        members.append(records[-1]["init"]["member"].get("dataset"))
+    assert members == [None, "AuxDebugA", "AuxDebugB", None, "AuxDebugA"]
+
+    caplog.clear()
+    assert recipe_cli.main(["run", path, "--only", "linear_probe", "target"]) == 0
+    assert "reused" in caplog.text and "nothing to launch" in caplog.text
+
+
+def test_train_extra_reaches_every_job_of_the_recipe(tmp_path):
+    path = _tiny_recipe(tmp_path, train_extra={"full_evaluation": True})
+    recipe = recipe_lib.load_recipe(path)
+    for stage in recipe_lib.recipe_plan(recipe).stages:
+        if stage.name not in ("aux", "target"):
+            continue
+        for spec in stage.sweeps:
+            jobs = train_args_list(spec)
+            assert jobs and all(j.get("full_evaluation") is True for j in jobs), stage.name
