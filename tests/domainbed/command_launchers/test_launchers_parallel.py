@@ -20,8 +20,7 @@ from domainbed.command_launchers.local import thread_overrides
 from domainbed.command_launchers.multi_gpu import gpu_slots
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.fixtures.paths import REPO
 
 # A job that registers itself in RUNNING (one file per live job, named <group>.<pid>), waits
 # up to 5 s until it sees WANT jobs of its group (or gives up), records the largest number

@@ -19,8 +19,7 @@ from domainbed.command_launchers import LAUNCHER_LOG, REGISTRY, Task, resources
 from domainbed.command_launchers.parallel import Slot
 from domainbed.command_launchers.workers import run_in_workers
 from domainbed.lib import run_dir
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.fixtures.paths import REPO
 WORKER_PID = re.compile(r"in-process \(worker pid (\d+)\)")
 
 
