@@ -61,11 +61,7 @@ def _decode_lines(text: str, path: str) -> Tuple[List[dict], int]:
             record = json.loads(line)
         except ValueError:
             record = None
-        if not isinstance(record, dict):
-            _warn_bad_line(path, lines, i)
-            n_bad += 1
-            continue
-        records.append(record)
+        n_bad += _keep(records, record, path, lines, i)
     return records, n_bad
 
 
@@ -83,12 +79,18 @@ def _decode_lines_fast(data: bytes, path: str) -> Tuple[List[dict], int]:
                 record = json.loads(line.decode("utf-8", errors="replace"))
             except ValueError:
                 record = None
-        if not isinstance(record, dict):
-            _warn_bad_line(path, lines, i)
-            n_bad += 1
-            continue
-        records.append(record)
+        n_bad += _keep(records, record, path, lines, i)
     return records, n_bad
+
+
+def _keep(records: List[dict], record, path: str, lines: list, i: int) -> int:
+    """Append a decoded record; a line that is no JSON object is warned about and counted
+    (returns 1)."""
+    if not isinstance(record, dict):
+        _warn_bad_line(path, lines, i)
+        return 1
+    records.append(record)
+    return 0
 
 
 def decode_records(data: bytes, path: str = "<results>") -> Tuple[List[dict], int]:

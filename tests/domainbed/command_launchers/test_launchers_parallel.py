@@ -21,6 +21,7 @@ from domainbed.command_launchers.multi_gpu import gpu_slots
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
 from tests.fixtures.paths import REPO
+from tests.fixtures.recipe_runs import comparable_records as _records
 
 # A job that registers itself in RUNNING (one file per live job, named <group>.<pid>), waits
 # up to 5 s until it sees WANT jobs of its group (or gives up), records the largest number
@@ -226,19 +227,6 @@ def _train_task(data, out, *extra):
                "--data_dir", str(data), "--steps", "5", "--checkpoint_freq", "2",
                "--seed", "3", "--hparams_seed", "1", "--output_dir", str(out), *extra]
     return Task(command, str(out), os.path.basename(str(out)))
-
-
-def _records(run):
-    """results.jsonl without what depends on the process and the clock, not the run."""
-    records = []
-    with open(os.path.join(run, run_dir.RESULTS)) as f:
-        for line in f:
-            record = json.loads(line)
-            for key in ("step_time", "mem_gb"):
-                record.pop(key)
-            record["args"].pop("output_dir")
-            records.append(record)
-    return records
 
 
 def _process_state():

@@ -2,7 +2,6 @@
 worker processes give the results of one-at-a-time in-process runs, are reused from job to
 job, are replaced when one dies, and stop with the launcher (Ctrl-C, or a killed launcher)."""
 
-import json
 import logging
 import os
 import re
@@ -20,6 +19,7 @@ from domainbed.command_launchers.parallel import Slot
 from domainbed.command_launchers.workers import run_in_workers
 from domainbed.lib import run_dir
 from tests.fixtures.paths import REPO
+from tests.fixtures.recipe_runs import comparable_records as _records
 WORKER_PID = re.compile(r"in-process \(worker pid (\d+)\)")
 
 
@@ -37,19 +37,6 @@ def _train_task(data, out, *extra, steps=3):
                "--data_dir", str(data), "--steps", str(steps), "--checkpoint_freq", "2",
                "--hparams_seed", "1", "--output_dir", str(out), *extra]
     return Task(command, str(out), os.path.basename(str(out)))
-
-
-def _records(run):
-    """results.jsonl without what depends on the process and the clock, not the run."""
-    records = []
-    with open(os.path.join(run, run_dir.RESULTS)) as f:
-        for line in f:
-            record = json.loads(line)
-            for key in ("step_time", "mem_gb"):
-                record.pop(key)
-            record["args"].pop("output_dir")
-            records.append(record)
-    return records
 
 
 def _worker_pid(run):
