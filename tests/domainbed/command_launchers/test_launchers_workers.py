@@ -77,6 +77,7 @@ def test_workers_give_the_one_at_a_time_results_and_run_several_jobs_each(tmp_pa
     torch.manual_seed(7)
     rng, threads, cwd = torch.random.get_rng_state(), torch.get_num_threads(), os.getcwd()
     many = [_train_task(tmp_path / "data", tmp_path / f"many{s}", "--seed", s) for s in seeds]
+    caplog.clear()  # only the parallel launch's lines (an earlier test may have set INFO)
     with caplog.at_level(logging.INFO, logger="domainbed.command_launchers"):
         codes = local(many, in_process=True, max_parallel=2, threads_per_job=1, tty=False)
     assert codes == [0] * 3
