@@ -12,8 +12,8 @@ from domainbed.sweep.options import list_jobs, train_args_list
 from domainbed_aux import recipe as recipe_lib
 from domainbed_aux.scripts import recipe as recipe_cli
 from tests.fixtures.aux_datasets import HPARAMS  # registers AuxDebugA / AuxDebugB
-
 from tests.fixtures.paths import REPO
+
 PAPER = os.path.join(REPO, "sweeps", "ratatouille_paper.json")
 
 
@@ -183,3 +183,50 @@ def test_train_extra_reaches_every_job_of_the_recipe(tmp_path):
         for spec in stage.sweeps:
             jobs = train_args_list(spec)
             assert jobs and all(j.get("full_evaluation") is True for j in jobs), stage.name
+
+
+def test_sweep_launch_recipe_forwards_the_launcher_options(tmp_path, monkeypatch):
+    """``sweep launch --recipe``: the plan's launcher defaults (in-process) apply when the
+    user gives no launcher option; options typed on the command line replace them."""
+    from domainbed.scripts import sweep as sweep_cli
+    from domainbed.sweep import plan as plans
+    path = _tiny_recipe(tmp_path)
+    seen = []
+    monkeypatch.setattr(plans, "run_locally", lambda plan, launcher, options, only=None:
+                        seen.append((launcher.name, dict(options), only)))
+    base = ["launch", "--recipe", path, "--output_dir", str(tmp_path / "out"),
+            "--skip_confirmation"]
+    assert sweep_cli.main(base) == 0
+    assert sweep_cli.main(base + ["--no_in_process", "--max_parallel", "2", "--only",
+                                  "target"]) == 0
+    assert seen == [("local", {"in_process": True}, None),
+                    ("local", {"in_process": False, "max_parallel": 2}, ["target"])]
+
+
+def test_sweep_launch_recipe_on_slurm_submits_stage_jobs_of_the_same_command(tmp_path,
+                                                                             monkeypatch):
+    """On SLURM the core submits the stages that cannot be listed yet as stage jobs running
+    the user's command with absolute paths, ``--stage NAME`` and ``--slurm_wait``."""
+    from domainbed.command_launchers import get_launcher
+    from domainbed.scripts import sweep as sweep_cli
+    path = _tiny_recipe(tmp_path)
+    calls = []
+
+    def fake_submit(jobs, after=(), job_name="", **options):
+        calls.append((job_name, list(jobs), list(after), options))
+        return [SimpleNamespace(job_id=f"{len(calls)}_{i}") for i in range(len(jobs))]
+
+    monkeypatch.setattr(get_launcher("slurm"), "submit", fake_submit)
+    monkeypatch.chdir(tmp_path)
+    assert sweep_cli.main(["launch", "--recipe", "recipe.json", "--output_dir", "out",
+                           "--command_launcher", "slurm", "--slurm_partition", "p1"]) == 0
+    assert [c[0] for c in calls] == ["recipe-linear_probe", "recipe-aux", "recipe-pool",
+                                     "recipe-target", "recipe-report"]
+    assert len(calls[1][1]) == 2  # phi_pt is the core network: the aux jobs are an array
+    assert calls[0][3]["partition"] == "p1"
+    command = calls[2][1][0].command
+    assert command[1:4] == ["-m", "domainbed.scripts.sweep", "launch"]
+    assert command[-4:] == ["--skip_confirmation", "--slurm_wait", "--stage", "pool"]
+    for flag, value in (("--recipe", path), ("--output_dir", str(tmp_path / "out")),
+                        ("--slurm_partition", "p1"), ("--command_launcher", "slurm")):
+        assert command[command.index(flag) + 1] == value
