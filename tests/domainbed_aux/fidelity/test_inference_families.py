@@ -3,6 +3,7 @@
 import pytest
 
 from domainbed.errors import DomainBedError
+from domainbed_aux.scoring.inference import run_inference
 from domainbed_aux.scripts import inference
 from tests.fixtures.runs import make_run, random_state
 
@@ -11,7 +12,7 @@ PRETRAINED_INIT = {"member": {"index": 0, "kind": "pretrained"}}
 
 
 def _infer(root, **kwargs):
-    return inference.run_inference("Debug28", 0, [str(root)], "uniform", 0, progress=False,
+    return run_inference("Debug28", 0, [str(root)], "uniform", 0, progress=False,
                                    **kwargs)
 
 

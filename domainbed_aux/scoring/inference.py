@@ -1,0 +1,78 @@
+"""The paper code's ``inference``: the soup (or ensemble) of the finished runs of one family
+for a dataset, test env and trial seed, scored (the command line is
+``domainbed_aux.scripts.inference``)."""
+
+from typing import Any, Dict, List, Optional
+
+from domainbed.errors import DomainBedError
+
+SELECTIONS = ("uniform", "greedy", "greedy_strict", "ensemble")
+
+
+def _recycled(run) -> bool:
+    from domainbed_aux.algorithms import starts_from_auxiliary
+    from domainbed_aux.sweep_plugin import RECYCLING_ALGORITHMS
+    return run.algorithm in RECYCLING_ALGORITHMS or starts_from_auxiliary(run.init)
+
+
+def check_one_family(runs) -> None:
+    """Raise a one-line error naming ``--algorithms`` unless ``runs`` are one family: one
+    algorithm, all recycled or none (started from an auxiliary/fused featurizer), all robust
+    or none."""
+    algorithms = sorted({r.algorithm for r in runs})
+    if len(algorithms) > 1:
+        raise DomainBedError(f"the runs mix algorithms {algorithms}: a soup averages one family; "
+                             f"choose one with --algorithms (e.g. --algorithms {algorithms[0]})")
+    recycled = {_recycled(r) for r in runs}
+    if len(recycled) > 1:
+        example = next(r for r in runs if _recycled(r))
+        raise DomainBedError(
+            f"the {algorithms[0]} runs mix recycled runs (started from an auxiliary or fused "
+            f"featurizer, e.g. {example.run_dir}) with runs from the pretrained one; a soup "
+            "averages one family: select the runs of one sweep, or one family with --algorithms")
+    if len({r.robust for r in runs}) > 1:
+        raise DomainBedError(f"the {algorithms[0]} runs mix robust and plain auxiliary pools; "
+                             "give the input dirs of one of them")
+
+
+def run_inference(dataset: str, test_env: int, input_dirs: List[str], weight_selection: str,
+                  trial_seed: int, data_dir: Optional[str] = None, full_domain: bool = False,
+                  algorithms: Optional[List[str]] = None, device=None,
+                  progress: bool = True, weights: str = "best") -> Dict[str, Any]:
+    """The soup (or ensemble) of the matching runs, scored; a JSON-ready dict.
+
+    Raises ``DomainBedError`` when the runs are not one family (see ``check_one_family``).
+    """
+    from domainbed_aux.scoring.ensembles import ensemble
+    from domainbed_aux.scoring.evaluation import EvaluatorCache
+    from domainbed_aux.scoring.runs import find_runs
+    from domainbed_aux.scoring.soups import soup
+    if weight_selection not in SELECTIONS:
+        raise DomainBedError(f"unknown --weight_selection {weight_selection!r}; known: "
+                             f"{', '.join(SELECTIONS)}")
+    rule = weight_selection
+    if trial_seed == -1 and rule == "uniform":
+        rule = "dagger"
+    elif trial_seed == -1 and rule != "ensemble":
+        raise DomainBedError(f"--trial_seed -1 (every trial) works with uniform (the dagger "
+                             f"soup) or ensemble, not {weight_selection!r}: greedy selection "
+                             "needs one trial's validation split; pick a trial seed")
+    runs = find_runs(input_dirs, dataset=dataset, test_env=test_env, trial_seed=trial_seed,
+                     algorithms=algorithms, weights=weights)
+    if not runs:
+        raise DomainBedError(
+            f"no finished run of {dataset} with --test_envs {test_env} and trial seed "
+            f"{'any' if trial_seed == -1 else trial_seed}"
+            f"{' and algorithm in ' + str(algorithms) if algorithms else ''} under "
+            f"{', '.join(input_dirs)} (a run needs `done` and model.safetensors)")
+    check_one_family(runs)
+    splits = ["test_in", "id_val"] + (["test_full"] if full_domain else [])
+    evaluators = EvaluatorCache(data_dir=data_dir, device=device)
+    if rule == "ensemble":
+        result = ensemble(runs, evaluators, splits, progress=progress)
+    else:
+        result = soup(runs, rule, evaluators, splits, progress=progress)
+    result.update({"weight_selection": weight_selection, "trial_seed": trial_seed,
+                   "input_dirs": list(input_dirs), "n_runs": len(runs),
+                   "algorithm": runs[0].algorithm})
+    return result
