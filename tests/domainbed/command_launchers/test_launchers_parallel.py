@@ -222,10 +222,13 @@ def test_train_argv_recognises_only_our_training_command():
     assert in_process.train_argv([sys.executable, "-c", "print(1)"]) is None
 
 
+TINY = '{"backbone": "tiny_cnn", "batch_size": 8}'  # fast runs: what matters is the launcher
+
+
 def _train_task(data, out, *extra):
     command = [sys.executable, "-m", "domainbed.scripts.train", "--dataset", "Debug28",
                "--data_dir", str(data), "--steps", "5", "--checkpoint_freq", "2",
-               "--seed", "3", "--hparams_seed", "1", "--output_dir", str(out), *extra]
+               "--seed", "3", "--hparams_seed", "1", "--output_dir", str(out), "--hparams", TINY, *extra]
     return Task(command, str(out), os.path.basename(str(out)))
 
 
