@@ -185,13 +185,21 @@ REGISTRY.get("local")(tasks, max_parallel=2, tty=False)
 """
 
 
+def _default_sigint():
+    """In the child, before exec: Ctrl-C's default action, even when this test runs from a
+    shell that started it in the background (which ignores SIGINT, and Python then installs
+    no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_kills_the_running_children(tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER_SCRIPT, str(pids)], env=env,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_default_sigint)
     try:
         deadline = time.time() + 60
         while len(os.listdir(pids)) < 2 and time.time() < deadline:

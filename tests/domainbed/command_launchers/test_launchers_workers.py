@@ -149,12 +149,20 @@ REGISTRY.get("local")(tasks, in_process=True, max_parallel=2, threads_per_job=1,
 """
 
 
+def _default_sigint():
+    """In the child, before exec: Ctrl-C's default action, even when this test runs from a
+    shell that started it in the background (which ignores SIGINT, and Python then installs
+    no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["ctrl_c", "launcher_killed"])
 def test_workers_stop_with_the_launcher(tmp_path, how):
     (tmp_path / "data").mkdir()
     launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER_SCRIPT, str(tmp_path / "data"),
-                                 str(tmp_path)], stderr=subprocess.PIPE, text=True)
+                                 str(tmp_path)], stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_default_sigint)
     try:
         runs = [str(tmp_path / f"job{i}") for i in range(2)]
         _wait_for(lambda: launcher.poll() is not None or all(
