@@ -95,7 +95,31 @@ def weights_bytes(state_dict: Dict[str, torch.Tensor],
     meta = {_META_KEY: json.dumps(metadata or {}, sort_keys=True)}
     if aliases:
         meta[_ALIASES_KEY] = json.dumps(aliases, sort_keys=True)
-    return save(tensors, metadata=meta)
+    return _sorted_metadata(save(tensors, metadata=meta))
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """``data`` with the header's metadata keys in sorted order: safetensors writes them in
+    a per-process random order, so a file with two keys (metadata and aliases) would not be
+    byte-reproducible. The header is compact JSON padded with spaces to a multiple of 8
+    bytes; when re-serialising it does not give back exactly the bytes safetensors wrote,
+    ``data`` is returned unchanged."""
+    (n,) = struct.unpack("<Q", data[:8])
+    header = data[8:8 + n]
+    parsed = json.loads(header)
+    meta = parsed.get("__metadata__")
+    if not meta or len(meta) < 2 or _padded(parsed) != header:
+        return data
+    parsed["__metadata__"] = dict(sorted(meta.items()))
+    fixed = _padded(parsed)
+    if len(fixed) != n:
+        return data
+    return data[:8] + fixed + data[8 + n:]
+
+
+def _padded(header: Dict[str, Any]) -> bytes:
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    return text + b" " * (-len(text) % 8)
 
 
 def save_weights(path: str, state_dict: Dict[str, torch.Tensor],

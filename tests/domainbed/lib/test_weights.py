@@ -109,3 +109,26 @@ def test_safetensors_header_length_starting_with_0x80_is_not_a_pickle(tmp_path):
         pytest.fail("no header length starting with 0x80 was produced")
     _, meta = weights.load_file(path)
     assert meta["pad"] == "x" * pad
+
+
+def test_files_with_aliases_are_byte_identical_across_processes(tmp_path):
+    """safetensors writes metadata keys in a per-process random order; a file with two keys
+    (metadata and aliases) is written with them sorted, so the same weights give the same
+    bytes in every process, and the file still loads with its aliases."""
+    import subprocess
+    import sys
+    code = ("import hashlib, torch\n"
+            "from domainbed.lib.weights import weights_bytes\n"
+            "w = torch.arange(6.0).reshape(2, 3)\n"
+            "state = {'network.0.weight': w, 'featurizer.weight': w, 'b': torch.ones(2)}\n"
+            "print(hashlib.sha256(weights_bytes(state, {'step': 3})).hexdigest())\n")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True).stdout.strip() for _ in range(6)}
+    assert len(digests) == 1
+    from domainbed.lib.weights import load_file, save_weights
+    w = torch.arange(6.0).reshape(2, 3)
+    path = str(tmp_path / "m.safetensors")
+    save_weights(path, {"network.0.weight": w, "featurizer.weight": w}, {"step": 3})
+    state, meta = load_file(path)
+    assert torch.equal(state["network.0.weight"], w) and torch.equal(state["featurizer.weight"], w)
+    assert meta == {"step": 3}
