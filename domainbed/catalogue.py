@@ -11,9 +11,9 @@ when the answer is then the registry's own:
 - a name that is not listed here (an extension's algorithm, a new or unknown dataset), or a
   registry that is imported already, sends the question to the registry itself.
 
-``tests/domainbed/test_no_torch_imports.py`` checks this list against the registries: a core algorithm
-or dataset added without its line here fails that test (and, until fixed, costs only the
-torch import on sweeps that use it).
+``tests/domainbed/test_no_torch_imports.py`` checks this list against the registries: a core
+algorithm or dataset added without its line here fails that test (and, until fixed, costs
+only the torch import on sweeps that use it).
 """
 
 import sys

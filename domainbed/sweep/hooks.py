@@ -4,8 +4,8 @@
 - ``JOB_TRANSFORMERS``: ``fn(train_args: dict, spec: SweepSpec) -> dict`` edits each job's
   training arguments before the job is hashed (e.g. adds ``init_from``); every key of the
   returned dict becomes a ``--key value`` flag of the training command.
-- ``BEFORE_LAUNCH``: ``fn(jobs, sweep_args: SweepSpec)`` runs once, after confirmation and before the
-  launcher starts (e.g. trains a shared linear probe that the jobs need).
+- ``BEFORE_LAUNCH``: ``fn(jobs, sweep_args: SweepSpec)`` runs once, after confirmation and
+  before the launcher starts (e.g. trains a shared linear probe that the jobs need).
 - ``PLAN_READERS``: ``fn(spec: SweepSpec) -> Optional[Plan]`` turns the sweep's options
   into a multi-stage plan (``domainbed.sweep.plan``; e.g. ``launch --recipe FILE``), which
   the core runs; the first that returns a plan wins, None lets the ordinary sweep run.

@@ -15,7 +15,6 @@ from domainbed.sweep.jobs import Job, make_args_list, make_jobs
 from domainbed.sweep.spec import TASKS, SweepSpec, from_namespace
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m domainbed.scripts.sweep`` with every registered extension."""
     from domainbed.command_launchers import REGISTRY

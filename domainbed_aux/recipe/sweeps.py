@@ -3,6 +3,7 @@ sweep per auxiliary dataset (every domain trains) and one target sweep per targe
 and test environment."""
 
 import json
+import os
 from typing import Any, Dict, List, Optional
 
 from domainbed.sweep.spec import SweepSpec, make_spec
@@ -42,7 +43,6 @@ def pretrain_sweep(recipe: Dict[str, Any]) -> Optional[SweepSpec]:
 
 def pretrained_featurizer(recipe: Dict[str, Any]) -> Optional[str]:
     """phi_pt: the pretrain run's model, else the recipe's file, else None (core network)."""
-    import os
     from domainbed.sweep.jobs import make_jobs
     from domainbed.sweep.options import train_args_list
     spec = pretrain_sweep(recipe)
@@ -74,11 +74,12 @@ def aux_sweeps(recipe: Dict[str, Any]) -> List[SweepSpec]:
         return []  # "aux": null: no auxiliary pool
     aux = aux or {}
     specs = []
+    shared = _ratatouille_options(recipe)
     for dataset in aux.get("datasets") or recipe["datasets"]:
         specs.append(make_spec(
             root(recipe, "aux", f"{dataset}_notest"), datasets=[dataset], test_env=-1,
             n_hparams=int(aux.get("n_hparams", 4)), n_trials=int(aux.get("n_trials", 1)),
-            algorithms=[aux.get("algorithm", "ERM")], **_ratatouille_options(recipe),
+            algorithms=[aux.get("algorithm", "ERM")], **shared,
             **_common(recipe, dataset)))
     return specs
 
@@ -96,9 +97,10 @@ def target_sweeps(recipe: Dict[str, Any]) -> List[SweepSpec]:
     target = recipe.get("target") or {}
     algorithms = list(target.get("algorithms") or ["Ratatouille"])
     specs = []
+    shared = _ratatouille_options(recipe)
     for dataset in recipe["datasets"]:
         for env in _test_envs(recipe, dataset):
-            values = dict(_ratatouille_options(recipe), **_common(recipe, dataset))
+            values = dict(shared, **_common(recipe, dataset))
             if recipe.get("aux", True) is not None:
                 values["aux_dir"] = root(recipe, "aux")
             if target.get("fusing_range") is not None:
