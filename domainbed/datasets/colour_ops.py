@@ -4,7 +4,8 @@ Each equals torchvision.transforms.v2.functional's kernel for float images up to
 rounding (tests/domainbed/datasets/test_data_cache.py checks it) on pixels in
 ``[0, bound]``: ``bound`` 1 is torchvision's float range, 255 lets the uint8 pipeline skip a
 rescaling pass. The hue kernel is the HSV model of ``v2.functional.adjust_hue`` written as
-one ramp per channel, about a sixth of its time: hue rotation was most of the cost of an augmented image.
+one ramp per channel, about a sixth of its time: hue rotation was most of the cost of an
+augmented image.
 """
 
 import torch

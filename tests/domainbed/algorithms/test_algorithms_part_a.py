@@ -2,7 +2,8 @@
 SelfReg and MTL, each checked against a hand computation from ALGORITHMS.md; their
 hyperparameter declarations; and resumability of the stateful ones through a checkpoint.
 
-(tests/domainbed/algorithms/test_algorithms.py already runs init / 3 updates / predict for every algorithm.)
+(tests/domainbed/algorithms/test_algorithms.py already runs init / 3 updates / predict for
+every algorithm.)
 """
 
 import copy

@@ -2,8 +2,8 @@
 CausIRL_MMD, EQRM, RDM, URM and ERMPlusPlus, checked against hand computations (written
 from docs/ALGORITHMS.md), their hyperparameters, and checkpoint round trips.
 
-tests/domainbed/algorithms/test_algorithms.py already runs 3 updates and a predict of every algorithm; these
-tests check what a wrong implementation would get wrong.
+tests/domainbed/algorithms/test_algorithms.py already runs 3 updates and a predict of every
+algorithm; these tests check what a wrong implementation would get wrong.
 """
 
 import copy
