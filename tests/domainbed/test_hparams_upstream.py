@@ -187,3 +187,15 @@ def test_the_suggestion_prefers_a_name_the_run_declares():
         hparams_registry.check_hparams_keys("CORAL", "VLCS", {"mmd_gama": 1})
     with pytest.raises(DomainBedError, match="did you mean 'lr_d'"):
         hparams_registry.check_hparams_keys("DANN", "VLCS", {"lr_dd": 1})
+
+
+def test_the_names_checked_are_the_names_drawn():
+    # known_hparams lists names without drawing values: the same names as the draws
+    from domainbed import algorithms
+    for dataset in ("VLCS", "EmbeddedShapes", "Debug28"):
+        for space in hparams_registry.HPARAM_SPACES:
+            for algorithm in algorithms.ALGORITHMS:
+                drawn = hparams_registry.random_hparams(algorithm, dataset, 3, space=space)
+                names = hparams_registry._declarations(algorithm, dataset, 0, space,
+                                                       hparams_registry._Names).values
+                assert set(names) == set(drawn), (algorithm, dataset, space)
