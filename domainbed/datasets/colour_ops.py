@@ -12,6 +12,7 @@ import torch
 
 # torchvision's greyscale weights (ITU-R 601-2 luma)
 GREY_WEIGHTS = (0.2989, 0.587, 0.114)
+_GREY_VECTOR = torch.tensor(GREY_WEIGHTS)
 # channel c of HSV -> RGB is top - chroma * clamp(2 - d_c, 0, 1), d_c the circular distance
 # (period 6 sextants) from the hue to 3, 5, 1 for R, G, B
 _RAMP_CENTRES = torch.tensor([3.0, 5.0, 1.0]).view(3, 1, 1)
@@ -27,8 +28,7 @@ def adjust_brightness_(image: torch.Tensor, factor: float, bound: float = 1.0):
 def adjust_contrast_(image: torch.Tensor, factor: float, bound: float = 1.0):
     """``v2.functional.adjust_contrast`` (blend with the mean of the greyscale image, i.e.
     the grey-weighted channel means), in place."""
-    means = image.mean(dim=(-2, -1))
-    grey = sum(means[..., c] * w for c, w in enumerate(GREY_WEIGHTS))
+    grey = image.mean(dim=(-2, -1)) @ _GREY_VECTOR  # one dot product per image
     return image.mul_(factor).add_(((1.0 - factor) * grey)[..., None, None, None]) \
         .clamp_(0.0, bound)
 

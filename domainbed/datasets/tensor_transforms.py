@@ -67,6 +67,16 @@ def crop_block(image, top: int, left: int, height: int, width: int) -> torch.Ten
     return crop.unsqueeze(0).contiguous(memory_format=torch.channels_last)
 
 
+def resize_block(block: torch.Tensor, size, interpolation, antialias: bool) -> torch.Tensor:
+    """``F.resize`` of a uint8 ``(1, 3, h, w)`` block to ``size``. Antialiased bilinear
+    (the training crop's) calls torch's kernel directly: the same pixels, without v2's
+    dispatch (on a 224 px crop it cost a quarter of the kernel's time), contiguous."""
+    if interpolation == v2.InterpolationMode.BILINEAR and antialias:
+        return torch.nn.functional.interpolate(block, size=list(size), mode="bilinear",
+                                               align_corners=False, antialias=True)
+    return F.resize(block, list(size), interpolation=interpolation, antialias=antialias)
+
+
 def _size_proxy(height: int, width: int) -> torch.Tensor:
     """A uint8 ``(3, height, width)`` tensor without memory: what v2's ``make_params``
     reads of an image (its size) for an image that is not a tensor."""
@@ -203,8 +213,8 @@ class TrainSteps:
         height, width = image.shape[:2] if isinstance(image, np.ndarray) else image.shape[1:]
         box = self.crop.make_params([_size_proxy(height, width)])
         block = crop_block(image, box["top"], box["left"], box["height"], box["width"])
-        x = F.resize(block, list(self.crop.size), interpolation=self.crop.interpolation,
-                     antialias=self.crop.antialias)[0]
+        x = resize_block(block, self.crop.size, self.crop.interpolation,
+                         self.crop.antialias)[0]
         # v2's random transforms skip when torch.rand(1) >= p
         if torch.rand(1) < self.flip_p:
             x = x.flip(-1)

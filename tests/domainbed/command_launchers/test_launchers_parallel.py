@@ -251,6 +251,30 @@ def _process_state():
             "grad": torch.is_grad_enabled()}
 
 
+def test_isolated_frees_what_the_run_left_in_cycles_and_leaves_nothing_frozen():
+    import gc
+    import weakref
+
+    class Node:
+        pass
+    kept = Node()  # made before the run: frozen during it, collected normally after
+    kept.me = kept
+    kept_ref = weakref.ref(kept)
+    with in_process.isolated():
+        assert gc.get_freeze_count() > 0
+        made = Node()
+        made.me, made.other = made, kept  # a cycle of the run's, pointing at an old object
+        made_ref = weakref.ref(made)
+        del made
+        logging.getLogger("domainbed.tests.new").setLevel(logging.DEBUG)
+    assert made_ref() is None  # freed by the collection that ends the run
+    assert gc.get_freeze_count() == 0
+    assert logging.getLogger("domainbed.tests.new").level == logging.NOTSET
+    del kept
+    gc.collect()
+    assert kept_ref() is None
+
+
 @pytest.mark.slow
 def test_in_process_run_equals_the_subprocess_run_and_puts_the_process_back(tmp_path,
                                                                            monkeypatch):
