@@ -64,16 +64,11 @@ def _mlp(input_shape, hparams):
 
 
 def _conv_stack(channels, strides, norm_after_relu: bool) -> nn.Sequential:
-    """3x3 convolutions, each with ReLU and 8-group normalisation.
-
-    The ReLUs work in place: their inputs (a convolution's or a group norm's output) are
-    needed by no backward pass, so the numbers are the same to the bit and a training step
-    of the tiny CNN is about 12% faster on a CPU (one allocation and pass fewer per layer).
-    """
+    """3x3 convolutions, each with ReLU and 8-group normalisation."""
     layers = []
     for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides):
         conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)
-        pair = [nn.ReLU(inplace=True), nn.GroupNorm(8, c_out)]
+        pair = [nn.ReLU(), nn.GroupNorm(8, c_out)]
         layers += [conv] + (pair if norm_after_relu else pair[::-1])
     return nn.Sequential(*layers)
 
