@@ -15,9 +15,7 @@ GREY_WEIGHTS = (0.2989, 0.587, 0.114)
 _GREY_VECTOR = torch.tensor(GREY_WEIGHTS)
 # channel c of HSV -> RGB is top - chroma * clamp(2 - d_c, 0, 1), d_c the circular distance
 # (period 6 sextants) from the hue to 3, 5, 1 for R, G, B
-_RAMP_CENTRES = torch.tensor([3.0, 5.0, 1.0]).view(3, 1, 1)
-# (top - x) * _TIE_SCALE clamped to 1 is 0 exactly where x is the maximum, 1 elsewhere
-_TIE_SCALE = float(2 ** 40)
+_RAMP_CENTRES = (3.0, 5.0, 1.0)
 
 
 def adjust_brightness_(image: torch.Tensor, factor: float, bound: float = 1.0):
@@ -52,22 +50,22 @@ def adjust_hue(image: torch.Tensor, hue_factor: float) -> torch.Tensor:
     bottom = torch.minimum(r, g)
     torch.minimum(bottom, b, out=bottom)
     chroma = top - bottom
-    # grey pixels (chroma 0) come out unchanged whatever their hue: the clamp avoids 0 / 0
-    inv = chroma.clamp(min=1e-12).reciprocal_()
-    # hue in sextants from the maximal channel, r before g before b on ties (as HSV);
-    # float masks and lerp: cheaper than comparisons and torch.where on bools
-    not_r = torch.sub(top, r).mul_(_TIE_SCALE).clamp_(max=1.0)
-    not_g = torch.sub(top, g).mul_(_TIE_SCALE).clamp_(max=1.0)
-    hue = torch.sub(b, r).mul_(inv).add_(2.0).lerp_(torch.sub(r, g).mul_(inv).add_(4.0), not_g)
-    hue = torch.sub(g, b).mul_(inv).lerp_(hue, not_r)
-    # phase of each channel: rotated hue minus the channel's ramp centre, in [-9, 7) for
-    # hue in [-1, 5) and |hue_factor| <= 0.5; min(|p|, |6 - |p||) is then the circular
-    # distance (period 6) without wrapping the hue first
-    centres = _RAMP_CENTRES - 6.0 * float(hue_factor)
-    phase = (hue.unsqueeze(-3) - centres).abs_()
-    out = torch.rsub(phase, 6.0).abs_()
-    distance = torch.minimum(phase, out, out=phase)
-    # top - chroma * clamp(2 - d, 0, 1) == clamp(top - 2 chroma + chroma d, bottom, top)
-    low = torch.add(top, chroma, alpha=-2.0)
-    torch.addcmul(low.unsqueeze(-3), chroma.unsqueeze(-3), distance, out=out)
+    # hue in sextants times the chroma (no division), from the maximal channel, r before g
+    # before b on ties (as HSV): float 0/1 masks and lerp are cheaper than comparisons and
+    # torch.where on bools
+    not_r = torch.sub(top, r).sign_()
+    not_g = torch.sub(top, g).sign_()
+    hue_c = torch.sub(b, r).add_(chroma, alpha=2.0) \
+        .lerp_(torch.sub(r, g).add_(chroma, alpha=4.0), not_g)
+    hue_c = torch.sub(g, b).lerp_(hue_c, not_r)
+    # channel c's ramp: its centre minus the rotation, wrapped into [-1, 5) like the hue,
+    # so that x = hue - centre lies in (-6, 6) and its circular distance (period 6) is
+    # 3 - |3 - |x||; then top - chroma * clamp(2 - distance, 0, 1) is
+    # clamp(top + chroma - chroma |3 - |x||, bottom, top)
+    shift = 6.0 * float(hue_factor)
+    centres = torch.tensor([(c - shift + 1.0) % 6.0 - 1.0 for c in _RAMP_CENTRES])
+    chroma_c = chroma.unsqueeze(-3)
+    out = torch.addcmul(hue_c.unsqueeze(-3), chroma_c, centres.view(3, 1, 1), value=-1.0)
+    out.abs_().sub_(chroma_c, alpha=3.0).abs_()
+    torch.sub(top.add(chroma).unsqueeze(-3), out, out=out)
     return out.clamp_(bottom.unsqueeze(-3), top.unsqueeze(-3))

@@ -388,6 +388,10 @@ def test_normalize_equals_v2_to_dtype_and_normalize_with_or_without_a_buffer():
         assert (x - (ref if inpt.dim() == 4 else ref[1])).abs().max() < 1e-5
         out = torch.full(inpt.shape, float("nan"))
         assert norm(inpt, out=out) is out and torch.equal(out, x)
+        # whole-plane factors: the numbers of the per-channel (C, 1, 1) multiply-add
+        assert torch.equal(x, torch.addcmul(norm.shift, inpt.float(), norm.scale))
+    other = torch.randint(0, 256, (2, 3, 9, 7), dtype=torch.uint8)  # another size next
+    assert torch.equal(norm(other), torch.addcmul(norm.shift, other.float(), norm.scale))
 
 
 def test_colour_kernels_match_torchvision():
@@ -443,6 +447,14 @@ def test_train_steps_equal_their_v2_composition_for_every_input_kind(size, chann
             # the same draws and kernels: equal, up to a grey level from the contrast mean
             assert levels.max() <= 1 and (levels > 0).float().mean() < 1e-4
         assert torch.rand(1).item() == reference_draw_after(reference, image, seed)
+
+
+def test_the_training_crop_is_resized_without_v2_dispatch(monkeypatch):
+    # torch's antialiased bilinear kernel directly (equal pixels: the test above); v2
+    # keeps the mode as a string, which the fast path must recognise
+    steps = T.tensor_train_transform(64, 3).steps
+    monkeypatch.setattr(TT.F, "resize", lambda *a, **k: pytest.fail("v2 resize called"))
+    assert steps(np.array(smooth_image(90, 80, 3))).shape == (3, 64, 64)
 
 
 def reference_draw_after(transform, image, seed: int) -> float:
