@@ -27,15 +27,18 @@ def adjust_contrast_(image: torch.Tensor, factor: float, bound: float = 1.0):
     """``v2.functional.adjust_contrast`` (blend with the mean of the greyscale image, i.e.
     the grey-weighted channel means), in place."""
     grey = image.mean(dim=(-2, -1)) @ _GREY_VECTOR  # one dot product per image
-    return image.mul_(factor).add_(((1.0 - factor) * grey)[..., None, None, None]) \
-        .clamp_(0.0, bound)
+    # offset + factor * image in one pass (torch.add's alpha scales its second input)
+    offset = ((1.0 - factor) * grey)[..., None, None, None]
+    return torch.add(offset, image, alpha=factor, out=image).clamp_(0.0, bound)
 
 
 def adjust_saturation_(image: torch.Tensor, factor: float, bound: float = 1.0):
     """``v2.functional.adjust_saturation`` (blend with the greyscale image), in place."""
     r, g, b = image.unbind(dim=-3)
     grey = r.mul(GREY_WEIGHTS[0]).add_(g, alpha=GREY_WEIGHTS[1]).add_(b, alpha=GREY_WEIGHTS[2])
-    return image.mul_(factor).add_(grey.unsqueeze(-3), alpha=1.0 - factor).clamp_(0.0, bound)
+    # (1 - factor) grey + factor * image: the blend in one pass over the three channels
+    grey.mul_(1.0 - factor)
+    return torch.add(grey.unsqueeze(-3), image, alpha=factor, out=image).clamp_(0.0, bound)
 
 
 def adjust_hue(image: torch.Tensor, hue_factor: float) -> torch.Tensor:

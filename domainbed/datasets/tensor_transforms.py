@@ -158,6 +158,14 @@ class Normalize:
         shift, scale = self._planes_for(image)
         if out is None:
             out = torch.empty(image.shape, dtype=torch.float32, device=image.device)
+        if image.device.type == "cpu":
+            # numpy, single-threaded: the loaders' main process runs this while their
+            # workers keep every core busy, where torch's thread pool spent 3x the CPU
+            # time of one thread waiting for its other threads
+            result = out.numpy()
+            np.multiply(image.numpy(), scale.numpy(), out=result)
+            np.add(result, shift.numpy(), out=result)
+            return out
         # convert, then an all-float multiply-add in place: 2x faster than addcmul on the
         # uint8 tensor (a mixed-dtype loop is not vectorised), the same numbers
         return torch.addcmul(shift, out.copy_(image), scale, out=out)

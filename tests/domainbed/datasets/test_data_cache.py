@@ -388,10 +388,10 @@ def test_normalize_equals_v2_to_dtype_and_normalize_with_or_without_a_buffer():
         assert (x - (ref if inpt.dim() == 4 else ref[1])).abs().max() < 1e-5
         out = torch.full(inpt.shape, float("nan"))
         assert norm(inpt, out=out) is out and torch.equal(out, x)
-        # whole-plane factors: the numbers of the per-channel (C, 1, 1) multiply-add
-        assert torch.equal(x, torch.addcmul(norm.shift, inpt.float(), norm.scale))
+        # whole-plane factors, multiply then add: the numbers of (C, 1, 1) factors
+        assert torch.equal(x, inpt.float() * norm.scale + norm.shift)
     other = torch.randint(0, 256, (2, 3, 9, 7), dtype=torch.uint8)  # another size next
-    assert torch.equal(norm(other), torch.addcmul(norm.shift, other.float(), norm.scale))
+    assert torch.equal(norm(other), other.float() * norm.scale + norm.shift)
 
 
 def test_colour_kernels_match_torchvision():
