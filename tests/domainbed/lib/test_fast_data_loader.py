@@ -12,7 +12,8 @@ from domainbed.lib.misc import split_dataset
 
 def _data(n=50):
     g = torch.Generator().manual_seed(0)
-    return TensorDataset(torch.randn(n, 3, 4, 4, generator=g), torch.randint(0, 5, (n,), generator=g))
+    return TensorDataset(torch.randn(n, 3, 4, 4, generator=g),
+                         torch.randint(0, 5, (n,), generator=g))
 
 
 def _stacked(dataset, indices):
