@@ -20,6 +20,12 @@ from tests.fixtures.aux_datasets import (HPARAMS, make_aux, make_phi_pt, run_job
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+def recycling_args(tmp_path, aux, phi_pt, *flags):
+    """The arguments of a sweep over the pool under ``aux``, probes under ``tmp_path/lp``."""
+    return sweep_args(tmp_path, "--aux_dir", str(aux), "--output_dir_lp", str(tmp_path / "lp"),
+                      "--pretrained_featurizer", phi_pt, *flags)
+
+
 @pytest.mark.parametrize("flags,expected", [
     ([], None),
     (["--aux_dir", "AUX"], ["Ratatouille"]),
@@ -43,8 +49,7 @@ def test_plain_sweep_is_untouched(tmp_path):
 def test_ratatouille_jobs_start_from_pool_members(tmp_path):
     phi_pt = make_phi_pt(tmp_path / "phi_pt.safetensors")
     aux = make_aux(tmp_path, phi_pt)
-    args = sweep_args(tmp_path, "--aux_dir", str(aux), "--output_dir_lp", str(tmp_path / "lp"),
-                      "--pretrained_featurizer", phi_pt, "--hparams_space", "mild")
+    args = recycling_args(tmp_path, aux, phi_pt, "--hparams_space", "mild")
     jobs = jobs_from_args(args)
     assert [j.train_args["algorithm"] for j in jobs] == ["Ratatouille"] * 3
     assert all(j.train_args["hparams_space"] == "mild" for j in jobs)
@@ -75,8 +80,7 @@ def test_ratatouille_jobs_start_from_pool_members(tmp_path):
     assert all(r["init"]["path"] == jobs[1].train_args["init_from"] for r in records)
 
     # a second listing gives the same files and does not train the probe again
-    again = sweep_args(tmp_path, "--aux_dir", str(aux), "--output_dir_lp", str(tmp_path / "lp"),
-                       "--pretrained_featurizer", phi_pt, "--hparams_space", "mild")
+    again = recycling_args(tmp_path, aux, phi_pt, "--hparams_space", "mild")
     jobs2 = jobs_from_args(again)
     assert [j.train_args["init_from"] for j in jobs2] == [j.train_args["init_from"] for j in jobs]
     assert [j.job_id for j in jobs2] == [j.job_id for j in jobs]
@@ -87,8 +91,7 @@ def test_ratatouille_jobs_start_from_pool_members(tmp_path):
 def test_fusing_records_lambdas(tmp_path):
     phi_pt = make_phi_pt(tmp_path / "phi_pt.safetensors")
     aux = make_aux(tmp_path, phi_pt)
-    args = sweep_args(tmp_path, "--aux_dir", str(aux), "--output_dir_lp", str(tmp_path / "lp"),
-                      "--pretrained_featurizer", phi_pt, "--fusing_range", "4")
+    args = recycling_args(tmp_path, aux, phi_pt, "--fusing_range", "4")
     jobs = jobs_from_args(args)
     assert {j.train_args["algorithm"] for j in jobs} == {"Fusing"}
     sweep_plugin.prepare_inits(jobs, args)
@@ -174,9 +177,8 @@ def test_robust_pool_uses_moving_average_runs(tmp_path):
     aux = make_aux(tmp_path, phi_pt)
     train_aux_run(aux / "AuxDebugB_notest" / "ma", "AuxDebugB", phi_pt, 0, algorithm="MA",
                   steps=3)
-    args = sweep_args(tmp_path, "--aux_dir", str(aux), "--output_dir_lp", str(tmp_path / "lp"),
-                      "--pretrained_featurizer", phi_pt, "--aux_pool_kind", "robust",
-                      "--algorithms", "InterTraining")
+    args = recycling_args(tmp_path, aux, phi_pt, "--aux_pool_kind", "robust",
+                          "--algorithms", "InterTraining")
     jobs = jobs_from_args(args)
     pool = sweep_plugin.get_pool(args, "Debug28")
     assert pool.datasets == ["AuxDebugB"] and len(pool.aux_members) == 1
