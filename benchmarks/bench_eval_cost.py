@@ -7,21 +7,26 @@ Defaults: a PACS-sized run (4 environments of 2048, 2344, 1670 and 3929 images, 
 held out as its ``out`` split, 5,001 steps, an evaluation every 100 steps and at the last
 step). Which splits an evaluation scores comes from the training loop's own
 ``domainbed.training.evaluation_plan.splits_to_score(step, n_steps, test_envs, n_envs,
-full_evaluation, needs)``; nothing is trained. The test envs' ``in`` splits are scored when a
-record is a new best on training-domain validation (``needs``), which depends on the
-accuracies, so two cases are counted:
+full_evaluation, needs)``; nothing is trained. A run with one test env that keeps its best
+checkpoint (the default) scores its test env's ``in`` split once more, after training, for
+the record training-domain validation selects (none when that is the last step, scored in
+full anyway; counted here as the upper bound). Without a best checkpoint
+(``--skip_model_save``) the test envs' ``in`` splits are scored when a record is a new best
+on training-domain validation (``needs``), which depends on the accuracies, so two more
+cases are counted:
 
 - worst case: every evaluation is a new best (the ratio can only be lower in a real run);
 - one new best: only the first evaluation is (the least a run can score).
 
 Printed: images per run for each, the ratio to full evaluation, for the run's test envs
 and averaged over a whole sweep's test-env sets (every single env and every pair).
-Target: ratio <= 0.4 in the worst case.
+Target: ratio <= 0.4 for one run (the default path, and the worst case without a best
+checkpoint).
 """
 
 import argparse
 import itertools
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 PACS_ENV_SIZES = (2048, 2344, 1670, 3929)
 TEST_IN = "test_in"  # the ``needs`` entry: this record is a new best, score the test envs' in
@@ -45,19 +50,23 @@ def evaluation_steps(n_steps: int, checkpoint_freq: int) -> List[int]:
 
 def images_per_run(splits_to_score: Callable, sizes: Dict[str, int], test_envs: Sequence[int],
                    n_envs: int, n_steps: int, checkpoint_freq: int, full_evaluation: bool,
-                   new_best: Callable[[int], bool]) -> int:
+                   new_best: Optional[Callable[[int], bool]]) -> int:
     """Images a run's evaluations forward; ``new_best(i)`` says whether the i-th evaluation
-    is a new best on validation (the loop then ``needs`` the test envs' in splits)."""
-    total = 0
+    is a new best on validation (the loop then ``needs`` the test envs' in splits); None:
+    the run defers that score (one test env: scored once after training)."""
+    deferred = new_best is None and len(test_envs) == 1 and not full_evaluation
+    total = sum(sizes[f"env{t}_in"] for t in test_envs) if deferred else 0
     for i, step in enumerate(evaluation_steps(n_steps, checkpoint_freq)):
-        needs = (TEST_IN,) if new_best(i) else ()
+        needs = (TEST_IN,) if new_best is not None and new_best(i) else ()
         names = splits_to_score(step, n_steps, list(test_envs), n_envs,
                                 full_evaluation, needs)
         total += sum(sizes[name] for name in names)
     return total
 
 
-CASES = {"worst case": lambda i: True, "one new best": lambda i: i == 0}
+CASES = {"default (best checkpoint kept)": None,
+         "worst case, --skip_model_save": lambda i: True,
+         "one new best, --skip_model_save": lambda i: i == 0}
 
 
 def cost_table(splits_to_score: Callable, env_sizes: Sequence[int], holdout_fraction: float,
@@ -101,11 +110,12 @@ def main() -> None:
         for what, label in (("run", f"run with test envs {args.test_envs}"),
                             ("sweep", "sweep (every single and pair test-env set)")):
             ours, full = rows[what]
-            print(f"{case:>13}, {label}: ours {ours:,} images, full evaluation {full:,}, "
+            print(f"{case}, {label}: ours {ours:,} images, full evaluation {full:,}, "
                   f"ratio {ours / full:.3f}x")
-    worst = table["worst case"]["run"]
-    verdict = "met" if worst[0] <= 0.4 * worst[1] else "NOT met"
-    print(f"target <= 0.4x (worst case, one run): {verdict}")
+    for case in ("default (best checkpoint kept)", "worst case, --skip_model_save"):
+        ours, full = table[case]["run"]
+        verdict = "met" if ours <= 0.4 * full else "NOT met"
+        print(f"target <= 0.4x ({case}, one run): {verdict}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,12 @@ splits of the two-test-env runs at every step; the oracle reads each run's last 
   has two or more test envs or when the caller ``needs`` them (``"test_in"``: the record is a
   new best on ID validation, the one training-domain validation would select).
 
+The record training-domain validation selects is known only after the last step: a run
+with one test env that keeps its best checkpoint (``model_best.safetensors``, the weights of
+that record) scores that record's test ``in`` split once, after training, from those
+weights, and writes it into the record (``defers_test_in``, ``selected.py``); a run without
+that file scores it at every record that improves on ID validation.
+
 A split that is not scored is written as ``null`` in the record, so every record keeps the
 same keys and the selected checkpoints and table cells equal those of full evaluation.
 """
@@ -29,6 +35,14 @@ def splits_to_score(step: int, n_steps: int, test_envs: Sequence[int], n_envs: i
     if len(test) >= 2 or TEST_IN in set(needs):
         names += [f"env{t}_in" for t in sorted(test)]
     return names
+
+
+def defers_test_in(test_envs: Sequence[int], full_evaluation: bool,
+                   keeps_best_checkpoint: bool) -> bool:
+    """Whether the test env's ``in`` split of the selected record is scored after training
+    (one test env, selection evaluation, a best checkpoint to score) instead of at every
+    record that improves on ID validation."""
+    return len(test_envs) == 1 and not full_evaluation and keeps_best_checkpoint
 
 
 def id_val_accuracy(record: Mapping[str, Any], train_envs: Sequence[int]) -> Optional[float]:

@@ -1,5 +1,5 @@
 """The end of a run: the algorithm's final record (e.g. SWAD's averaged model), the final
-model, ``done``, and the checkpoint removed."""
+model, the selected record's deferred test scores, ``done``, and the checkpoint removed."""
 
 import logging
 import os
@@ -10,6 +10,7 @@ from domainbed.lib.weights import save_weights
 from domainbed.training.feeds import Feeds
 from domainbed.training.loop import LoopEnd
 from domainbed.training.records import append_record, log_record, peak_mem_gb, with_run_info
+from domainbed.training.selected import score_selected_record
 from domainbed.training.setup import RunSetup
 
 log = logging.getLogger("domainbed.train")
@@ -27,7 +28,7 @@ def final_record(setup: RunSetup, feeds: Feeds, end: LoopEnd) -> Optional[Dict[s
                               "final_average": True}
     if last_step < feeds.n_steps - 1:
         record["stopped_early"] = True
-    record.update(feeds.scorer.score_all(setup.algorithm))
+    record.update(feeds.scorer.score_all(setup.algorithm, last_step))
     record["evaluation"] = "full"
     record.update(final)
     record["mem_gb"] = peak_mem_gb(setup.device)
@@ -35,8 +36,9 @@ def final_record(setup: RunSetup, feeds: Feeds, end: LoopEnd) -> Optional[Dict[s
 
 
 def finish(setup: RunSetup, feeds: Feeds, end: LoopEnd) -> None:
-    """Write the final record (if any), the final model, ``done``; drop the checkpoint
-    unless ``--keep_checkpoint``."""
+    """Write the final record (if any), the final model, the selected record's deferred
+    test scores (the best checkpoint's weights are loaded for them: last), ``done``; drop
+    the checkpoint unless ``--keep_checkpoint``."""
     config, out_dir = setup.config, setup.out_dir
     record = final_record(setup, feeds, end)
     if record is not None:
@@ -47,6 +49,7 @@ def finish(setup: RunSetup, feeds: Feeds, end: LoopEnd) -> None:
     if not config.skip_model_save:
         save_weights(os.path.join(out_dir, run_dir.MODEL), setup.algorithm.state_dict(),
                      setup.metadata)
+    score_selected_record(setup, feeds)
     misc.atomic_write_text(os.path.join(out_dir, run_dir.DONE), "done\n")
     if os.path.exists(setup.checkpoint_path) and not config.keep_checkpoint:
         os.unlink(setup.checkpoint_path)

@@ -1,6 +1,17 @@
-"""Scores the splits of one run at an evaluation, as ``evaluation_plan`` says."""
+"""Scores the splits of one run at an evaluation, as ``evaluation_plan`` says.
 
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+A split's score is a function of the weights, the split, the run's seed and the step alone:
+``predict`` draws its random numbers (MTL's noise) from generators seeded for that one
+split at that step, and training's RNG streams are restored afterwards. So the scores, and
+training itself, never depend on which other splits were scored or when (full and selection
+evaluation train the same weights), and a split scored after training from a checkpoint's
+weights gets the score it would have had at that step.
+"""
+
+from contextlib import contextmanager
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import torch
 
 from domainbed.lib import misc
 from domainbed.lib.fast_data_loader import eval_loader
@@ -9,12 +20,28 @@ from domainbed.training.evaluation_plan import TEST_IN, splits_to_score
 EVAL_BATCH_SIZE = 64
 
 
+@contextmanager
+def evaluation_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Run the body with torch's CPU generator (and ``device``'s, on CUDA) seeded with
+    ``seed``, and give every generator back its state afterwards."""
+    cuda = []
+    if device.type == "cuda":
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda):
+        # the generators themselves: torch.manual_seed would seed every accelerator too
+        torch.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
+
+
 class SplitScorer:
     """Accuracy of ``algorithm.predict`` on named splits (``env{i}_in``, ``env{i}_out``,
     ``env{t}_uda``) of one run; unscored env splits are ``None`` in the returned dict."""
 
     def __init__(self, splits, n_envs: int, test_envs: Sequence[int], n_workers: int,
-                 device, full_evaluation: bool = False):
+                 device, full_evaluation: bool = False, seed: int = 0,
+                 defer_test_in: bool = False):
         self.sets: Dict[str, Tuple[Any, Any]] = {}
         for i in range(n_envs):
             self.sets[f"env{i}_in"] = (splits.eval_in[i], splits.in_splits[i][1])
@@ -27,34 +54,47 @@ class SplitScorer:
         self.n_workers = n_workers
         self.device = device
         self.full_evaluation = full_evaluation
+        self.seed = seed
+        # the test envs' ``in`` splits of the selected record are scored after training
+        # (``selected.score_selected_record``) rather than at every improving record
+        self.defer_test_in = defer_test_in
 
-    def score(self, algorithm, names: Iterable[str]) -> Dict[str, float]:
+    def score(self, algorithm, names: Iterable[str], step: int) -> Dict[str, float]:
+        """``{name + "_acc": accuracy}`` of ``algorithm`` on each named split, as scored at
+        the evaluation of ``step``."""
         accs = {}
         for name in names:
             split, weights = self.sets[name] if name in self.sets else self.uda[name]
             loader = eval_loader(split, EVAL_BATCH_SIZE, self.n_workers)
-            accs[name + "_acc"] = misc.accuracy(algorithm, loader, weights, self.device)
+            with evaluation_rng(misc.seed_hash("evaluation", self.seed, step, name),
+                                self.device):
+                accs[name + "_acc"] = misc.accuracy(algorithm, loader, weights, self.device)
         return accs
 
-    def score_all(self, algorithm) -> Dict[str, float]:
-        return self.score(algorithm, list(self.sets) + list(self.uda))
+    def score_all(self, algorithm, step: int) -> Dict[str, float]:
+        return self.score(algorithm, list(self.sets) + list(self.uda), step)
+
+    def test_in_splits(self) -> List[str]:
+        """The test envs' ``in`` splits that selection reads at the selected record."""
+        return [f"env{t}_in" for t in self.test_envs]
 
     def evaluate(self, algorithm, step: int, n_steps: int,
                  is_new_best) -> Tuple[Dict[str, Optional[float]], bool]:
         """Score what the plan asks at ``step``; ``is_new_best(accs)`` says whether the
-        training envs' scores make this record the best so far (then the test envs' ``in``
-        splits are scored too). Returns the accuracies and whether every split was scored."""
+        training envs' scores make this record the best so far (then, unless they are
+        deferred, the test envs' ``in`` splits are scored too). Returns the accuracies and
+        whether every split was scored."""
         base = splits_to_score(step, n_steps, self.test_envs, self.n_envs,
                                self.full_evaluation)
-        accs: Dict[str, Optional[float]] = dict(self.score(algorithm, base))
+        accs: Dict[str, Optional[float]] = dict(self.score(algorithm, base, step))
         complete = len(base) == len(self.sets)
         if complete:
-            accs.update(self.score(algorithm, self.uda))
+            accs.update(self.score(algorithm, self.uda, step))
             return accs, True
-        if is_new_best(accs):
+        if not self.defer_test_in and is_new_best(accs):
             more = splits_to_score(step, n_steps, self.test_envs, self.n_envs,
                                    self.full_evaluation, needs=[TEST_IN])
-            accs.update(self.score(algorithm, [n for n in more if n not in base]))
+            accs.update(self.score(algorithm, [n for n in more if n not in base], step))
         for name in self.sets:
             accs.setdefault(name + "_acc", None)
         return accs, False

@@ -4,10 +4,13 @@ import json
 
 import pytest
 
+from domainbed import algorithms
 from domainbed.lib.query import Q
 from domainbed.model_selection import SELECTION_METHODS
 from domainbed.scripts import train as train_script
-from domainbed.training.evaluation_plan import images_forwarded, splits_to_score
+from domainbed.training.evaluation_plan import (defers_test_in, id_val_accuracy,
+                                                images_forwarded, splits_to_score)
+from domainbed.training.selected import SCORED_AFTER_TRAINING
 from tests.fixtures.recipe_runs import read_records
 
 
@@ -38,29 +41,82 @@ def test_images_forwarded_of_a_pacs_sized_run_is_under_0_4_of_full():
     assert images_forwarded(ours, sizes) / images_forwarded(full, sizes) < 0.4
 
 
-def _run(out, *extra):
+def test_the_test_split_is_deferred_only_where_a_best_checkpoint_scores_it():
+    assert defers_test_in([0], False, True)
+    assert not defers_test_in([0], True, True)  # full evaluation scores it every time
+    assert not defers_test_in([0], False, False)  # no model_best: scored when improving
+    assert not defers_test_in([0, 1], False, True)  # pair runs: scored at every step
+    assert not defers_test_in([], False, True)
+
+
+def _run(out, *extra, algorithm="ERM", steps=13):
     hparams = json.dumps({"batch_size": 8, "backbone": "tiny_cnn"})
-    assert train_script.main(["--dataset", "Debug28", "--steps", "13", "--checkpoint_freq",
-                              "2", "--test_envs", "0", "--seed", "2", "--output_dir", str(out),
-                              "--hparams", hparams, *extra]) == 0
+    assert train_script.main(["--dataset", "Debug28", "--algorithm", algorithm, "--steps",
+                              str(steps), "--checkpoint_freq", "2", "--test_envs", "0",
+                              "--seed", "2", "--output_dir", str(out), "--hparams", hparams,
+                              *extra]) == 0
     return read_records(str(out))
+
+
+def _assert_same_scores(ours, full, label=""):
+    """Every score ours wrote equals full evaluation's; the same records and keys."""
+    assert [r["step"] for r in ours] == [r["step"] for r in full], label
+    for o, f in zip(ours, full):
+        assert o.keys() - {SCORED_AFTER_TRAINING} == f.keys(), label
+        for key, value in o.items():
+            if key.endswith("_acc") and value is not None:
+                assert value == f[key], (label, o["step"], key)  # same weights, same scores
+
+
+def _selected(records):
+    """The record training-domain validation selects in one run (first best ID val)."""
+    best = None
+    for record in records:
+        acc = id_val_accuracy(record, [1, 2])
+        if not record.get("final_average") and acc is not None and (
+                best is None or acc > id_val_accuracy(best, [1, 2])):
+            best = record
+    return best
 
 
 @pytest.mark.slow
 def test_selection_equals_full_evaluation(tmp_path):
     ours, full = _run(tmp_path / "ours"), _run(tmp_path / "full", "--full_evaluation")
-    assert [r["step"] for r in ours] == [r["step"] for r in full]
     assert {r["evaluation"] for r in full} == {"full"}
     assert [r["evaluation"] for r in ours][-1] == "full"
     assert "selection" in {r["evaluation"] for r in ours}
-    for o, f in zip(ours, full):
-        assert o.keys() == f.keys()
-        for key, value in o.items():
-            if key.endswith("_acc") and value is not None:
-                assert value == f[key], (o["step"], key)  # same weights, same scores
-        assert o["env1_in_acc"] is None or o["step"] == 12  # never read by selection
+    _assert_same_scores(ours, full)
+    selected = _selected(ours)
+    assert selected["step"] < 12  # else this run does not exercise the deferred score
+    assert selected[SCORED_AFTER_TRAINING] == ["env0_in_acc"]
+    assert selected["env0_in_acc"] == _selected(full)["env0_in_acc"] is not None
+    for o in ours:  # the test split of any other record is never read by selection
+        assert o["env0_in_acc"] is None or o["step"] in (selected["step"], 12)
+        assert o["env1_in_acc"] is None or o["step"] == 12
     for name in SELECTION_METHODS:
         method = SELECTION_METHODS.get(name)
         if name == "leave_one_out":
             continue  # needs pair runs
         assert method.sweep_acc(Q(ours)) == method.sweep_acc(Q(full)), name
+
+
+@pytest.mark.slow
+def test_every_algorithm_trains_and_selects_the_same_without_full_evaluation(tmp_path):
+    """Evaluation never changes training (MTL's predict draws noise: it used to consume
+    the training RNG, so full and selection evaluation trained different weights), and the
+    deferred test score of the selected record is the one full evaluation gives."""
+    names = [n for n in algorithms.ALGORITHMS if n != "LPFT"]  # LPFT needs --init_from
+    assert "MTL" in names
+    for name in names:
+        ours = _run(tmp_path / name / "ours", algorithm=name, steps=9)
+        full = _run(tmp_path / name / "full", "--full_evaluation", algorithm=name, steps=9)
+        _assert_same_scores(ours, full, name)
+        for o, f in zip(ours, full):
+            losses = [k for k in f if "loss" in k and not k.endswith("_acc")]
+            assert [o[k] for k in losses] == [f[k] for k in losses], name
+        selected = _selected(ours)
+        assert selected["env0_in_acc"] == _selected(full)["env0_in_acc"], name
+        for name_ in SELECTION_METHODS:
+            if name_ != "leave_one_out":
+                method = SELECTION_METHODS.get(name_)
+                assert method.sweep_acc(Q(ours)) == method.sweep_acc(Q(full)), (name, name_)

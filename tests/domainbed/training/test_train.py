@@ -208,3 +208,53 @@ def test_init_from_upstream_model_pkl(tmp_path):
                               "--init_from", str(tmp_path / "model.pkl")]) == 0
     loaded, _ = load_file(str(out / "model.safetensors"))
     assert torch.equal(loaded["classifier.weight"], weights["classifier.weight"])
+
+
+def _selected_step(records):
+    return next(r["step"] for r in records if r.get("scored_after_training"))
+
+
+@pytest.mark.slow
+def test_a_kill_before_done_finishes_again_with_the_same_records(tmp_path):
+    """The deferred test score is written into results.jsonl before ``done``: a run killed
+    in between resumes at its end, writes it again and the file is unchanged."""
+    out = tmp_path / "run"
+    args = ["--dataset", "Debug28", "--steps", "13", "--checkpoint_freq", "2", "--seed", "2",
+            "--test_envs", "0", "--output_dir", str(out), "--hparams", FAST,
+            "--keep_checkpoint"]
+    assert train_script.main(args) == 0
+    before = (out / "results.jsonl").read_bytes()
+    step = _selected_step(_read_records(out))
+    (out / "done").unlink()
+    records = _read_records(out)  # as if killed before the test score was written
+    for record in records:
+        if record["step"] == step:
+            record["env0_in_acc"] = None
+            del record["scored_after_training"]
+    (out / "results.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n"
+                                               for r in records))
+    assert train_script.main(args) == 0
+    assert (out / "results.jsonl").read_bytes() == before
+
+
+def test_a_best_checkpoint_of_another_step_is_an_error_not_a_wrong_score(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--dataset", "Debug28", "--steps", "13", "--checkpoint_freq", "2", "--seed", "2",
+            "--test_envs", "0", "--output_dir", str(out), "--hparams", FAST,
+            "--keep_checkpoint"]
+    assert train_script.main(args) == 0
+    step = _selected_step(_read_records(out))
+    (out / "done").unlink()
+    records = _read_records(out)
+    for record in records:
+        if record["step"] == step:
+            record["env0_in_acc"] = None
+    (out / "results.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n"
+                                               for r in records))
+    weights, meta = load_file(str(out / "model_best.safetensors"))
+    meta["best_checkpoint"]["step"] = step + 2
+    save_weights(str(out / "model_best.safetensors"), weights, meta)
+    code, lines = _error_of(capsys, args)
+    assert code != 0 and not (out / "done").exists()
+    assert any("holds the weights of step" in line and "delete the run directory" in line
+               for line in lines), lines
