@@ -17,7 +17,7 @@ PIXEL_STD = 0.25
 
 def to_tensor(x: np.ndarray) -> torch.Tensor:
     """uint8 images (N, 3, 32, 32) -> normalised float32 tensor."""
-    return (torch.from_numpy(x).float() / 255.0 - PIXEL_MEAN) / PIXEL_STD
+    return (torch.from_numpy(x.astype(np.float32)) / 255.0 - PIXEL_MEAN) / PIXEL_STD
 
 
 class EmbeddedDataset(MultipleDomainDataset):
@@ -51,7 +51,7 @@ class EmbeddedDataset(MultipleDomainDataset):
             raise TypeError(f"{type(self).__name__} names no embedded dataset spec")
         arrays = cache.load_or_generate(self.SPEC_NAME, root)
         x, y = to_tensor(arrays["x"]), torch.from_numpy(arrays["y"].astype(np.int64))
-        env = torch.from_numpy(arrays["env"])
+        env = torch.from_numpy(arrays["env"].copy())
         self.input_shape = self.INPUT_SHAPE
         self.num_classes = len(self.CLASSES)
         self.datasets = [TensorDataset(x[env == i], y[env == i])

@@ -293,3 +293,34 @@ def test_preview_png(tmp_path):
         pixels = np.asarray(img.convert("RGB"))
     # the tiles hold the images, not a blank sheet
     assert pixels[:, 150:].std() > 20
+
+
+def test_a_process_reads_a_cache_file_once_until_it_changes(tmp_path, monkeypatch):
+    arrays = cache.load_or_generate("EmbeddedCounts", str(tmp_path))
+    path = cache.cache_path("EmbeddedCounts", str(tmp_path))
+    loads = []
+    real_load = np.load
+    monkeypatch.setattr(np, "load", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    first = cache.read_cache("EmbeddedCounts", path)
+    again = cache.read_cache("EmbeddedCounts", path)
+    assert loads == [path] and again["x"] is first["x"]
+    assert fingerprint(first) == fingerprint(arrays)
+    assert not first["x"].flags.writeable  # shared between datasets: never written
+    with pytest.raises(ValueError):
+        first["x"][0, 0, 0, 0] = 1
+    cache.write_cache("EmbeddedCounts", path, {k: arrays[k][:10] for k in ("x", "y", "env")})
+    with pytest.raises(ValueError, match="images"):  # a replaced file is read again
+        cache.read_cache("EmbeddedCounts", path)
+    assert loads == [path, path]
+
+
+def test_datasets_built_from_one_read_do_not_share_memory(tmp_path):
+    from domainbed import datasets
+    a = datasets.get_dataset_class("EmbeddedCounts")(str(tmp_path), [0], {})
+    b = datasets.get_dataset_class("EmbeddedCounts")(str(tmp_path), [0], {})
+    x_a, y_a = a[0].tensors
+    x_b, y_b = b[0].tensors
+    assert torch.equal(x_a, x_b) and torch.equal(y_a, y_b)
+    x_a.add_(1.0)
+    y_a.zero_()
+    assert not torch.equal(x_a, x_b) and not torch.equal(y_a, y_b)
