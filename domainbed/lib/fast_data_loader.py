@@ -70,10 +70,12 @@ class TensorRows:
         return cls(inner.tensors, keys if inner.keys is None else inner.keys[keys])
 
     def gather(self, indices) -> "Rows":
+        # index_select copies whole rows (advanced indexing ``t[index]`` takes the general
+        # path): the same values, 61 vs 76-88 us for a batch of 32 embedded images
         index = torch.as_tensor(indices, dtype=torch.long)
         if self.keys is not None:
-            index = self.keys[index]
-        return Rows([t[index] for t in self.tensors])
+            index = self.keys.index_select(0, index)
+        return Rows([t.index_select(0, index) for t in self.tensors])
 
 
 class Rows(list):
