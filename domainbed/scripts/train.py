@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score every split at every evaluation, as upstream (default: the "
                         "splits model selection reads, and every split at the last step; "
                         "the selected checkpoints and table cells are the same)")
+    p.add_argument("--score_test_once", action="store_true",
+                   help="score the test env's in split only for the record that "
+                        "training-domain validation selects, once, after training, from "
+                        "model_best.safetensors (default: at every evaluation, which "
+                        "leave-one-domain-out selection reads when the sweep has runs with "
+                        "two test envs); for runs no such selection reads, e.g. the "
+                        "recipe's target runs")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="training arithmetic: fp32 (default, comparable with published "
                         "tables), or mixed precision with bf16 / fp16 autocast (fp16 with a "

@@ -197,6 +197,12 @@ def make_args_list(n_trials: int, dataset_names: Sequence[str], algorithms: Sequ
                                  f"({n_envs} environments): use 0..{n_envs - 1}, or -1 for no "
                                  "test environment")
         test_envs_of[dataset] = combos
+        if (extra_args or {}).get("score_test_once") and any(len(c) > 1 for c in combos):
+            raise DomainBedError(
+                f"score_test_once (--train_extra): this sweep trains {dataset} with two test "
+                "envs too, and leave-one-domain-out selection then reads the test scores of "
+                "the single-test-env runs at every record; add --single_test_envs (or "
+                "--test_env k), or drop score_test_once")
 
     args_list = []
     for trial_seed in range(n_trials):

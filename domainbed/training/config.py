@@ -58,6 +58,7 @@ class TrainConfig:
     num_workers: Optional[int] = None
     keep_checkpoint: bool = False
     full_evaluation: bool = False
+    score_test_once: bool = False
     precision: str = "fp32"
     channels_last: bool = False
     cudnn_benchmark: bool = False
@@ -117,7 +118,8 @@ _INT_FIELDS = {"hparams_seed", "trial_seed", "seed", "steps", "checkpoint_freq",
                "num_workers"}
 _FLOAT_FIELDS = {"holdout_fraction", "uda_holdout_fraction"}
 _BOOL_FIELDS = {"skip_model_save", "save_model_every_checkpoint", "augmented_validation",
-                "keep_checkpoint", "full_evaluation", "channels_last", "cudnn_benchmark"}
+                "keep_checkpoint", "full_evaluation", "score_test_once", "channels_last",
+                "cudnn_benchmark"}
 
 
 def _convert(name: str, value: Any) -> Any:

@@ -1,20 +1,24 @@
 """Which splits an evaluation scores.
 
 Model selection reads, at every evaluation, only the training envs' ``out`` splits
-(training-domain validation; also the best checkpoint and SWAD's window) and the test envs'
-``in`` splits of the record it selects; leave-one-domain-out reads the test envs' ``in``
-splits of the two-test-env runs at every step; the oracle reads each run's last step. So:
+(training-domain validation; also the best checkpoint and SWAD's window) and the test env's
+``in`` split of the record it selects; leave-one-domain-out selects any record of a run with
+one test env (on the ``in`` scores of the runs with two test envs at every step, which it
+reads too); the oracle reads each run's last step. So:
 
 - the last step, or every step with ``full_evaluation`` (upstream's behaviour): every split;
-- otherwise: the training envs' ``out`` splits, and the test envs' ``in`` splits when the run
-  has two or more test envs or when the caller ``needs`` them (``"test_in"``: the record is a
-  new best on ID validation, the one training-domain validation would select).
+- otherwise: the training envs' ``out`` splits, and the test envs' ``in`` splits when the
+  caller ``needs`` them (``"test_in"``) or the run has two or more test envs.
 
-The record training-domain validation selects is known only after the last step: a run
-with one test env that keeps its best checkpoint (``model_best.safetensors``, the weights of
-that record) scores that record's test ``in`` split once, after training, from those
-weights, and writes it into the record (``defers_test_in``, ``selected.py``); a run without
-that file scores it at every record that improves on ID validation.
+When a run needs its test envs' ``in`` splits is its ``policy_of_test_in``:
+
+- ``every`` (the default): at every evaluation, as leave-one-domain-out may read any record;
+- ``selected`` (``--score_test_once``, one test env, the best checkpoint kept): only for the
+  record training-domain validation selects, known after the last step: scored once, after
+  training, from ``model_best.safetensors`` (the weights of that record) and written into
+  the record (``selected.py``);
+- ``improving`` (``--score_test_once`` without a best checkpoint, e.g. ``--skip_model_save``):
+  at every record that improves on ID validation, the records that could be selected.
 
 A split that is not scored is written as ``null`` in the record, so every record keeps the
 same keys and the selected checkpoints and table cells equal those of full evaluation.
@@ -23,6 +27,8 @@ same keys and the selected checkpoints and table cells equal those of full evalu
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 TEST_IN = "test_in"
+
+EVERY, SELECTED, IMPROVING = "every", "selected", "improving"
 
 
 def splits_to_score(step: int, n_steps: int, test_envs: Sequence[int], n_envs: int,
@@ -37,12 +43,13 @@ def splits_to_score(step: int, n_steps: int, test_envs: Sequence[int], n_envs: i
     return names
 
 
-def defers_test_in(test_envs: Sequence[int], full_evaluation: bool,
-                   keeps_best_checkpoint: bool) -> bool:
-    """Whether the test env's ``in`` split of the selected record is scored after training
-    (one test env, selection evaluation, a best checkpoint to score) instead of at every
-    record that improves on ID validation."""
-    return len(test_envs) == 1 and not full_evaluation and keeps_best_checkpoint
+def policy_of_test_in(test_envs: Sequence[int], full_evaluation: bool,
+                      score_test_once: bool, keeps_best_checkpoint: bool) -> str:
+    """When a run scores its test envs' ``in`` splits: ``EVERY``, ``SELECTED`` or
+    ``IMPROVING`` (see the module docstring)."""
+    if full_evaluation or len(test_envs) != 1 or not score_test_once:
+        return EVERY
+    return SELECTED if keeps_best_checkpoint else IMPROVING
 
 
 def id_val_accuracy(record: Mapping[str, Any], train_envs: Sequence[int]) -> Optional[float]:

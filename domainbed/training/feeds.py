@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any, List
 
 from domainbed.lib.fast_data_loader import infinite_loader
-from domainbed.training.evaluation_plan import defers_test_in
+from domainbed.training.evaluation_plan import policy_of_test_in
 from domainbed.training.scoring import SplitScorer
 from domainbed.training.setup import RunSetup
 
@@ -37,7 +37,7 @@ def make_feeds(setup: RunSetup, start_step: int) -> Feeds:
                                  n_workers, w) for k, (split, w) in enumerate(splits.uda_splits)]
     scorer = SplitScorer(splits, len(dataset), setup.test_envs, n_workers, setup.device,
                          config.full_evaluation, config.seed,
-                         defers_test_in(setup.test_envs, config.full_evaluation,
-                                        setup.best.enabled))
+                         policy_of_test_in(setup.test_envs, config.full_evaluation,
+                                        config.score_test_once, setup.best.enabled))
     steps_per_epoch = min(len(splits.in_splits[i][0]) / batch_size for i in setup.train_envs)
     return Feeds(n_steps, checkpoint_freq, steps_per_epoch, train_iters, uda_iters, scorer)

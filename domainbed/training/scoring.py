@@ -15,7 +15,8 @@ import torch
 
 from domainbed.lib import misc
 from domainbed.lib.fast_data_loader import eval_loader
-from domainbed.training.evaluation_plan import TEST_IN, splits_to_score
+from domainbed.training.evaluation_plan import (EVERY, IMPROVING, SELECTED, TEST_IN,
+                                                splits_to_score)
 
 EVAL_BATCH_SIZE = 64
 
@@ -41,7 +42,7 @@ class SplitScorer:
 
     def __init__(self, splits, n_envs: int, test_envs: Sequence[int], n_workers: int,
                  device, full_evaluation: bool = False, seed: int = 0,
-                 defer_test_in: bool = False):
+                 test_in_policy: str = EVERY):
         self.sets: Dict[str, Tuple[Any, Any]] = {}
         for i in range(n_envs):
             self.sets[f"env{i}_in"] = (splits.eval_in[i], splits.in_splits[i][1])
@@ -55,9 +56,13 @@ class SplitScorer:
         self.device = device
         self.full_evaluation = full_evaluation
         self.seed = seed
-        # the test envs' ``in`` splits of the selected record are scored after training
-        # (``selected.score_selected_record``) rather than at every improving record
-        self.defer_test_in = defer_test_in
+        self.test_in_policy = test_in_policy  # evaluation_plan.policy_of_test_in
+
+    @property
+    def defer_test_in(self) -> bool:
+        """Whether the selected record's test envs' ``in`` splits are scored after
+        training (``selected.score_selected_record``)."""
+        return self.test_in_policy == SELECTED
 
     def score(self, algorithm, names: Iterable[str], step: int) -> Dict[str, float]:
         """``{name + "_acc": accuracy}`` of ``algorithm`` on each named split, as scored at
@@ -81,17 +86,18 @@ class SplitScorer:
     def evaluate(self, algorithm, step: int, n_steps: int,
                  is_new_best) -> Tuple[Dict[str, Optional[float]], bool]:
         """Score what the plan asks at ``step``; ``is_new_best(accs)`` says whether the
-        training envs' scores make this record the best so far (then, unless they are
-        deferred, the test envs' ``in`` splits are scored too). Returns the accuracies and
+        training envs' scores make this record the best so far (with the ``improving``
+        policy the test envs' ``in`` splits are then scored too). Returns the accuracies and
         whether every split was scored."""
+        needs = [TEST_IN] if self.test_in_policy == EVERY else []
         base = splits_to_score(step, n_steps, self.test_envs, self.n_envs,
-                               self.full_evaluation)
+                               self.full_evaluation, needs)
         accs: Dict[str, Optional[float]] = dict(self.score(algorithm, base, step))
         complete = len(base) == len(self.sets)
         if complete:
             accs.update(self.score(algorithm, self.uda, step))
             return accs, True
-        if not self.defer_test_in and is_new_best(accs):
+        if self.test_in_policy == IMPROVING and is_new_best(accs):
             more = splits_to_score(step, n_steps, self.test_envs, self.n_envs,
                                    self.full_evaluation, needs=[TEST_IN])
             accs.update(self.score(algorithm, [n for n in more if n not in base], step))

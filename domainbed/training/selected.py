@@ -1,6 +1,7 @@
 """After the last step: the test env's ``in`` score of the record training-domain validation
 selects (the first best on ID validation), scored once from the best checkpoint's weights
-and written into that record of ``results.jsonl`` (``evaluation_plan.defers_test_in``).
+and written into that record of ``results.jsonl`` (``--score_test_once``: the ``selected``
+policy of ``evaluation_plan.policy_of_test_in``).
 
 The weights in ``model_best.safetensors`` are those of that record and a split's score does
 not depend on when it is scored (``scoring``), so the record ends up as a record that was

@@ -46,30 +46,28 @@ def test_images_per_run_by_hand():
     # envs of 10, 20, 30 images, half held out: in = out = 5, 10, 15; evaluations 0, 2, 4
     table = bench.cost_table(stub, [10, 20, 30], 0.5, n_steps=5, checkpoint_freq=2,
                              test_envs=[1])
-    # default: steps 0 and 2 score env0_out + env2_out = 20, step 4 all = 60, and env1_in
-    # (10) once after training
-    assert table["default (best checkpoint kept)"]["run"] == (20 + 20 + 60 + 10, 3 * 60)
+    # --score_test_once: steps 0 and 2 score env0_out + env2_out = 20, step 4 all = 60, and
+    # env1_in (10) once after training
+    assert table["--score_test_once"]["run"] == (20 + 20 + 60 + 10, 3 * 60)
     # the stub got the loop's arguments: the first evaluation of the first run counted
-    assert calls[0] == (0, 5, (1,), 3, False, ())
-    # worst case: steps 0 and 2 score env0_out + env2_out + env1_in = 30; step 4 all = 60
-    assert table["worst case, --skip_model_save"]["run"] == (30 + 30 + 60, 3 * 60)
-    # one new best: only step 0 scores env1_in
-    assert table["one new best, --skip_model_save"]["run"] == (30 + 20 + 60, 3 * 60)
+    assert calls[0] == (0, 5, (1,), 3, False, ("test_in",))
+    # default: steps 0 and 2 score env0_out + env2_out + env1_in = 30; step 4 all = 60
+    assert table["default"]["run"] == (30 + 30 + 60, 3 * 60)
     # sweep: [0], [1], [2] and pairs [0,1], [0,2], [1,2] (pairs always score their in)
     singles = (25 + 5) + (20 + 10) + (15 + 15)  # others' out + own in, per evaluation
     pairs = (15 + 15) + (10 + 20) + (5 + 25)     # the third env's out + both ins
     ours = 2 * (singles + pairs) + 6 * 60
-    assert table["worst case, --skip_model_save"]["sweep"] == (ours, 6 * 3 * 60)
+    assert table["default"]["sweep"] == (ours, 6 * 3 * 60)
     deferred = 2 * (25 + 20 + 15 + pairs) + 6 * 60 + (5 + 10 + 15)  # each single's in once
-    assert table["default (best checkpoint kept)"]["sweep"] == (deferred, 6 * 3 * 60)
+    assert table["--score_test_once"]["sweep"] == (deferred, 6 * 3 * 60)
 
 
 def test_pacs_sized_run_meets_the_target_with_the_stub_plan():
     bench = load_benchmark()
     table = bench.cost_table(make_stub([]), bench.PACS_ENV_SIZES, 0.2, 5001, 100, [0])
-    ours, full = table["worst case, --skip_model_save"]["run"]
+    ours, full = table["default"]["run"]
     assert full == 51 * sum(bench.PACS_ENV_SIZES)
     assert ours == 50 * ((468 + 334 + 785) + (2048 - 409)) + sum(bench.PACS_ENV_SIZES)
     assert ours / full <= 0.4
-    ours, _ = table["default (best checkpoint kept)"]["run"]
+    ours, _ = table["--score_test_once"]["run"]
     assert ours == 50 * (468 + 334 + 785) + (2048 - 409) + sum(bench.PACS_ENV_SIZES)

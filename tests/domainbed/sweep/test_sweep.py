@@ -109,10 +109,18 @@ def test_paper_code_words_dataset_and_test_env(tmp_path):
     (["--hparams", "{lr: 1"], "--hparams must be a JSON object"),
     (["--train_extra", "[1]"], "--train_extra must be a JSON object"),
     (["--n_hparams", "0"], "n_hparams_from < --n_hparams"),
+    (["--train_extra", '{"score_test_once": true}'], "two test envs.*--single_test_envs"),
 ])
 def test_bad_sweep_arguments_name_the_fix(tmp_path, extra, message):
     with pytest.raises(DomainBedError, match=message):
         cli_jobs(tmp_path, extra)
+
+
+def test_score_test_once_goes_with_single_test_env_sweeps(tmp_path):
+    extra = ["--train_extra", '{"score_test_once": true}']
+    jobs = cli_jobs(tmp_path, ["--single_test_envs", *extra])
+    assert jobs and all("--score_test_once" in j.command for j in jobs)
+    assert all(len(j.train_args["test_envs"]) == 1 for j in jobs)
 
 
 def test_job_transformer_hook_adds_training_flags(tmp_path, monkeypatch):

@@ -8,8 +8,9 @@ from domainbed import algorithms
 from domainbed.lib.query import Q
 from domainbed.model_selection import SELECTION_METHODS
 from domainbed.scripts import train as train_script
-from domainbed.training.evaluation_plan import (defers_test_in, id_val_accuracy,
-                                                images_forwarded, splits_to_score)
+from domainbed.training.evaluation_plan import (EVERY, IMPROVING, SELECTED, id_val_accuracy,
+                                                images_forwarded, splits_to_score,
+                                                policy_of_test_in)
 from domainbed.training.selected import SCORED_AFTER_TRAINING
 from tests.fixtures.recipe_runs import read_records
 
@@ -41,20 +42,21 @@ def test_images_forwarded_of_a_pacs_sized_run_is_under_0_4_of_full():
     assert images_forwarded(ours, sizes) / images_forwarded(full, sizes) < 0.4
 
 
-def test_the_test_split_is_deferred_only_where_a_best_checkpoint_scores_it():
-    assert defers_test_in([0], False, True)
-    assert not defers_test_in([0], True, True)  # full evaluation scores it every time
-    assert not defers_test_in([0], False, False)  # no model_best: scored when improving
-    assert not defers_test_in([0, 1], False, True)  # pair runs: scored at every step
-    assert not defers_test_in([], False, True)
+def test_the_test_split_is_scored_once_only_when_asked_and_a_best_checkpoint_scores_it():
+    assert policy_of_test_in([0], False, False, True) == EVERY  # the default: LOO reads any
+    assert policy_of_test_in([0], False, True, True) == SELECTED
+    assert policy_of_test_in([0], True, True, True) == EVERY  # full evaluation: every split
+    assert policy_of_test_in([0], False, True, False) == IMPROVING  # no model_best to score
+    assert policy_of_test_in([0, 1], False, True, True) == EVERY  # pair runs: every step
+    assert policy_of_test_in([], False, True, True) == EVERY  # nothing to score
 
 
-def _run(out, *extra, algorithm="ERM", steps=13):
+def _run(out, *extra, algorithm="ERM", steps=13, test_envs=(0,), seed=2):
     hparams = json.dumps({"batch_size": 8, "backbone": "tiny_cnn"})
     assert train_script.main(["--dataset", "Debug28", "--algorithm", algorithm, "--steps",
-                              str(steps), "--checkpoint_freq", "2", "--test_envs", "0",
-                              "--seed", "2", "--output_dir", str(out), "--hparams", hparams,
-                              *extra]) == 0
+                              str(steps), "--checkpoint_freq", "2", "--test_envs",
+                              *[str(t) for t in test_envs], "--seed", str(seed),
+                              "--output_dir", str(out), "--hparams", hparams, *extra]) == 0
     return read_records(str(out))
 
 
@@ -86,6 +88,18 @@ def test_selection_equals_full_evaluation(tmp_path):
     assert [r["evaluation"] for r in ours][-1] == "full"
     assert "selection" in {r["evaluation"] for r in ours}
     _assert_same_scores(ours, full)
+    assert all(o["env0_in_acc"] is not None for o in ours)  # the default: every record
+    assert all(o["env1_in_acc"] is None for o in ours[:-1])  # never read by selection
+    assert not any(SCORED_AFTER_TRAINING in o for o in ours)
+
+
+@pytest.mark.slow
+def test_score_test_once_equals_full_evaluation(tmp_path):
+    ours = _run(tmp_path / "ours", "--score_test_once")
+    full = _run(tmp_path / "full", "--full_evaluation")
+    assert [r["evaluation"] for r in ours][-1] == "full"
+    assert "selection" in {r["evaluation"] for r in ours}
+    _assert_same_scores(ours, full)
     selected = _selected(ours)
     assert selected["step"] < 12  # else this run does not exercise the deferred score
     assert selected[SCORED_AFTER_TRAINING] == ["env0_in_acc"]
@@ -104,11 +118,12 @@ def test_selection_equals_full_evaluation(tmp_path):
 def test_every_algorithm_trains_and_selects_the_same_without_full_evaluation(tmp_path):
     """Evaluation never changes training (MTL's predict draws noise: it used to consume
     the training RNG, so full and selection evaluation trained different weights), and the
-    deferred test score of the selected record is the one full evaluation gives."""
+    test score of the selected record scored after training (``--score_test_once``) is the
+    one full evaluation gives."""
     names = [n for n in algorithms.ALGORITHMS if n != "LPFT"]  # LPFT needs --init_from
     assert "MTL" in names
     for name in names:
-        ours = _run(tmp_path / name / "ours", algorithm=name, steps=9)
+        ours = _run(tmp_path / name / "ours", "--score_test_once", algorithm=name, steps=9)
         full = _run(tmp_path / name / "full", "--full_evaluation", algorithm=name, steps=9)
         _assert_same_scores(ours, full, name)
         for o, f in zip(ours, full):
@@ -120,3 +135,25 @@ def test_every_algorithm_trains_and_selects_the_same_without_full_evaluation(tmp
             if name_ != "leave_one_out":
                 method = SELECTION_METHODS.get(name_)
                 assert method.sweep_acc(Q(ours)) == method.sweep_acc(Q(full)), (name, name_)
+
+
+@pytest.mark.slow
+def test_leave_one_out_selects_the_same_as_with_full_evaluation(tmp_path):
+    """Leave-one-domain-out chooses a record of the single-test-env run by the pair runs'
+    scores, not by ID validation: by default that run scores its test split at every
+    evaluation (it used to score it only at records that improve on ID validation)."""
+    def sweep(mode, *extra):
+        records = []
+        for envs in ((0,), (0, 1), (0, 2)):
+            out = tmp_path / mode / "_".join(map(str, envs))
+            records += _run(out, *extra, test_envs=envs, steps=21, seed=1)
+        return records
+    ours, full = sweep("ours"), sweep("full", "--full_evaluation")
+    loo = SELECTION_METHODS.get("leave_one_out")
+    expected = loo.sweep_acc(Q(full))
+    assert expected is not None
+    # the old plan gave None here (the cell "X"): the record LOO selects had no test score
+    assert loo.sweep_acc(Q(ours)) == expected
+    for name in ("training_domain", "oracle"):
+        method = SELECTION_METHODS.get(name)
+        assert method.sweep_acc(Q(ours)) == method.sweep_acc(Q(full)), name

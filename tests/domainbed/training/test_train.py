@@ -216,12 +216,13 @@ def _selected_step(records):
 
 @pytest.mark.slow
 def test_a_kill_before_done_finishes_again_with_the_same_records(tmp_path):
-    """The deferred test score is written into results.jsonl before ``done``: a run killed
-    in between resumes at its end, writes it again and the file is unchanged."""
+    """The test score scored after training (``--score_test_once``) is written into
+    results.jsonl before ``done``: a run killed in between resumes at its end, writes it
+    again and the file is unchanged."""
     out = tmp_path / "run"
     args = ["--dataset", "Debug28", "--steps", "13", "--checkpoint_freq", "2", "--seed", "2",
             "--test_envs", "0", "--output_dir", str(out), "--hparams", FAST,
-            "--keep_checkpoint"]
+            "--keep_checkpoint", "--score_test_once"]
     assert train_script.main(args) == 0
     before = (out / "results.jsonl").read_bytes()
     step = _selected_step(_read_records(out))
@@ -241,7 +242,7 @@ def test_a_best_checkpoint_of_another_step_is_an_error_not_a_wrong_score(tmp_pat
     out = tmp_path / "run"
     args = ["--dataset", "Debug28", "--steps", "13", "--checkpoint_freq", "2", "--seed", "2",
             "--test_envs", "0", "--output_dir", str(out), "--hparams", FAST,
-            "--keep_checkpoint"]
+            "--keep_checkpoint", "--score_test_once"]
     assert train_script.main(args) == 0
     step = _selected_step(_read_records(out))
     (out / "done").unlink()

@@ -185,6 +185,21 @@ def test_train_extra_reaches_every_job_of_the_recipe(tmp_path):
             assert jobs and all(j.get("full_evaluation") is True for j in jobs), stage.name
 
 
+def test_only_the_target_runs_score_their_test_split_once(tmp_path):
+    """Each target sweep has one test env and no pair runs, so leave-one-domain-out never
+    reads its runs: they score the test split for the selected record only."""
+    recipe = recipe_lib.load_recipe(_tiny_recipe(tmp_path))
+    seen = set()
+    for stage in recipe_lib.recipe_plan(recipe).stages:
+        for spec in stage.sweeps or ():
+            for job in train_args_list(spec):
+                assert bool(job.get("score_test_once")) == (stage.name == "target"), stage.name
+                if stage.name == "target":
+                    assert len(job["test_envs"]) == 1
+                seen.add(stage.name)
+    assert "target" in seen and "aux" in seen
+
+
 def test_sweep_launch_recipe_forwards_the_launcher_options(tmp_path, monkeypatch):
     """``sweep launch --recipe``: the plan's launcher defaults (in-process) apply when the
     user gives no launcher option; options typed on the command line replace them."""
