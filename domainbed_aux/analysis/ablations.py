@@ -46,7 +46,7 @@ class SoupScorer:
         from domainbed_aux.averaging import uniform_soup
         key = tuple(sorted(r.run_dir for r in runs))
         if key not in self._cache:
-            soup = uniform_soup([r.model_path for r in sorted(runs, key=lambda r: r.run_dir)])
+            soup = uniform_soup([r.model_path for r in sorted(runs, key=lambda r: r.order_key)])
             self._cache[key] = self.evaluate(soup.state_dict)
         return self._cache[key]
 
@@ -62,7 +62,7 @@ def _choose(rng: random.Random, items: Sequence, k: int) -> list:
 def subsets(runs: Sequence, ablation: str, seed: int = 0, n_repeats: int = 1,
             n_total: Optional[int] = None) -> List[Tuple[float, List[list]]]:
     """``[(value, [subset per repeat])]`` for an ablation (see the module docstring)."""
-    runs = sorted(runs, key=lambda r: r.run_dir)
+    runs = sorted(runs, key=lambda r: r.order_key)  # never by directory: see order_key
     if not runs:
         raise DomainBedError("no run to ablate over; check --input_dir and the filters")
     out = []

@@ -8,7 +8,7 @@ Two acceptance rules, both offered:
 """
 
 import math
-from typing import Callable, Dict, Mapping, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -44,11 +44,13 @@ def _val_accs(val_acc_of_member: ValAcc, member_ids) -> Dict[str, float]:
 def greedy_soup(members: Members, val_acc_of_member: ValAcc,
                 evaluate_average: Callable[[StateDict], float], rule: str = "paper", *,
                 allow_live_bn: bool = False, recompute_bn=None,
-                accum_dtype: torch.dtype = DEFAULT_ACCUM_DTYPE) -> SoupResult:
+                accum_dtype: torch.dtype = DEFAULT_ACCUM_DTYPE,
+                tie_order: Optional[Sequence[Any]] = None) -> SoupResult:
     """Greedy selection of members on ID-validation accuracy.
 
     Members are ranked by ``val_acc_of_member`` (a mapping or function of the member id),
-    descending, ties broken by member id ascending. The first is always kept; each next
+    descending, ties broken by their position in ``tie_order`` (every member id once) or,
+    without it, by member id ascending. The first is always kept; each next
     candidate is tried as ``(sum + member) / (n + 1)`` (no earlier member is reloaded;
     each member is loaded once), scored by ``evaluate_average(state_dict)`` and kept
     according to ``rule``. The result lists the kept ids in order, the final average, its
@@ -62,7 +64,13 @@ def greedy_soup(members: Members, val_acc_of_member: ValAcc,
     if not pairs:
         raise AveragingError("greedy soup of zero members: give at least one run")
     accs = _val_accs(val_acc_of_member, [m for m, _ in pairs])
-    ranked = sorted(pairs, key=lambda pair: (-accs[pair[0]], pair[0]))
+    if tie_order is not None:
+        position = {member_id: i for i, member_id in enumerate(tie_order)}
+        if sorted(position) != sorted(m for m, _ in pairs) or len(position) != len(tie_order):
+            raise AveragingError("tie_order must list every member id once")
+        ranked = sorted(pairs, key=lambda pair: (-accs[pair[0]], position[pair[0]]))
+    else:
+        ranked = sorted(pairs, key=lambda pair: (-accs[pair[0]], pair[0]))
 
     def score(state: StateDict) -> float:
         if allow_live_bn:

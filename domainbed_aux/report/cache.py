@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: members are best checkpoints by default
+CACHE_VERSION = 3  # 2: members are best checkpoints by default; 3: runs in order_key order
 CACHE_DIR_NAME = ".ratatouille_cache"
 
 

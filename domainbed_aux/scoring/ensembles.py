@@ -46,7 +46,7 @@ def ensemble(runs: Sequence[RunInfo], evaluators: Optional[EvaluatorCache] = Non
             raise DomainBedError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
     check_runs(runs, "ensemble", single_trial=False)
     evaluators = evaluators if evaluators is not None else EvaluatorCache()
-    runs = sorted(runs, key=lambda r: r.run_dir)
+    runs = sorted(runs, key=lambda r: r.order_key)
     per_trial: Dict[str, Dict[str, float]] = {s: {} for s in splits}
     bar = _progress(len(runs), "ensemble", progress)
     try:

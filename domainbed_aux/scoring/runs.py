@@ -30,6 +30,13 @@ def algorithm_class(name: str):
 WEIGHTS = ("best", "final")
 
 
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _keeps_best_checkpoint(algorithm: str) -> bool:
     try:
         return bool(getattr(algorithm_class(algorithm), "BEST_CHECKPOINT", True))
@@ -55,6 +62,17 @@ class RunInfo:
     final_model_path: str
     init: Optional[Dict[str, Any]] = None
     weights: str = "best"
+
+    @property
+    def order_key(self) -> tuple:
+        """Where runs are put in order (soups' averaging order, ties in ID-validation
+        accuracy of greedy soups and of the best run): by what the run trains (trial seed,
+        hparams seed, seed, hparams override), then by directory. Never by the directory
+        first: its name hashes flags that change only what is evaluated (e.g.
+        ``--full_evaluation``, ``--score_test_once``), and a table must not depend on them."""
+        a = self.args
+        return (_int(a.get("trial_seed")), _int(a.get("hparams_seed")), _int(a.get("seed")),
+                str(a.get("hparams") or ""), self.run_dir)
 
     @property
     def uses_best_checkpoint(self) -> bool:
@@ -165,8 +183,8 @@ def read_run(run_dir: str, weights: str = "best") -> RunInfo:
 
 def best_run(runs: Sequence[RunInfo]) -> RunInfo:
     """The run whose selected weights have the best recorded ID-validation accuracy (ties: the
-    first run directory)."""
-    return sorted(runs, key=lambda r: (-r.id_val_acc, r.run_dir))[0]
+    first in ``order_key`` order)."""
+    return sorted(runs, key=lambda r: (-r.id_val_acc, r.order_key))[0]
 
 
 def find_runs(input_dirs: Iterable[str], dataset: Optional[str] = None,
@@ -177,7 +195,8 @@ def find_runs(input_dirs: Iterable[str], dataset: Optional[str] = None,
     ``weights`` (best or final) is passed to each ``RunInfo``.
 
     ``test_env`` keeps runs whose ``test_envs`` is exactly ``[test_env]``; ``trial_seed``
-    None or -1 keeps every trial. Runs are sorted by directory path (a deterministic order).
+    None or -1 keeps every trial. Runs are sorted by ``RunInfo.order_key`` (a deterministic
+    order that evaluation-only flags do not change).
     """
     runs = []
     for top in input_dirs:
@@ -201,4 +220,4 @@ def find_runs(input_dirs: Iterable[str], dataset: Optional[str] = None,
             if algorithms is not None and run.algorithm not in algorithms:
                 continue
             runs.append(run)
-    return sorted(runs, key=lambda r: r.run_dir)
+    return sorted(runs, key=lambda r: r.order_key)

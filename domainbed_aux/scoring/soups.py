@@ -101,10 +101,12 @@ def soup(runs: Sequence[RunInfo], rule: str, evaluators: Optional[EvaluatorCache
             raise DomainBedError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
     check_runs(runs, f"{rule} soup", single_trial=rule != "dagger")
     evaluators = evaluators if evaluators is not None else EvaluatorCache()
-    runs = sorted(runs, key=lambda r: r.run_dir)
+    runs = sorted(runs, key=lambda r: r.order_key)
     reference = evaluators(runs[0])
 
     options: Dict[str, Any] = {}
+    if rule.startswith("greedy"):  # ties in ID-validation accuracy: the runs' order
+        options["tie_order"] = [r.run_dir for r in runs]
     live_bn = reference.live_bn
     if live_bn:
         options = {"allow_live_bn": True, "recompute_bn": reference.recompute_bn}

@@ -88,7 +88,7 @@ def test_parse_grid_errors():
 
 def _fake_run(i, kind, dataset=None):
     member = None if kind == "pretrained" else {"kind": kind, "dataset": dataset}
-    return SimpleNamespace(run_dir=f"r{i}", model_path=f"r{i}/m",
+    return SimpleNamespace(run_dir=f"r{i}", model_path=f"r{i}/m", order_key=(0, i, f"r{i}"),
                            init={"member": member} if member else None)
 
 

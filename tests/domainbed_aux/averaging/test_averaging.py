@@ -324,3 +324,11 @@ def test_zero_members_and_single_state_dict_are_errors():
         uniform_soup([])
     with pytest.raises(DomainBedError, match="one state dict"):
         uniform_soup(tiny_state(0))
+
+
+def test_greedy_ties_follow_the_given_order_when_there_is_one():
+    members = [("z", scalar_member(1)), ("a", scalar_member(2)), ("m", scalar_member(3))]
+    result = greedy_soup(members, lambda mid: 0.5, lambda state: 0.5, tie_order=["m", "z", "a"])
+    assert [t["member"] for t in result.trace] == ["m", "z", "a"]
+    with pytest.raises(averaging_base.AveragingError, match="every member id once"):
+        greedy_soup(members, lambda mid: 0.5, lambda state: 0.5, tie_order=["m", "z"])

@@ -66,6 +66,27 @@ def test_greedy_orders_by_id_val_with_tie_break_by_run_dir(tmp_path):
         manual_pooled(final, [splits.eval_in[0]]))
 
 
+@pytest.mark.slow
+def test_run_order_and_greedy_ties_do_not_depend_on_directory_names(tmp_path):
+    """A run directory's name hashes flags that change only what is evaluated (e.g.
+    --full_evaluation): runs are ordered by what they train, so the soups of the same
+    runs under other names are the same (ties used to follow the names)."""
+    states = [random_state(20 + i) for i in range(3)]
+    results = []
+    for names in (["a", "b", "c"], ["c", "b", "a"]):
+        root = tmp_path / "".join(names)
+        for hparams_seed, (name, state) in enumerate(zip(names, states)):
+            make_run(root / name, state, hparams_seed=hparams_seed, val_accs=(0.7, 0.7))
+        runs = find_runs([str(root)])
+        assert [r.args["hparams_seed"] for r in runs] == [0, 1, 2]
+        result = soup(runs, "greedy", splits=["test_in"])
+        results.append(([runs[0].args["hparams_seed"]] + [
+            read_run(m).args["hparams_seed"] for m in result["candidates"]],
+            result["accuracies"]["test_in"]))
+    assert results[0] == results[1]
+    assert results[0][0] == [0, 0, 1, 2]  # every tie: the hparams seeds' order
+
+
 def test_dagger_averages_every_trial_and_scores_each_trial_split(tmp_path):
     states = [random_state(10 + s) for s in range(4)]
     for i, state in enumerate(states):
