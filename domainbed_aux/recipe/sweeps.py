@@ -108,8 +108,11 @@ def target_sweeps(recipe: Dict[str, Any]) -> List[SweepSpec]:
             if (recipe.get("aux") or {}).get("pool_kind"):
                 values["aux_pool_kind"] = recipe["aux"]["pool_kind"]
             # one test env per sweep, no pair runs: leave-one-domain-out never reads these
-            # runs, so each scores its test split once, for the record it selects
-            values["train_extra"] = dict(values.get("train_extra") or {}, score_test_once=True)
+            # runs, so each scores its test split once, for the record it selects (unless
+            # the recipe's train_extra says otherwise)
+            extra = dict(values.get("train_extra") or {})
+            extra.setdefault("score_test_once", True)
+            values["train_extra"] = extra
             specs.append(make_spec(
                 root(recipe, "target", dataset, f"test{env}"), datasets=[dataset],
                 test_env=env, n_hparams=int(target.get("n_hparams", 20)),
