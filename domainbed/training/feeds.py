@@ -38,6 +38,6 @@ def make_feeds(setup: RunSetup, start_step: int) -> Feeds:
     scorer = SplitScorer(splits, len(dataset), setup.test_envs, n_workers, setup.device,
                          config.full_evaluation, config.seed,
                          policy_of_test_in(setup.test_envs, config.full_evaluation,
-                                        config.score_test_once, setup.best.enabled))
+                                           config.score_test_once, setup.best.enabled))
     steps_per_epoch = min(len(splits.in_splits[i][0]) / batch_size for i in setup.train_envs)
     return Feeds(n_steps, checkpoint_freq, steps_per_epoch, train_iters, uda_iters, scorer)

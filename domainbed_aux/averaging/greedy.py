@@ -64,13 +64,13 @@ def greedy_soup(members: Members, val_acc_of_member: ValAcc,
     if not pairs:
         raise AveragingError("greedy soup of zero members: give at least one run")
     accs = _val_accs(val_acc_of_member, [m for m, _ in pairs])
+    tie = lambda member_id: member_id  # noqa: E731
     if tie_order is not None:
         position = {member_id: i for i, member_id in enumerate(tie_order)}
-        if sorted(position) != sorted(m for m, _ in pairs) or len(position) != len(tie_order):
+        if set(position) != {m for m, _ in pairs} or len(position) != len(tie_order):
             raise AveragingError("tie_order must list every member id once")
-        ranked = sorted(pairs, key=lambda pair: (-accs[pair[0]], position[pair[0]]))
-    else:
-        ranked = sorted(pairs, key=lambda pair: (-accs[pair[0]], pair[0]))
+        tie = position.__getitem__
+    ranked = sorted(pairs, key=lambda pair: (-accs[pair[0]], tie(pair[0])))
 
     def score(state: StateDict) -> float:
         if allow_live_bn:
