@@ -28,6 +28,7 @@ KNOWN_HPARAMS: Dict[str, str] = {
     "backbone": "domainbed.networks (backbone by name)",
     "pretrained": "domainbed.networks (False: random init)",
     "pretrained_path": "domainbed.networks (weight file of the backbone)",
+    "dropout_reference_width": "domainbed.networks (resnet_dropout given at this feature width)",
 }
 
 

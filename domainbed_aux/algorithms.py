@@ -114,11 +114,20 @@ class Fusing(InterTraining):
 
 @register_algorithm()
 class LinearProbe(_FrozenFeaturizerMixin, ERM):
-    """Classifier-only training on a frozen featurizer (every step)."""
+    """Classifier-only training on a frozen featurizer (every step), in eval mode: batch
+    norm normalises with its running statistics, which never change, and dropout is off, as
+    for features extracted from the featurizer (the recipe's probes are fitted on those
+    directly: ``domainbed_aux.init.probe_fit``)."""
 
     def __init__(self, input_shape, num_classes, num_domains, hparams):
         super().__init__(input_shape, num_classes, num_domains, hparams)
         self._freeze_featurizer()
+        self.featurizer.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.featurizer.eval()  # the training loop calls train() before every update
+        return self
 
     def update(self, minibatches, unlabeled=None):
         x, y = concat_minibatches(minibatches)

@@ -6,7 +6,8 @@ empty = no pool), ``--output_dir_lp LP`` (where shared linear probes and compose
 files live; default ``<output_dir>/linear_probe`` when a pool is used), ``--fusing_range r``
 (>= 0 switches to fusing), ``--pretrained_featurizer FILE`` (explicit phi_pt),
 ``--aux_pool_kind standard|robust`` (robust: pool of moving-average "MA" aux runs),
-``--lp_steps_total N`` (steps of the linear probe) and ``--hparams_space`` (upstream|mild).
+``--lp_steps_total N`` and ``--lp_checkpoint_freq N`` (steps and evaluation frequency of the
+linear probe) and ``--hparams_space`` (upstream|mild).
 
 Default algorithm when ``--algorithms`` is not given: ``Fusing`` with ``--fusing_range``
 >= 0, else ``Ratatouille`` with ``--aux_dir``, else ``ERM`` with ``--output_dir_lp``.
@@ -98,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lp_steps_total", type=int, default=None,
                        help="training steps of the linear probe (default: --steps, else the "
                             "dataset's N_STEPS)")
+    group.add_argument("--lp_checkpoint_freq", type=int, default=None,
+                       help="evaluation frequency of the linear probe (default: "
+                            "--checkpoint_freq, else the dataset's CHECKPOINT_FREQ)")
     if not _has_option(parser, "--hparams_space"):
         group.add_argument("--hparams_space", default=None,
                            help="hparams distributions of every job: upstream or mild (the "
@@ -218,6 +222,12 @@ def _hparams_overrides(sweep_args) -> Dict[str, Any]:
     return json.loads(sweep_args.hparams) if getattr(sweep_args, "hparams", None) else {}
 
 
+def _space(train_args: Dict[str, Any], sweep_args) -> str:
+    """The hparams space of the sweep's jobs: the probe trains with its defaults."""
+    return (train_args.get("hparams_space") or getattr(sweep_args, "hparams_space", None)
+            or "upstream")
+
+
 def probe_spec(train_args: Dict[str, Any], sweep_args) -> LinearProbeSpec:
     from domainbed_aux.init.probe import LinearProbeSpec
     key = (train_args["dataset"], tuple(train_args["test_envs"]), train_args["trial_seed"])
@@ -228,9 +238,11 @@ def probe_spec(train_args: Dict[str, Any], sweep_args) -> LinearProbeSpec:
         specs[key] = LinearProbeSpec(
             dataset=key[0], test_envs=list(key[1]), trial_seed=key[2],
             data_dir=sweep_args.data_dir, hparams=_hparams_overrides(sweep_args), steps=steps,
-            checkpoint_freq=sweep_args.checkpoint_freq,
+            checkpoint_freq=(getattr(sweep_args, "lp_checkpoint_freq", None)
+                             or sweep_args.checkpoint_freq),
             holdout_fraction=train_args["holdout_fraction"],
-            pretrained_featurizer=sweep_args.pretrained_featurizer)
+            pretrained_featurizer=sweep_args.pretrained_featurizer,
+            hparams_space=_space(train_args, sweep_args))
     return specs[key]
 
 

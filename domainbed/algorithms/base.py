@@ -21,9 +21,12 @@ register_algorithm = ALGORITHM_REGISTRY.register
 Minibatches = List[Tuple[torch.Tensor, torch.Tensor]]
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], hparams) -> torch.optim.Optimizer:
-    """Adam with L2 weight decay and no schedule, as upstream and the paper."""
-    return torch.optim.Adam(params, lr=hparams["lr"], weight_decay=hparams["weight_decay"])
+def make_optimizer(params: Iterable[torch.nn.Parameter], hparams,
+                   **options) -> torch.optim.Optimizer:
+    """Adam with L2 weight decay and no schedule, as upstream and the paper (``options``:
+    torch's implementation switches, e.g. ``fused=True``)."""
+    return torch.optim.Adam(params, lr=hparams["lr"], weight_decay=hparams["weight_decay"],
+                            **options)
 
 
 class Algorithm(nn.Module):

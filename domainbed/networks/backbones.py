@@ -16,7 +16,24 @@ BACKBONES: Registry = Registry("backbone")
 TIMM_PREFIX = "timm:"
 
 # the hparams the backbones read (beyond the declared base ones), for the hparams checker
-BACKBONE_HPARAMS = ("backbone", "pretrained", "pretrained_path")
+BACKBONE_HPARAMS = ("backbone", "pretrained", "pretrained_path", "dropout_reference_width")
+
+
+def feature_dropout(hparams, n_features: int, key: str = "resnet_dropout") -> float:
+    """The dropout rate on ``n_features`` pooled features: ``hparams[key]``, or, when
+    ``hparams['dropout_reference_width']`` = W is set, the rate that perturbs a linear head's
+    logits as much as ``hparams[key]`` does on W features (the paper's rates are for
+    ResNet-50's 2048). Dropout's noise on a logit, relative to the logit, has a variance of
+    about p / ((1 - p) n) over n comparable features, so p' / (1 - p') = p / (1 - p) x n / W:
+    0.5 on 2048 features is 0.03 on 64, a "mild" perturbation at both widths."""
+    p = float(hparams.get(key, 0.0))
+    width = hparams.get("dropout_reference_width")
+    if not width or p <= 0.0:
+        return p
+    if p >= 1.0:
+        return p
+    odds = p / (1.0 - p) * n_features / float(width)
+    return odds / (1.0 + odds)
 
 
 class BackboneError(DomainBedError):
@@ -127,4 +144,4 @@ class TinyCNN(nn.Module):
 @BACKBONES.register("tiny_cnn")
 def _tiny_cnn(input_shape, hparams):
     # the paper's dropout hyperparameter (resnet_dropout) is this backbone's feature dropout
-    return TinyCNN(input_shape, hparams.get("resnet_dropout", 0.0))
+    return TinyCNN(input_shape, feature_dropout(hparams, TinyCNN.n_outputs))

@@ -2,7 +2,7 @@
 
 import torch.nn as nn
 
-from domainbed.networks.backbones import BACKBONES
+from domainbed.networks.backbones import BACKBONES, feature_dropout
 from domainbed.networks.batch_norm import FreezableBatchNorm
 from domainbed.networks.pretrained import load_pretrained_resnet
 
@@ -37,7 +37,7 @@ class ResNet(FreezableBatchNorm):
         if input_shape[0] != 3:
             self.network.conv1 = adapt_first_conv(self.network.conv1, input_shape[0])
         self.network.fc = nn.Identity()
-        self.dropout = nn.Dropout(hparams.get("resnet_dropout", 0.0))
+        self.dropout = nn.Dropout(feature_dropout(hparams, self.n_outputs))
         self._set_freeze_bn(hparams.get("freeze_bn", False))
 
     def forward(self, x):

@@ -76,8 +76,8 @@ def _run_plan(parser, args, multi_stage: "plan.Plan") -> int:
     options = launcher.options_from_args(args)
     defaults = launcher.options_from_args(
         parser.parse_args([args.command, "--output_dir", args.output_dir]))
-    options = plan.launcher_options(multi_stage, launcher.name, options,
-                                    typed=options != defaults)
+    typed = [k for k in options if options[k] != defaults.get(k)]
+    options = plan.launcher_options(multi_stage, launcher.name, options, typed=typed)
     start = time.time()
     if args.command_launcher == "slurm" and not args.stage:
         ids = plan.submit(multi_stage, launcher, options,

@@ -94,15 +94,8 @@ def status(jobs: Sequence[Job], in_queue=None) -> str:
     return "\n".join(lines)
 
 
-def launch(jobs: Sequence[Job], launcher: Callable[..., Any], skip_confirmation: bool = False,
-           confirm: Callable[[str], bool] = ask_yes_no,
-           before_launch: Sequence[Callable[[List[Job]], None]] = (),
-           in_queue=None, **launcher_options: Any) -> Optional[List[Job]]:
-    """Launch the jobs that are not Done, Running or Queued; returns them (None if declined).
-
-    Incomplete and Failed jobs get the same command again, which resumes them from their
-    checkpoint. ``before_launch`` functions get the job list once, after confirmation.
-    """
+def launchable(jobs: Sequence[Job], in_queue=None) -> List[Job]:
+    """The jobs that are not Done, Running or Queued (the states counted in the log)."""
     groups = group_by_state(jobs, queued_dirs(jobs, in_queue))
     log.info(format_counts(groups))
     if groups[run_dir.RUNNING_STATE]:
@@ -112,7 +105,19 @@ def launch(jobs: Sequence[Job], launcher: Callable[..., Any], skip_confirmation:
         log.warning("not launching %d jobs still in the SLURM queue (their recorded job ids "
                     "are pending or running; scancel them to launch again)",
                     len(groups[run_dir.QUEUED_STATE]))
-    to_launch = _in_states(jobs, groups, LAUNCHABLE)
+    return _in_states(jobs, groups, LAUNCHABLE)
+
+
+def launch(jobs: Sequence[Job], launcher: Callable[..., Any], skip_confirmation: bool = False,
+           confirm: Callable[[str], bool] = ask_yes_no,
+           before_launch: Sequence[Callable[[List[Job]], None]] = (),
+           in_queue=None, **launcher_options: Any) -> Optional[List[Job]]:
+    """Launch the jobs that are not Done, Running or Queued; returns them (None if declined).
+
+    Incomplete and Failed jobs get the same command again, which resumes them from their
+    checkpoint. ``before_launch`` functions get the job list once, after confirmation.
+    """
+    to_launch = launchable(jobs, in_queue)
     if not to_launch:
         log.info("nothing to launch")
         return []

@@ -10,7 +10,7 @@ of ``domainbed_aux``); the core runs it: locally in order (finished runs are reu
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
@@ -90,12 +90,15 @@ def describe(plan: Plan) -> List[str]:
 
 
 def launcher_options(plan: Plan, launcher_name: str, options: Dict[str, Any],
-                     typed: bool) -> Dict[str, Any]:
-    """The launcher's options; the plan's defaults for it apply unless the user ``typed``
-    some."""
-    if typed:
-        return dict(options)
-    return dict(options, **plan.launcher_defaults.get(launcher_name, {}))
+                     typed: Iterable[str] = ()) -> Dict[str, Any]:
+    """The launcher's options: the plan's defaults for it, except those the user ``typed``
+    (option names), which keep the user's value."""
+    typed = set(typed)
+    merged = dict(options)
+    for key, value in plan.launcher_defaults.get(launcher_name, {}).items():
+        if key not in typed:
+            merged[key] = value
+    return merged
 
 
 def launch_sweep(spec: SweepSpec, launcher, options: Dict[str, Any],
@@ -115,19 +118,42 @@ def launch_sweep(spec: SweepSpec, launcher, options: Dict[str, Any],
                           before_launch=before, **options)
 
 
+def launch_sweeps(specs: Sequence[SweepSpec], launcher, options: Dict[str, Any]) -> None:
+    """Launch the jobs of several sweeps with one launcher call, so that a launcher running
+    several jobs at once keeps its slots busy across sweeps (each sweep's before-launch
+    hooks get its own jobs first)."""
+    jobs = []
+    for i, spec in enumerate(specs):
+        check_data_dir(spec.data_dir)
+        log.info("sweep %d/%d (%s)", i + 1, len(specs), spec.output_dir)
+        to_launch = actions.launchable(list_jobs(spec))
+        if to_launch:
+            for name in hooks.BEFORE_LAUNCH.names():
+                hooks.BEFORE_LAUNCH.get(name)(to_launch, sweep_args=spec)
+        jobs.extend(to_launch)
+    if not jobs:
+        log.info("nothing to launch")
+        return
+    name = getattr(launcher, "name", None) or type(launcher).__name__
+    log.info("launching %d jobs of %d sweeps with %s", len(jobs), len(specs), name)
+    launcher(jobs, **options)
+
+
 def run_stage(stage: Stage, launcher, options: Dict[str, Any]) -> None:
-    """Run one stage here (its sweeps with ``launcher``); raises PlanError when a job is
-    left unfinished."""
+    """Run one stage here (its sweeps with ``launcher``: a launcher that waits for its jobs
+    gets every sweep's jobs in one call); raises PlanError when a job is left unfinished."""
     if stage.step is not None:
         stage.step()
         return
     dry_run = getattr(launcher, "dry_run", False)
-    for i, spec in enumerate(stage.sweeps):
-        log.info("stage %s: sweep %d/%d (%s)", stage.name, i + 1, len(stage.sweeps),
-                 spec.output_dir)
-        launch_sweep(spec, launcher, options, skip_confirmation=True)
-        if dry_run or options.get("wait") is False:
-            continue
+    if dry_run or options.get("wait") is False:
+        for i, spec in enumerate(stage.sweeps):
+            log.info("stage %s: sweep %d/%d (%s)", stage.name, i + 1, len(stage.sweeps),
+                     spec.output_dir)
+            launch_sweep(spec, launcher, options, skip_confirmation=True)
+        return
+    launch_sweeps(stage.sweeps, launcher, options)
+    for spec in stage.sweeps:
         left = [j for j in list_jobs(spec.replace(mode="ids")) if j.state != run_dir.DONE_STATE]
         if left:
             raise PlanError(f"stage {stage.name}: {len(left)} jobs are not done, e.g. "

@@ -1,7 +1,10 @@
 """Where the analyses get weights and data from: run directories, weight files, evaluators.
 
-A *source* is a run directory (its ``model.safetensors``) or a weight file (a full model, a
-pool member holding only a featurizer, a linear probe...). Scores go through
+A *source* is a run directory or a weight file (a full model, a best checkpoint, a pool
+member holding only a featurizer, a linear probe, an init file...). A run directory means
+the weights its soups would average: by default its best-ID-validation checkpoint
+(``model_best.safetensors``; MA and SWAD: their averaged final model), or its final weights
+with ``weights="final"`` (see ``scoring.runs.RunInfo``). Scores go through
 ``domainbed_aux.scoring.evaluation.RunEvaluator``: the exact splits of a reference run.
 """
 
@@ -11,7 +14,6 @@ from typing import Dict, Mapping, Optional
 import torch
 
 from domainbed.errors import DomainBedError
-from domainbed.lib import run_dir as rd
 from domainbed.lib.weights import extract_state_dict, load_file
 from domainbed.training.init_from import load_init_state
 from domainbed_aux.parts import PART_PREFIXES
@@ -23,31 +25,38 @@ SPLIT_HELP = ("test_in (env{test}_in, the tables' test split), id_val (training 
               "splits, pooled), test_full (the whole test domain)")
 
 
-def weight_file(source: str) -> str:
-    """The weight file of a source: ``<run>/model.safetensors`` or the file itself."""
+def weight_file(source: str, weights: str = "best") -> str:
+    """The weight file of a source: a finished run's ``weights`` (best or final), or the
+    file itself."""
     if os.path.isdir(source):
-        path = os.path.join(source, rd.MODEL)
-        if not os.path.isfile(path):
-            raise DomainBedError(f"{source}: no {rd.MODEL} in this run directory (was it "
-                                 "trained with --skip_model_save, or is it unfinished?)")
-        return path
+        from domainbed_aux.scoring.runs import read_run
+        return read_run(source, weights).model_path
     if not os.path.isfile(source):
         raise DomainBedError(f"{source}: neither a run directory nor a weight file")
     return source
 
 
-def load_state(source: str) -> StateDict:
+def load_state(source: str, weights: str = "best") -> StateDict:
     """The full state dict of a source (a run or a model file), on the CPU."""
-    content, _ = load_file(weight_file(source))
+    content, _ = load_file(weight_file(source, weights))
     return dict(extract_state_dict(content))
 
 
-def load_parts(source: str) -> Dict[str, StateDict]:
+def load_parts(source: str, weights: str = "best") -> Dict[str, StateDict]:
     """``{"featurizer": {...}, "classifier": {...}}`` of a source, keys without prefix.
 
-    Featurizer-only files (pool members) give only ``featurizer``.
+    Featurizer-only files (pool members: unprefixed keys, ``pool_member`` metadata) give
+    only ``featurizer``.
     """
-    return load_init_state(weight_file(source), "cpu")
+    path = weight_file(source, weights)
+    parts = load_init_state(path, "cpu")
+    if not parts:
+        content, metadata = load_file(path, device="cpu")
+        if "pool_member" in metadata:
+            return {"featurizer": dict(extract_state_dict(content))}
+        raise DomainBedError(f"{source}: no featurizer or classifier weights in this file "
+                             "(keys featurizer.* / classifier.*, or a pool member)")
+    return parts
 
 
 def compose(template: Mapping[str, torch.Tensor], parts: Mapping[str, Mapping[str, torch.Tensor]]

@@ -1,18 +1,22 @@
 """The shared linear probe ``w_lp``: a classifier trained on the frozen pretrained featurizer.
 
-One probe per (dataset, test envs, trial seed, pretrained featurizer, training settings),
-trained ONCE and reused by every run of every sweep that asks for it. It is a run of the
-core training loop (algorithm ``LinearProbe``, default hparams = ``hparams_seed 0``, plus the
-sweep's ``--hparams`` overrides, which set the architecture), on the same train envs and the
-same in/out splits as the target runs (the core's ``make_splits`` with the trial seed), so
-the probe never sees a target run's validation data. Steps: ``steps`` when given (the sweep's
-``--lp_steps_total``, else its ``--steps``), else the dataset's ``N_STEPS`` (the paper's code
-trains the probe with the default training loop).
+One probe per (dataset, test envs, trial seed, pretrained featurizer, hparams space,
+training settings), trained ONCE and reused by every run of every sweep that asks for it. It
+is a run of algorithm ``LinearProbe`` with the default hparams of the sweep's space
+(``hparams_seed 0``: "default hyperparameters" in the paper means the defaults of the space
+the runs it initialises draw from, e.g. the mild space's frozen batch norm and batch size)
+plus the sweep's ``--hparams`` overrides (which set the architecture), on the same train
+envs and the same in/out splits as the target runs (the core's ``make_splits`` with the
+trial seed), so the probe never sees a target run's validation data. As in the paper, it is
+fitted on features extracted once from the frozen featurizer in eval mode (batch norm with
+its running statistics, as in every run the probe initialises): see ``probe_fit``. Steps:
+``steps`` when given (the recipe's ``linear_probe.steps``, the sweep's ``--lp_steps_total``,
+else its ``--steps``), else the dataset's ``N_STEPS``.
 
 Files under ``output_dir_lp``::
 
     phi_pt/<sha256[:16]>.safetensors   the pretrained featurizer (featurizer.* keys)
-    runs/<key>/                        the probe's run directory (resumable)
+    runs/<key>/                        the probe's run directory (records, ``done``)
     <key>.safetensors                  the probe: classifier.* of the probe run's best
                                        ID-validation checkpoint, and featurizer.* (= phi_pt)
     <key>.safetensors.lock             flock'ed while the probe is trained
@@ -33,12 +37,10 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from domainbed.errors import DomainBedError
-from domainbed.lib import run_dir as rd
 from domainbed.lib.weights import extract_state_dict, load_file, read_metadata, save_weights
 from domainbed.training.config import TrainConfig, default_data_dir
 from domainbed_aux.init.record import InitRecord, pretrained_member, save_init_file
-from domainbed_aux.parts import (CLASSIFIER_PREFIX, FEATURIZER_PREFIX, add_prefix, split_parts,
-                                 strip_prefix)
+from domainbed_aux.parts import FEATURIZER_PREFIX, add_prefix, split_parts
 from domainbed_aux.pool.members import content_hash, featurizer_state_dict, sha256_file
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class LinearProbeSpec:
     checkpoint_freq: Optional[int] = None
     holdout_fraction: float = 0.2
     pretrained_featurizer: Optional[str] = None  # explicit phi_pt file, else the core's network
+    hparams_space: str = "upstream"  # the space whose defaults the probe trains with
 
     def featurizer_id(self) -> Dict[str, Any]:
         """The identity of phi_pt without building it: a file's sha256, or how the core
@@ -78,11 +81,14 @@ class LinearProbeSpec:
 
     def identity(self) -> Dict[str, Any]:
         # version 2: the probe is the run's best-ID-validation checkpoint (was: its last step)
-        return {"version": 2, "dataset": self.dataset,
+        # version 3: fitted on features of the frozen featurizer in eval mode, with the
+        # defaults of the sweep's hparams space (was: the training loop, upstream's space)
+        return {"version": 3, "dataset": self.dataset,
                 "test_envs": sorted(int(t) for t in self.test_envs),
                 "trial_seed": int(self.trial_seed), "hparams": self.hparams,
-                "steps": self.steps, "holdout_fraction": self.holdout_fraction,
-                "featurizer": self.featurizer_id()}
+                "hparams_space": self.hparams_space, "steps": self.steps,
+                "checkpoint_freq": self.checkpoint_freq,
+                "holdout_fraction": self.holdout_fraction, "featurizer": self.featurizer_id()}
 
     def key(self) -> str:
         """A readable, unique file stem for this probe."""
@@ -124,7 +130,7 @@ def pretrained_featurizer_state(spec: LinearProbeSpec) -> Dict[str, torch.Tensor
         return featurizer_state_dict(extract_state_dict(content), strict=False,
                                      source=spec.pretrained_featurizer)
     from domainbed import datasets, hparams_registry, networks
-    hparams = hparams_registry.default_hparams(ALGORITHM, spec.dataset)
+    hparams = hparams_registry.default_hparams(ALGORITHM, spec.dataset, spec.hparams_space)
     hparams.update(spec.hparams)
     shape = datasets.get_dataset_class(spec.dataset).INPUT_SHAPE
     with torch.random.fork_rng(devices=[]):
@@ -154,38 +160,36 @@ def _train_args(spec: LinearProbeSpec, run_path: str, phi_pt_path: str) -> Train
     """The probe run's training config (default hparams plus the spec's overrides)."""
     return TrainConfig(
         dataset=spec.dataset, algorithm=ALGORITHM, hparams_seed=0,
+        hparams_space=spec.hparams_space,
         trial_seed=int(spec.trial_seed), seed=0, test_envs=[int(t) for t in spec.test_envs],
         output_dir=run_path, holdout_fraction=float(spec.holdout_fraction),
         init_from=phi_pt_path, init_part="featurizer",
         hparams=json.dumps(spec.hparams, sort_keys=True) if spec.hparams else None,
         steps=None if spec.steps is None else int(spec.steps),
         checkpoint_freq=None if spec.checkpoint_freq is None else int(spec.checkpoint_freq),
-        data_dir=spec.data_dir or default_data_dir())
+        data_dir=os.path.abspath(spec.data_dir or default_data_dir()))
 
 
 def _train_and_write(spec: LinearProbeSpec, output_dir_lp: str, path: str) -> None:
-    from domainbed.training.run import train
+    from domainbed_aux.init.probe_fit import fit_probe
     phi_pt = pretrained_featurizer_state(spec)
     phi_pt_path, phi_pt_sha = write_phi_pt(phi_pt, output_dir_lp)
     run_path = os.path.join(os.path.abspath(output_dir_lp), RUNS_DIR, spec.key())
-    log.info("linear probe: training %s in %s", spec.key(), run_path)
-    train(_train_args(spec, run_path, phi_pt_path))  # resumes a killed attempt
-    # w_lp is the probe run's best-ID-validation checkpoint (the released code's network_best)
-    best_path = os.path.join(run_path, rd.MODEL_BEST)
-    if not os.path.isfile(best_path):
-        raise DomainBedError(f"{run_path}: the linear probe run left no {rd.MODEL_BEST} (no "
-                             "ID-validation score: are the training envs' out splits empty?)")
-    content, best_meta = load_file(best_path, device="cpu")
-    model = extract_state_dict(content)
-    classifier = strip_prefix(model, CLASSIFIER_PREFIX)
-    if not classifier:
-        raise DomainBedError(f"{run_path}: the linear probe run saved no classifier.* weights")
+    log.info("linear probe: fitting %s in %s", spec.key(), run_path)
+    # w_lp is the probe's best-ID-validation evaluation (the released code's network_best)
+    fit = fit_probe(_train_args(spec, run_path, phi_pt_path), phi_pt)
     about = {"spec": asdict(spec), "key": spec.key(), "phi_pt_sha256": phi_pt_sha,
-             "run_dir": os.path.relpath(run_path, os.path.dirname(path)),
-             "best_checkpoint": best_meta.get("best_checkpoint")}
+             "run_dir": run_path, "fitted_on": "features extracted once (eval mode)",
+             "best_checkpoint": {"step": fit.best_record["step"],
+                                 "id_val_acc": _id_val(fit.best_record)}}
     # the probe file is itself the init of every run that starts from (w_lp, phi_pt)
     record = InitRecord(pretrained_member(phi_pt_sha), spec.key())
-    save_init_file(path, phi_pt, classifier, record, linear_probe=about)
+    save_init_file(path, phi_pt, fit.classifier, record, linear_probe=about)
+
+
+def _id_val(record: Dict[str, Any]) -> Optional[float]:
+    accs = [v for k, v in record.items() if k.endswith("_out_acc") and v is not None]
+    return sum(accs) / len(accs) if accs else None
 
 
 def ensure_linear_probe(spec: LinearProbeSpec, output_dir_lp: str) -> LinearProbeFile:

@@ -23,9 +23,16 @@ from domainbed_aux.recipe.sweeps import (aux_sweeps, pretrain_sweep, pretrained_
 
 STAGES = ("pretrain", "linear_probe", "aux", "pool", "target", "report")
 
-# launcher options of the recipe's local training stages: in-process, so that short runs
-# do not pay the import of torch each (docs/sweeps.md)
-LOCAL_LAUNCHER_OPTIONS: Dict[str, Any] = {"in_process": True}
+
+
+def local_launcher_options() -> Dict[str, Any]:
+    """The recipe's options of the local launcher: runs in-process (short runs do not pay
+    the import of torch each), each with one math thread, as many at once as this process
+    has cores. One thread per run makes every run's numbers independent of the machine's
+    core count (a convolution's sums are split between threads, and the split changes the
+    last bits), so the report is the same on 1, 2 or 64 cores of one CPU architecture."""
+    from domainbed.command_launchers.resources import cpu_count
+    return {"in_process": True, "threads_per_job": 1, "max_parallel": cpu_count()}
 
 
 def sweep_details(sweeps: List[SweepSpec]) -> List[str]:
@@ -74,5 +81,5 @@ def recipe_plan(recipe: Dict[str, Any]) -> Plan:
         stages.append(Stage("report", step=lambda: steps.run_report(command),
                             count=lambda: 1, unit=steps.report_note(command)))
     return Plan(name=f"recipe {recipe.get('name', '')}".strip(), root=root(recipe),
-                stages=stages, launcher_defaults={"local": dict(LOCAL_LAUNCHER_OPTIONS)},
+                stages=stages, launcher_defaults={"local": local_launcher_options()},
                 outputs=[f"report: {root(recipe, 'report.txt')}"])

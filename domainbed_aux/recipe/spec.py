@@ -12,7 +12,7 @@ Recipe file (JSON; see ``sweeps/ratatouille_paper.json`` and docs/ratatouille.md
      "pretrain": null | {"dataset": D, "algorithm": "ERM", "steps": N, "hparams": {...}},
      "aux": {"datasets": null (= the targets), "algorithm": "ERM", "n_hparams": 4,
              "n_trials": 1, "pool_kind": "standard"},
-     "linear_probe": {"steps": null},
+     "linear_probe": {"steps": null, "checkpoint_freq": null},  # the probe's own budget
      "target": {"algorithms": ["Ratatouille"], "n_hparams": 20, "n_trials": 3,
                 "test_envs": null (= each one), "fusing_range": null},
      "report": {"module": "domainbed_aux.scripts.report", "args": [...]} | null,

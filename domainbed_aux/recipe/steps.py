@@ -1,6 +1,7 @@
 """The recipe's in-process stages: training the shared linear probes, building the pools,
 and the report command."""
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -46,14 +47,28 @@ def count_probes(sweeps: Sequence[SweepSpec]) -> int:
     return len(keys)
 
 
+@contextlib.contextmanager
+def one_math_thread():
+    """Torch on one math thread inside the block, as every run of the recipe (see
+    ``plan.local_launcher_options``): a probe's numbers then do not depend on the cores."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_probes(sweeps: Sequence[SweepSpec]) -> None:
     """Train the probes that do not exist yet (finished ones are reused)."""
     from domainbed_aux.init.probe import ensure_linear_probe
     specs = probe_specs(sweeps)
-    for i, (spec, folder) in enumerate(specs):
-        probe = ensure_linear_probe(spec, folder)
-        log.info("stage linear_probe: [%d/%d] %s %s", i + 1, len(specs), spec.key(),
-                 "trained" if probe.trained else "reused")
+    with one_math_thread():
+        for i, (spec, folder) in enumerate(specs):
+            probe = ensure_linear_probe(spec, folder)
+            log.info("stage linear_probe: [%d/%d] %s %s", i + 1, len(specs), spec.key(),
+                     "trained" if probe.trained else "reused")
 
 
 # ---------------------------------------------------------------------------- pools
@@ -86,7 +101,22 @@ def report_command(recipe: Dict[str, Any], target_dirs: Sequence[str]) -> Option
     names = {"output_root": os.path.abspath(recipe["output_root"]),
              "target_dirs": ",".join(target_dirs)}
     args = [a.format(**names) for a in spec.get("args", DEFAULT_REPORT_ARGS)]
+    if "args" not in spec and module == DEFAULT_REPORT_MODULE:
+        args += regime_args(recipe)
     return [sys.executable, "-m", module] + args
+
+
+def regime_args(recipe: Dict[str, Any]) -> List[str]:
+    """The report's regime flags: the folders of the recipe's pretraining run, linear probes
+    and auxiliary runs (the stages the recipe has)."""
+    from domainbed_aux.init.probe import RUNS_DIR
+    from domainbed_aux.recipe.spec import root
+    args = ["--probe_dir", root(recipe, "lp", RUNS_DIR)]
+    if recipe.get("pretrain"):
+        args += ["--foundation_dir", root(recipe, "pretrain")]
+    if recipe.get("aux", True) is not None:
+        args += ["--aux_dir", root(recipe, "aux")]
+    return args
 
 
 def report_note(command: Sequence[str]) -> str:
@@ -103,5 +133,8 @@ def run_report(command: Sequence[str]) -> None:
         log.warning("stage report: module %s is not installed; skipped", module)
         return
     log.info("stage report: %s", " ".join(command))
-    if subprocess.run(list(command)).returncode != 0:
+    from domainbed.command_launchers.resources import thread_env
+    # one math thread, as every run: the scores of averaged weights do not depend on cores
+    env = dict(os.environ, **thread_env(1))
+    if subprocess.run(list(command), env=env).returncode != 0:
         raise RecipeError(f"stage report: {module} failed (see its message above)")

@@ -56,9 +56,11 @@ def pretrained_featurizer(recipe: Dict[str, Any]) -> Optional[str]:
 def _ratatouille_options(recipe: Dict[str, Any]) -> Dict[str, Any]:
     """The options of the ratatouille sweep plugin every aux and target sweep gets."""
     values: Dict[str, Any] = {"output_dir_lp": root(recipe, "lp")}
-    lp_steps = (recipe.get("linear_probe") or {}).get("steps")
-    if lp_steps is not None:
-        values["lp_steps_total"] = int(lp_steps)
+    probe = recipe.get("linear_probe") or {}
+    if probe.get("steps") is not None:
+        values["lp_steps_total"] = int(probe["steps"])
+    if probe.get("checkpoint_freq") is not None:
+        values["lp_checkpoint_freq"] = int(probe["checkpoint_freq"])
     if recipe.get("hparams_space"):
         values["hparams_space"] = recipe["hparams_space"]
     phi = pretrained_featurizer(recipe)

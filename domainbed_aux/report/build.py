@@ -43,6 +43,8 @@ def build_table1(input_dirs: Sequence[str], data_dir: Optional[str] = None,
     report = build_report(records, [IIDAccuracySelectionMethod], [provider], load)
     for row, why in sorted(provider.skipped.items()):
         report.notes.append(f"row {row} left out: {why}")
+    from domainbed_aux.report.members import cell_counts
+    report.notes.extend(cell_counts(runs))
     split = "the whole test domain" if full_domain else "env{test}_in"
     report.notes.append(f"every row is scored on {split}; dagger rows hold one value "
                         "(every trial seed averaged), shown as 'x +/- 0.0'")

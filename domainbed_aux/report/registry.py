@@ -3,7 +3,8 @@
 A ``Table1Row`` names a row, the family of runs it reads (``FAMILIES``), its place in the
 table and the function that scores one cell from runs. The modules that compute rows register
 them: the ID-validation rows in ``report.id_val``, the soup rows in ``scoring.soups``, the
-Ensemble* rows in ``scoring.ensembles``, WiSE-FT in ``analysis.wise_ft`` (``ROW_MODULES``,
+Ensemble* rows in ``scoring.ensembles``, WiSE-FT in ``analysis.wise_ft``, the mean members in
+``report.members`` (``ROW_MODULES``,
 imported the first time the rows are asked for). This module itself is torch-free.
 """
 
@@ -34,7 +35,7 @@ CellScore = Callable[[Any, Sequence[Any], type], Tuple[Optional[float], Optional
 class Table1Row:
     name: str
     family: str              # a key of FAMILIES
-    position: int            # the row's place in Table 1 (rows are sorted by it)
+    position: float          # the row's place in Table 1 (rows are sorted by it)
     score: CellScore
     pooled: bool = False     # one cell over every trial seed (dagger): only with >1 trial
     optional: bool = False   # a DomainBedError leaves the row out (with a note)
@@ -44,7 +45,8 @@ _ROWS: Dict[str, Table1Row] = {}
 
 # the modules that register rows of Table 1
 ROW_MODULES = ("domainbed_aux.report.id_val", "domainbed_aux.analysis.wise_ft",
-               "domainbed_aux.scoring.ensembles", "domainbed_aux.scoring.soups")
+               "domainbed_aux.scoring.ensembles", "domainbed_aux.scoring.soups",
+               "domainbed_aux.report.members")
 
 
 def register(row: Table1Row) -> Table1Row:

@@ -26,6 +26,8 @@ from domainbed.lib.misc import atomic_write_text
 log = logging.getLogger("domainbed_aux.analysis")
 
 SPLITS = ("test_in", "id_val", "test_full")
+WEIGHTS_HELP = ("which weights of a run directory: best = its best-ID-validation checkpoint, "
+                "the weights soups average (default); final = its weights after the last step")
 
 
 def _json_safe(obj: Any) -> Any:
@@ -80,10 +82,10 @@ def run_lmc(args) -> Dict[str, Any]:
     check_split(evaluator, args.split)
     template = evaluator.new_model().state_dict()
     names = ["featurizer"] if mode == "featurizer" else ["featurizer", "classifier"]
-    states = [lmc.flatten_parts(load_parts(s), names) for s in sources]
+    states = [lmc.flatten_parts(load_parts(s, args.weights), names) for s in sources]
     base = template
     if mode == "featurizer":
-        head = load_parts(args.head)
+        head = load_parts(args.head, args.weights)
         if "classifier" not in head:
             raise DomainBedError(f"--head {args.head}: no classifier weights in it")
         base = compose(template, {"classifier": head["classifier"]})
@@ -92,7 +94,8 @@ def run_lmc(args) -> Dict[str, Any]:
         return evaluator.accuracy(compose(base, lmc.unflatten_parts(flat)), args.split)
 
     result: Dict[str, Any] = {"mode": mode, "sources": sources, "head": args.head,
-                              "split": args.split, "reference_run": reference}
+                              "split": args.split, "reference_run": reference,
+                              "weights": args.weights}
     if three_way:
         result.update(lmc.three_way(evaluate, states, args.n_points - 1))
         result["kind"] = "three_way"
@@ -132,30 +135,37 @@ def run_diversity(args) -> Dict[str, Any]:
     from domainbed_aux.scoring.evaluation import split_identity
     from domainbed_aux.scoring.runs import read_run
     if len(args.runs) < 2:
-        raise DomainBedError("--runs needs at least two run directories")
-    runs = [read_run(r) for r in args.runs]
-    reference = args.run_dir or args.runs[0]
+        raise DomainBedError("--runs needs at least two sources (run directories or weight "
+                             "files)")
+    run_dirs = [r for r in args.runs if os.path.isdir(r)]
+    reference = args.run_dir or (run_dirs[0] if run_dirs else None)
+    if reference is None:
+        raise DomainBedError("diversity scores weight files on the splits of a run: give "
+                             "--run_dir RUN (the run whose data and splits are used)")
     evaluator = evaluator_for(reference, args.data_dir)
     check_split(evaluator, args.split)
     identity = split_identity(evaluator.run, args.data_dir)
-    for run in runs:
-        if split_identity(run, args.data_dir)[:7] != identity[:7]:
-            raise DomainBedError(f"{run.run_dir} was not trained on the splits of {reference} "
+    for path in run_dirs:
+        if split_identity(read_run(path, args.weights), args.data_dir)[:7] != identity[:7]:
+            raise DomainBedError(f"{path} was not trained on the splits of {reference} "
                                  "(dataset, test envs, trial seed, holdout); diversity compares "
                                  "predictions on the same examples")
     labels = [y for y, _ in evaluator.labels_and_weights(args.split)]
     correct = []
-    for run in runs:
-        evaluator_run = evaluator_for(run.run_dir, args.data_dir) \
-            if run.run_dir != evaluator.run.run_dir else evaluator
-        probs = evaluator_run.probabilities(load_state(run.run_dir), args.split)
+    for source in args.runs:
+        scorer = evaluator
+        if os.path.isdir(source) and os.path.abspath(source) != os.path.abspath(
+                evaluator.run.run_dir):
+            scorer = evaluator_for(source, args.data_dir)
+        probs = scorer.probabilities(load_state(source, args.weights), args.split)
         correct.append(diversity.correctness(probs, labels))
     result: Dict[str, Any] = {"runs": list(args.runs), "split": args.split,
+                              "weights": args.weights, "reference_run": reference,
                               "n_examples": int(len(correct[0]))}
     result.update(diversity.pairwise(correct))
     result["pairs"] = [{"a": args.runs[i], "b": args.runs[j],
                         **diversity.pair_diversity(correct[i], correct[j])}
-                       for i in range(len(runs)) for j in range(i + 1, len(runs))]
+                       for i in range(len(args.runs)) for j in range(i + 1, len(args.runs))]
     result["note"] = ("q_diversity = 1 - Q; null entries are undefined (0/0) or, for "
                       "ratio_error, infinite (no shared error): see each pair's notes")
     return result
@@ -235,8 +245,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                      description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p, split=True):
+    def common(p, split=True, weights=False):
         p.add_argument("--data_dir", default=None, help="overrides the runs' recorded one")
+        if weights:
+            p.add_argument("--weights", choices=("best", "final"), default="best",
+                           help=WEIGHTS_HELP)
         p.add_argument("--output", default=None,
                        help="JSON file (default: analysis_<command>.json); the PNG goes beside")
         p.add_argument("--no_plot", action="store_true")
@@ -244,7 +257,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
             p.add_argument("--split", default="test_in", choices=SPLITS)
 
     p = sub.add_parser("lmc", help="linear mode connectivity curves")
-    common(p)
+    common(p, weights=True)
     for name in ("a", "b", "c"):
         p.add_argument(f"--run_{name}", default=None, help="run directory or model file")
         p.add_argument(f"--featurizer_{name}", default=None,
@@ -256,8 +269,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--lambdas", default=None, help="explicit grid, e.g. 0,0.25,0.5,0.75,1")
 
     p = sub.add_parser("diversity", help="pairwise diversity of errors (1 - Q, ratio-error)")
-    common(p)
-    p.add_argument("--runs", nargs="+", required=True)
+    common(p, weights=True)
+    p.add_argument("--runs", nargs="+", required=True,
+                   help="run directories or weight files (files are scored on the splits of "
+                        "--run_dir, default the first run directory)")
     p.add_argument("--run_dir", default=None, help="run whose splits are used (default: first)")
 
     p = sub.add_parser("wise_ft", help="WiSE-FT interpolation towards the initialisation")

@@ -53,8 +53,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         launcher = get_launcher(args.launcher)
         args.output_dir = recipe["output_root"]
-        options = plans.launcher_options(plan, args.launcher, launcher.options_from_args(args)
-                                         if args.launcher == "slurm" else {}, typed=False)
+        typed = launcher.options_from_args(args) if args.launcher == "slurm" else {}
+        options = plans.launcher_options(plan, args.launcher, typed, typed=list(typed))
         if args.command == "run_stage":
             if not args.stage:
                 raise DomainBedError("run_stage needs --stage, one of: "

@@ -33,7 +33,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--output", default=None, help="also write the report to this file")
     p.add_argument("--no_progress", action="store_true",
                    help="no progress bars (they are off anyway when stderr is not a terminal)")
+    regime = p.add_argument_group(
+        "regime", "the runs of the recipe's other stages, for the regime section (are the "
+        "runs near convergence, as in the paper? see docs/report.md); the target runs' "
+        "criteria are always checked")
+    regime.add_argument("--foundation_dir", default=None,
+                        help="the pretraining sweep folder (comma-separated for several)")
+    regime.add_argument("--probe_dir", default=None,
+                        help="the linear probes' run folders (e.g. <lp>/runs)")
+    regime.add_argument("--aux_dir", default=None, help="the auxiliary sweeps' folder")
     return p.parse_args(argv)
+
+
+def _folders(value) -> list:
+    return [d for d in (value or "").split(",") if d]
+
+
+def regime_text(regime, fmt: str) -> str:
+    """The regime section in the report's format (LaTeX: as comment lines)."""
+    from domainbed_aux.report.regime import render_regime
+    if fmt == "json":
+        return ""
+    text = render_regime(regime, markdown=fmt == "markdown")
+    if fmt == "latex":
+        return "".join(f"% {line}\n" if line else "%\n" for line in text.splitlines())
+    return text
 
 
 def main(argv=None) -> int:
@@ -43,12 +67,26 @@ def main(argv=None) -> int:
     from domainbed.lib.misc import atomic_write_text
     from domainbed.reports import render
     from domainbed_aux.report import build_table1
+    from domainbed_aux.report.regime import (check_regime, read_curves, regime_to_dict,
+                                             warn_regime)
     try:
         report, provider = build_table1(
             [d for d in args.input_dir.split(",") if d], args.data_dir, args.full_domain,
             None if args.no_cache else args.cache_dir, progress=show_progress(args.no_progress),
             device=get_device(), weights=args.weights)
+        stages = [_folders(args.foundation_dir), _folders(args.probe_dir),
+                  _folders(args.aux_dir)]
+        regime = check_regime(provider.runs, *(read_curves(f) for f in stages),
+                              with_stages=any(stages))
+        warn_regime(regime)
         text = render(report, args.fmt)
+        if args.fmt == "json":
+            import json
+            data = json.loads(text)
+            data["regime"] = regime_to_dict(regime)
+            text = json.dumps(data, indent=2) + "\n"
+        else:
+            text += regime_text(regime, args.fmt)
         if args.output:
             atomic_write_text(args.output, text)
     except DomainBedError as exc:

@@ -142,7 +142,7 @@ def two_runs(tmp_path_factory):
     for seed in (0, 1):
         out = root / "sweep" / f"run{seed}"
         assert train_script.main([
-            "--dataset", "Debug28", "--steps", "3", "--checkpoint_freq", "10",
+            "--dataset", "Debug28", "--steps", "9", "--checkpoint_freq", "2",
             "--seed", str(seed), "--output_dir", str(out),
             "--hparams", json.dumps({"batch_size": 8, "backbone": "tiny_cnn"})]) == 0
         runs.append(str(out))
@@ -160,24 +160,45 @@ def _best_record(run):
     return read_run(run).selected_record
 
 
+def _pool_member(run, path):
+    """A pool member file as the pool writes it: the run's best featurizer, unprefixed keys,
+    ``pool_member`` metadata."""
+    from domainbed.lib.weights import load_file, save_weights
+    content, _ = load_file(f"{run}/model_best.safetensors")
+    featurizer = {k[len("featurizer."):]: v for k, v in content.items()
+                  if k.startswith("featurizer.")}
+    save_weights(str(path), featurizer, metadata={"pool_member": {"dataset": "Debug28"}})
+    return str(path)
+
+
 @pytest.mark.slow
 def test_lmc_endpoints_reproduce_run_accuracies(two_runs, tmp_path):
     _, (run_a, run_b) = two_runs
+    # the fixture's runs peak before their last step: best and final weights differ
+    assert _best_record(run_a)["step"] != _last_record(run_a)["step"]
     out = tmp_path / "lmc.json"
     assert cli.main(["lmc", "--run_a", run_a, "--run_b", run_b, "--lambdas", "0,0.5,1",
                      "--output", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["accuracies"][0] == pytest.approx(_last_record(run_a)["env0_in_acc"])
-    assert result["accuracies"][-1] == pytest.approx(_last_record(run_b)["env0_in_acc"])
+    # a run directory means the weights soups average: its best ID-validation checkpoint
+    assert result["weights"] == "best"
+    assert result["accuracies"][0] == pytest.approx(_best_record(run_a)["env0_in_acc"])
+    assert result["accuracies"][-1] == pytest.approx(_best_record(run_b)["env0_in_acc"])
     assert result["midpoint_acc"] == result["accuracies"][1]
     assert (tmp_path / "lmc.png").exists()
+    assert cli.main(["lmc", "--run_a", run_a, "--run_b", run_b, "--lambdas", "0,1",
+                     "--weights", "final", "--output", str(out), "--no_plot"]) == 0
+    result = json.loads(out.read_text())
+    assert result["accuracies"][0] == pytest.approx(_last_record(run_a)["env0_in_acc"])
 
+    # featurizers under a fixed head; a pool member file is a featurizer source
+    member = _pool_member(run_a, tmp_path / "member.safetensors")
     out = tmp_path / "feat.json"
-    assert cli.main(["lmc", "--featurizer_a", run_a, "--featurizer_b", run_b, "--head", run_a,
+    assert cli.main(["lmc", "--featurizer_a", member, "--featurizer_b", run_b, "--head", run_a,
                      "--lambdas", "0,1", "--output", str(out), "--no_plot"]) == 0
     result = json.loads(out.read_text())
     assert result["mode"] == "featurizer"
-    assert result["accuracies"][0] == pytest.approx(_last_record(run_a)["env0_in_acc"])
+    assert result["accuracies"][0] == pytest.approx(_best_record(run_a)["env0_in_acc"])
     assert not (tmp_path / "feat.png").exists()
 
 
@@ -190,8 +211,19 @@ def test_diversity_wise_ft_and_ablations_on_runs(two_runs, tmp_path):
     pair = result["pairs"][0]
     assert pair["n11"] + pair["n10"] + pair["n01"] + pair["n00"] == result["n_examples"]
     acc_a = (pair["n11"] + pair["n10"]) / result["n_examples"]
-    assert acc_a == pytest.approx(_last_record(run_a)["env0_in_acc"])
+    assert acc_a == pytest.approx(_best_record(run_a)["env0_in_acc"])
     assert (tmp_path / "div.png").exists()
+    # weight files too (a best checkpoint), scored on the splits of the first run directory
+    assert cli.main(["diversity", "--runs", f"{run_a}/model_best.safetensors", run_b,
+                     f"{run_a}/model.safetensors", "--output", str(out), "--no_plot"]) == 0
+    result = json.loads(out.read_text())
+    assert result["reference_run"] == run_b
+    first = result["pairs"][0]
+    assert (first["n11"] + first["n10"]) / result["n_examples"] == pytest.approx(
+        _best_record(run_a)["env0_in_acc"])
+    last = result["pairs"][1]  # (model_best of a, model of a)
+    assert (last["n11"] + last["n01"]) / result["n_examples"] == pytest.approx(
+        _last_record(run_a)["env0_in_acc"])
 
     out = tmp_path / "wise.json"
     assert cli.main(["wise_ft", "--run_dir", run_a, "--init", f"{run_b}/model.safetensors",

@@ -201,8 +201,10 @@ def test_only_the_target_runs_score_their_test_split_once(tmp_path):
 
 
 def test_sweep_launch_recipe_forwards_the_launcher_options(tmp_path, monkeypatch):
-    """``sweep launch --recipe``: the plan's launcher defaults (in-process) apply when the
-    user gives no launcher option; options typed on the command line replace them."""
+    """``sweep launch --recipe``: the plan's launcher defaults (in-process, one thread per
+    run, a run per core) apply when the user gives no launcher option; options typed on the
+    command line replace those defaults one by one."""
+    from domainbed.command_launchers.resources import cpu_count
     from domainbed.scripts import sweep as sweep_cli
     from domainbed.sweep import plan as plans
     path = _tiny_recipe(tmp_path)
@@ -214,8 +216,10 @@ def test_sweep_launch_recipe_forwards_the_launcher_options(tmp_path, monkeypatch
     assert sweep_cli.main(base) == 0
     assert sweep_cli.main(base + ["--no_in_process", "--max_parallel", "2", "--only",
                                   "target"]) == 0
-    assert seen == [("local", {"in_process": True}, None),
-                    ("local", {"in_process": False, "max_parallel": 2}, ["target"])]
+    assert seen == [("local", {"in_process": True, "threads_per_job": 1,
+                               "max_parallel": cpu_count()}, None),
+                    ("local", {"in_process": False, "max_parallel": 2, "threads_per_job": 1},
+                     ["target"])]
 
 
 def test_sweep_launch_recipe_on_slurm_submits_stage_jobs_of_the_same_command(tmp_path,

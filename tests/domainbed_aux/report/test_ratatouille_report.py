@@ -73,6 +73,10 @@ def test_report_prints_every_row_with_numbers(table_sweep, capsys):
     assert not any(l.split("  ")[0] in ("ERM", "InterTraining", "Fusing") for l in lines)
     assert "Robust model soups uniform" not in out.out  # no robust ERM run: row skipped
     assert "evaluations computed" in out.err
+    # the regime section follows the tables; the note counts the runs of each cell
+    assert "Regime: are the runs near convergence" in out.out
+    assert "[ok]" in out.out or "[FAILED]" in out.out
+    assert re.search(r"Debug28: runs per cell \(test domain, trial seed\): .*ERM \d", out.out)
     # a second report reads every evaluation from the cache
     assert report_script.main(["--input_dir", str(table_sweep), "--no_progress",
                                "--markdown"]) == 0
@@ -94,6 +98,10 @@ def test_report_values_match_selection_and_soups(table_sweep):
         uniform = rows["Model soups uniform"].cells[0]
         assert uniform.values[uniform.trial_seeds.index(trial)] == pytest.approx(
             soup(runs, "uniform")["accuracies"]["test_in"])
+        # the mean member: each run's own test accuracy at the weights the soups average
+        member = rows["Mean member: vanilla fine-tuning"].cells[0]
+        mean = sum(r.selected_record["env0_in_acc"] for r in runs) / len(runs)
+        assert member.values[member.trial_seeds.index(trial)] == pytest.approx(mean)
     dagger = rows["Model soups uniform (dagger)"].cells[0]
     assert dagger.trial_seeds == ["all"] and dagger.format() .endswith("+/- 0.0")
     assert rows["Model soups uniform (dagger)"].cells[1].missing  # no run tests env 1

@@ -31,8 +31,8 @@ def test_each_row_module_registers_rows_in_table_order():
     assert row_names()[:3] == ["Vanilla fine-tuning (ID val)", "LP-FT (ID val)",
                                "CORAL (ID val)"]
     assert row_names(families=["inter"]) == [
-        "Inter-training (ID val)", "Ensemble* of inter-training", "Ratatouille uniform",
-        "Ratatouille greedy", "Ratatouille uniform (dagger)"]
+        "Inter-training (ID val)", "Ensemble* of inter-training", "Mean member: ratatouille",
+        "Ratatouille uniform", "Ratatouille greedy", "Ratatouille uniform (dagger)"]
     assert registry.robust_name("MA (uniform trajectory)") == "Robust MA (uniform trajectory)"
     assert registry.robust_name("Ensemble*") == "Robust ensemble*"
 
