@@ -290,3 +290,20 @@ def test_image_folder_of_28px_greyscale_pngs_trains_at_32_rgb(tmp_path):
     assert _train_cli(tmp_path, '{"image_size": 32, "backbone": "small_cnn", "batch_size": 2}',
                       dataset="ImageFolder", data_dir=str(root)) == 0
     assert (tmp_path / "run" / "done").exists()
+
+
+def test_feature_dropout_given_at_a_reference_width():
+    """``dropout_reference_width``: the rate keeps the paper's noise-to-signal ratio on the
+    logits at another feature width; without it the rate is used as is."""
+    from domainbed.networks.backbones import TinyCNN, feature_dropout
+    assert feature_dropout({"resnet_dropout": 0.5}, 64) == 0.5
+    scaled = feature_dropout({"resnet_dropout": 0.5, "dropout_reference_width": 2048}, 64)
+    assert scaled / (1 - scaled) == pytest.approx(1.0 * 64 / 2048)  # odds 1 -> 1/32
+    assert feature_dropout({"resnet_dropout": 0.1, "dropout_reference_width": 2048},
+                           2048) == pytest.approx(0.1)
+    assert feature_dropout({"resnet_dropout": 0.0, "dropout_reference_width": 2048}, 64) == 0.0
+    net = networks.Featurizer((3, 32, 32), {"backbone": "tiny_cnn", "resnet_dropout": 0.5,
+                                            "dropout_reference_width": 2048})
+    assert isinstance(net, TinyCNN) and net.feature_dropout == pytest.approx(1 / 33)
+    hparams_registry.check_hparams_keys("ERM", "EmbeddedShapes",
+                                        {"dropout_reference_width": 2048}, space="mild")
