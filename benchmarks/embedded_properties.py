@@ -72,6 +72,12 @@ class Settings:
     lmc: bool = True
     shift: bool = True  # (i) and (ii); False measures (iii) only
     lmc_datasets: Optional[List[str]] = None  # targets of (iii); None: ``datasets``
+    space: str = "upstream"  # hparams space of the (i)/(ii) runs (the lmc runs: always mild)
+    checkpoint_freq: Optional[int] = None  # None: each dataset's CHECKPOINT_FREQ
+    pretrain_hparams: Dict[str, Any] = field(default_factory=dict)  # overrides, foundation
+    pretrain_checkpoint_freq: Optional[int] = None
+    probe_steps: Optional[int] = None  # None: the run's steps
+    probe_checkpoint_freq: Optional[int] = None
 
     @property
     def data_root(self) -> str:
@@ -81,6 +87,10 @@ class Settings:
         """The part of a run directory name that holds the settings of the run."""
         overrides = dict(self.hparams)
         overrides.update(extra or {})
+        if self.space != "upstream":
+            overrides["space"] = self.space
+        if self.checkpoint_freq:
+            overrides["freq"] = self.checkpoint_freq
         tag = f"steps{steps}_seed{self.seed}"
         if overrides:
             digest = hashlib.sha256(json.dumps(overrides, sort_keys=True).encode())
@@ -117,18 +127,21 @@ def test_envs_of(settings: Settings, dataset: str) -> List[int]:
 def train_run(settings: Settings, out_dir: str, dataset: str, algorithm: str,
               test_envs: Sequence[int], steps: int, init_from: Optional[str] = None,
               init_part: str = "all", extra_hparams: Optional[Dict[str, Any]] = None,
-              hparams_seed: int = 0, hparams_space: str = "upstream"):
+              hparams_seed: int = 0, hparams_space: Optional[str] = None,
+              hparams: Optional[Dict[str, Any]] = None,
+              checkpoint_freq: Optional[int] = None):
     """Train (or reuse, or resume) one run directory; returns its ``RunInfo``."""
     from domainbed.training.config import TrainConfig
     from domainbed_aux.scoring.runs import read_run
-    hparams = dict(settings.hparams)
+    hparams = dict(settings.hparams if hparams is None else hparams)
     hparams.update(extra_hparams or {})
     config = TrainConfig(
         dataset=dataset, algorithm=algorithm, steps=int(steps), seed=int(settings.seed),
         trial_seed=int(settings.seed), test_envs=[int(t) for t in test_envs],
         data_dir=str(settings.data_root), output_dir=str(out_dir),
-        hparams_seed=int(hparams_seed), hparams_space=hparams_space,
+        hparams_seed=int(hparams_seed), hparams_space=hparams_space or settings.space,
         hparams=json.dumps(hparams, sort_keys=True) if hparams else None,
+        checkpoint_freq=checkpoint_freq or settings.checkpoint_freq,
         init_from=init_from or None, init_part=init_part if init_from else "all")
     if os.path.exists(os.path.join(out_dir, "done")):
         log.info("reusing %s", out_dir)
@@ -167,8 +180,13 @@ def foundation_featurizer(settings: Settings) -> str:
     from domainbed.datasets.embedded import EMBEDDED_PRETRAIN
     steps = (settings.pretrain_steps if settings.pretrain_steps is not None
              else dataset_class(EMBEDDED_PRETRAIN).N_STEPS)
-    out = os.path.join(settings.work_dir, "foundation", settings.tag(steps))
-    run = train_run(settings, out, EMBEDDED_PRETRAIN, "ERM", [-1], steps)
+    tag = settings.tag(steps, {"pretrain": settings.pretrain_hparams,
+                               "freq": settings.pretrain_checkpoint_freq}
+                       if settings.pretrain_hparams or settings.pretrain_checkpoint_freq else None)
+    out = os.path.join(settings.work_dir, "foundation", tag)
+    run = train_run(settings, out, EMBEDDED_PRETRAIN, "ERM", [-1], steps,
+                    hparams=settings.pretrain_hparams, hparams_space="upstream",
+                    checkpoint_freq=settings.pretrain_checkpoint_freq)
     return run.final_model_path  # phi_pt: the last weights, as the recipe's pretrain stage
 
 
@@ -311,14 +329,18 @@ def measure_connectivity(settings: Settings, foundation: str) -> Dict[str, Any]:
         aux_names = aux_datasets_for(target, settings.datasets)
         spec = LinearProbeSpec(dataset=target, test_envs=[t], trial_seed=settings.seed,
                                data_dir=settings.data_root, hparams=dict(settings.hparams),
-                               steps=steps, pretrained_featurizer=foundation)
+                               steps=settings.probe_steps or steps,
+                               checkpoint_freq=settings.probe_checkpoint_freq,
+                               pretrained_featurizer=foundation, hparams_space=LMC_SPACE)
         probe = ensure_linear_probe(spec, probes_dir)
         for index, aux in enumerate(aux_names, start=1):
             aux_steps = steps_of(settings, aux)
             aux_probe = ensure_linear_probe(LinearProbeSpec(
                 dataset=aux, test_envs=[-1], trial_seed=settings.seed,
-                data_dir=settings.data_root, hparams=dict(settings.hparams), steps=aux_steps,
-                pretrained_featurizer=foundation), probes_dir)
+                data_dir=settings.data_root, hparams=dict(settings.hparams),
+                steps=settings.probe_steps or aux_steps,
+                checkpoint_freq=settings.probe_checkpoint_freq,
+                pretrained_featurizer=foundation, hparams_space=LMC_SPACE), probes_dir)
             aux_run = train_run(settings, os.path.join(
                 settings.work_dir, "aux", f"{aux}_{settings.tag(aux_steps, {'probe': 1})}"),
                 aux, "ERM", [-1], aux_steps, aux_probe.path, "all")
@@ -416,6 +438,31 @@ def _format_connectivity(conn: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def apply_recipe(settings: Settings, path: str, explicit: argparse.Namespace) -> None:
+    """Take a recipe file's settings (those the command line did not give explicitly)."""
+    from domainbed_aux.recipe.spec import load_recipe, per_dataset
+    recipe = load_recipe(path)
+    first = recipe["datasets"][0]
+    pretrain = recipe.get("pretrain") or {}
+    if explicit.pretrain_steps is None and pretrain.get("steps") is not None:
+        settings.pretrain_steps = int(pretrain["steps"])
+    settings.pretrain_hparams = dict(pretrain.get("hparams") or {})
+    freq = per_dataset(recipe.get("checkpoint_freq"), pretrain.get("dataset", ""))
+    settings.pretrain_checkpoint_freq = int(freq) if freq else None
+    if explicit.steps is None and per_dataset(recipe.get("steps"), first) is not None:
+        settings.steps = int(per_dataset(recipe["steps"], first))
+    freq = per_dataset(recipe.get("checkpoint_freq"), first)
+    settings.checkpoint_freq = int(freq) if freq else None
+    if explicit.hparams is None:
+        settings.hparams = dict(recipe.get("hparams") or {})
+    if explicit.lp_steps is None and "lp_steps" in settings.hparams:
+        settings.lp_steps = int(settings.hparams["lp_steps"])
+    settings.space = recipe.get("hparams_space") or "upstream"
+    probe = recipe.get("linear_probe") or {}
+    settings.probe_steps = probe.get("steps")
+    settings.probe_checkpoint_freq = probe.get("checkpoint_freq")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     from domainbed.datasets.embedded import EMBEDDED_TARGET_FAMILY
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
@@ -440,6 +487,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="targets of (iii) (default: --datasets)")
     p.add_argument("--no_lmc", action="store_true", help="skip (iii)")
     p.add_argument("--no_shift", action="store_true", help="skip (i) and (ii)")
+    p.add_argument("--recipe", default=None, metavar="FILE",
+                   help="take the settings of a recipe file (e.g. sweeps/embedded.json): its "
+                        "pretraining steps and hparams, its steps, evaluation frequency, "
+                        "hparams overrides and space, its probes' budget, so that the "
+                        "figures describe that recipe's runs; flags given explicitly win")
     p.add_argument("--output", default=None, help="write the figures to this JSON file")
     p.add_argument("--verbose", action="store_true", help="show the training loop's log")
     return p.parse_args(argv)
@@ -461,6 +513,11 @@ def main(argv=None) -> int:
                             data_dir=args.data_dir, hparams=hparams, lp_steps=args.lp_steps,
                             lmc=not args.no_lmc, lmc_datasets=args.lmc_datasets,
                             shift=not args.no_shift)
+        if args.recipe:
+            apply_recipe(settings, args.recipe, explicit=args)
+        # one math thread, as every run of the recipe: the same foundation, bit for bit
+        import torch
+        torch.set_num_threads(1)
         for dataset in settings.datasets + (settings.lmc_datasets or []):
             dataset_class(dataset)
         result = measure_properties(settings)

@@ -90,13 +90,14 @@ def test_runs_far_from_convergence_are_named_with_the_criterion(tmp_path, caplog
 
 
 def test_measures_of_one_run():
-    curve = rg.RunCurve("r", steps=[0, 25, 50, 75, 99], id_val=[10.0, 50.0, 60.0, 61.5, 61.0],
-                        loss=[2.0, 1.0, 0.5, 0.4, 0.3], n_steps=100)
-    assert curve.steps == [0, 25, 50, 75, 99]
-    assert rg.acc_gain(curve) == pytest.approx(1.5)  # 61.5 - best of the first half (60)
-    assert rg.loss_drop(curve) == pytest.approx(0.1)  # (50, 75] vs (75, 100]
+    curve = rg.RunCurve("r", steps=[0, 20, 40, 60, 70, 80, 90, 99],
+                        id_val=[10.0, 50.0, 60.0, 61.0, 62.0, 65.0, 60.0, 61.0],
+                        loss=[2.0, 1.0, 0.5, 0.4, 0.4, 0.3, 0.2, 0.3], n_steps=100)
+    # quarter means: (50, 75] holds steps 60, 70; (75, 100] steps 80, 90, 99
+    assert rg.acc_gain(curve) == pytest.approx(62.0 - 61.5)
+    assert rg.loss_drop(curve) == pytest.approx(0.4 - 0.8 / 3)
     assert rg.best_is_last(curve) is False
-    curve.id_val[-1] = 61.5  # a tie with an earlier record: the earlier one is the best
+    curve.id_val[-1] = 65.0  # a tie with an earlier record: the earlier one is the best
     assert rg.best_is_last(curve) is False
     curve.id_val[-1] = 70.0
     assert rg.best_is_last(curve) is True
