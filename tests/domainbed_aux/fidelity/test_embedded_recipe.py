@@ -15,10 +15,15 @@ def _recipe(name):
 
 def test_embedded_settings_follow_the_papers_ratios():
     paper, ours = _recipe("ratatouille_paper.json"), _recipe("embedded.json")
+    full = _recipe("embedded_full.json")
     steps = ours["steps"]["default"]
     assert ours["hparams_space"] == paper["hparams_space"] == "mild"
+    # the slowest learning rate is 5x the fastest: 5x the steps the fastest needs (150)
+    assert steps == 5 * 150
     # lp_steps: the paper's 200 of 5001 steps
     assert ours["hparams"]["lp_steps"] == round(200 / 5001 * steps)
+    # dropout rates are the paper's, given at ResNet-50's feature width
+    assert ours["hparams"]["dropout_reference_width"] == 2048
     # runs per test domain and trial: a multiple of the 5 initialisations (the paper: 20)
     n_inits = 1 + len(ours["aux"]["datasets"])
     assert n_inits == 5 and ours["target"]["n_hparams"] % n_inits == 0
@@ -26,9 +31,16 @@ def test_embedded_settings_follow_the_papers_ratios():
     # aux runs per dataset: one per use of its initialisation slot in a trial
     assert ours["aux"]["n_hparams"] == ours["target"]["n_hparams"] // n_inits
     assert paper["aux"]["n_hparams"] == paper["target"]["n_hparams"] // n_inits
-    assert ours["target"]["n_trials"] >= 2  # real error bars
-    assert ours["linear_probe"]["steps"] is None  # the probe trains for the full budget
-    assert "test_envs" not in ours["target"]  # every test domain
+    # the probe has a budget of its own (fitted on features: cheap)
+    assert ours["linear_probe"]["steps"] > steps
+    # the README demo: the first test domains in the dataset's order, the first trial; the
+    # full setting is the same recipe on every domain, with error bars
+    assert ours["target"]["test_envs"] == [0, 1] and ours["target"]["n_trials"] == 1
+    assert full["target"]["test_envs"] is None and full["target"]["n_trials"] >= 2
+    same = {k: v for k, v in full.items() if k not in ("name", "comment", "output_root", "target")}
+    assert same == {k: v for k, v in ours.items() if k in same}
+    assert {k: v for k, v in full["target"].items() if k not in ("test_envs", "n_trials")} == \
+        {k: v for k, v in ours["target"].items() if k not in ("test_envs", "n_trials")}
 
 
 def test_the_mild_space_is_scaled_to_the_default_learning_rate():
