@@ -178,14 +178,14 @@ def _normalise_values(values: Mapping[Any, Any], env_names: List[str]) -> Dict[i
     return result
 
 
-def _averages_cell(data: Optional[Dict[int, Accs]], n_envs: int) -> Cell:
-    """Per trial seed, the mean over all environments (None if one is missing)."""
+def _averages_cell(data: Optional[Dict[int, Accs]], envs: Sequence[int]) -> Cell:
+    """Per trial seed, the mean over the environments ``envs`` (None if one is missing)."""
     if not data:
         return Cell([], [])
-    seeds = sorted({s for env in range(n_envs) for s in data.get(env, {})}, key=_seed_order)
+    seeds = sorted({s for env in envs for s in data.get(env, {})}, key=_seed_order)
     values = []
     for seed in seeds:
-        accs = [data.get(env, {}).get(seed) for env in range(n_envs)]
+        accs = [data.get(env, {}).get(seed) for env in envs]
         values.append(None if any(_missing(a) for a in accs) else float(np.mean(accs)))
     return Cell(seeds, values)
 
@@ -198,8 +198,12 @@ def default_row_providers() -> List[RowProvider]:
 def build_report(records, selection_methods: Sequence[type] = DEFAULT_SELECTION_METHODS,
                  row_providers: Optional[Sequence[RowProvider]] = None,
                  load_report: Optional[LoadReport] = None, grouped: Optional[Q] = None,
-                 cache: Optional[dict] = None) -> Report:
+                 cache: Optional[dict] = None, columns: str = "all") -> Report:
     """Result tables for each selection method: one per dataset, then "Averages".
+
+    ``columns``: "all" (upstream's: every environment of a dataset, "X" where no run tests
+    it) or "tested" (only the environments some run tests, the Avg over those, and a note
+    naming the others).
 
     The rows are those of ``row_providers`` (default: ``default_row_providers()``, one row
     per algorithm), provider after provider; two providers may not give rows of one name.
@@ -232,10 +236,19 @@ def build_report(records, selection_methods: Sequence[type] = DEFAULT_SELECTION_
             prepare(context)
 
     env_names: Dict[str, List[str]] = {}
+    shown: Dict[str, List[int]] = {}  # dataset -> the environment columns shown
     for dataset in datasets:
         groups = by_dataset[dataset]
         n_envs = max(max(record_n_envs(g["records"][0]), g["test_env"] + 1) for g in groups)
         env_names[dataset] = _environment_names(dataset, n_envs, known_datasets, notes)
+        shown[dataset] = list(range(n_envs))
+        if columns == "tested":
+            tested = sorted({g["test_env"] for g in groups})
+            left = [env_names[dataset][i] for i in range(n_envs) if i not in tested]
+            if left:
+                shown[dataset] = tested
+                notes.append(f"{dataset}: columns are the test domains with runs; no run "
+                             f"tests {', '.join(left)} (Avg over the columns shown)")
 
     records_of: Dict[str, list] = {}
     for record in records:
@@ -250,12 +263,13 @@ def build_report(records, selection_methods: Sequence[type] = DEFAULT_SELECTION_
         row_names = _provider_rows(providers, records_of, datasets, env_names, method, data)
         tables = []
         for dataset in datasets:
-            n_envs = len(env_names[dataset])
+            envs = shown[dataset]
             rows = [Row(name, [Cell.from_accs(data[dataset][name].get(env, {}))
-                               for env in range(n_envs)])
+                               for env in envs])
                     for name in row_names if name in data[dataset]]
-            tables.append(Table(f"Dataset: {dataset}", env_names[dataset], rows, dataset))
-        avg_rows = [Row(name, [_averages_cell(data[d].get(name), len(env_names[d]))
+            tables.append(Table(f"Dataset: {dataset}", [env_names[dataset][i] for i in envs],
+                                rows, dataset))
+        avg_rows = [Row(name, [_averages_cell(data[d].get(name), shown[d])
                                for d in datasets]) for name in row_names]
         tables.append(Table("Averages", list(datasets), avg_rows))
         sections.append(Section(method, tables))

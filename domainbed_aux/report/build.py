@@ -40,14 +40,17 @@ def build_table1(input_dirs: Sequence[str], data_dir: Optional[str] = None,
                           EvaluationCache(cache_dir), full_domain, progress)
     records = Q([r for run in runs for r in run.records])
     load = LoadReport(input_dir=",".join(input_dirs), n_runs=len(runs), n_records=len(records))
-    report = build_report(records, [IIDAccuracySelectionMethod], [provider], load)
+    report = build_report(records, [IIDAccuracySelectionMethod], [provider], load,
+                          columns="tested")
     for row, why in sorted(provider.skipped.items()):
         report.notes.append(f"row {row} left out: {why}")
     from domainbed_aux.report.members import cell_counts
     report.notes.extend(cell_counts(runs))
     split = "the whole test domain" if full_domain else "env{test}_in"
-    report.notes.append(f"every row is scored on {split}; dagger rows hold one value "
-                        "(every trial seed averaged), shown as 'x +/- 0.0'")
+    dagger = len({r.trial_seed for r in runs}) > 1
+    report.notes.append(f"every row is scored on {split}" + (
+        "; dagger rows hold one value (every trial seed averaged), shown as 'x +/- 0.0'"
+        if dagger else ""))
     which = ("each run's best-ID-validation checkpoint (model_best.safetensors; MA and SWAD: "
              "their averaged final model)" if weights == "best"
              else "each run's final weights (model.safetensors)")

@@ -52,8 +52,11 @@ def cell_counts(runs: Sequence[RunInfo]) -> List[str]:
             size = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
             parts.append(f"{algorithm} {size}")
         n_envs = len({env for c in per[dataset].values() for env, _ in c})
+        n_trials = len(trials[dataset])
+        trial_text = ("1 trial seed (no error bars: every cell shows +/- 0.0)" if n_trials == 1
+                      else f"{n_trials} trial seeds")
         lines.append(f"{dataset}: runs per cell (test domain, trial seed): {', '.join(parts)}; "
-                     f"{len(trials[dataset])} trial seeds, {n_envs} test domains")
+                     f"{trial_text}, {n_envs} test domain{'s' if n_envs != 1 else ''}")
     return lines
 
 
