@@ -66,7 +66,8 @@ def _save_after_evaluation(setup: RunSetup, record: Dict[str, Any], step: int,
         save_weights(os.path.join(setup.out_dir, f"model_step{step}.safetensors"),
                      algorithm.state_dict(), setup.metadata)
     save_checkpoint(setup.checkpoint_path, algorithm, step + 1, n_records,
-                    extra=dict(setup.best.state(), **setup.arithmetic.state()))
+                    extra=dict(setup.best.state(), **setup.arithmetic.state()),
+                    identity=setup.identity)
 
 
 def run_steps(setup: RunSetup, feeds: Feeds, start: StartPoint) -> LoopEnd:
