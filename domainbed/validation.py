@@ -14,6 +14,8 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from domainbed.errors import DomainBedError
 
+Names = Optional[Mapping[str, Sequence[str]]]  # kind of name -> the names it accepts
+
 EXIT_STATUS = 2  # a command given bad input exits with this status, having written nothing
 
 
@@ -67,6 +69,7 @@ class Rule:
     non_empty: bool = False
     fix: str = ""  # how to fix a bad value, appended to the problem
     hide_null: bool = False  # a command-line flag: None means "not given", not a value
+    names: Optional[str] = None  # a str (or a map's keys) must be a known name of this kind
 
     def describe(self) -> str:
         """The accepted values in words, e.g. ``an integer >= 1``."""
@@ -80,6 +83,8 @@ class Rule:
                 text = f"a {'non-empty ' if self.non_empty else ''}list of " \
                        f"{_plural(self.items.describe())}"
             text += self._range_text()
+            if self.kind == "map" and self.names == "dataset":
+                text = 'a per-dataset object {"default": ..., "<dataset>": ...}'
         for alternative in self.alternatives:
             text += f", or {alternative.describe()}"
         if self.nullable and not self.hide_null:
@@ -171,12 +176,23 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _own_problems(value: Any, rule: Rule, where: str) -> List[str]:
+def _name_problem(where: str, value: str, kind: str, known: Names) -> List[str]:
+    names = known.get(kind) if known else None
+    if names is None or value in names:
+        return []
+    near = closest(value, names)
+    hint = f"did you mean {near!r}? " if near else ""
+    return [f"{where}: {value!r} is not a known {kind}; {hint}known: {', '.join(names)}"]
+
+
+def _own_problems(value: Any, rule: Rule, where: str, known: Names = None) -> List[str]:
     """The problems of ``value`` against ``rule`` alone (its alternatives not tried)."""
     if not _KIND_TEST[rule.kind](value):
         return [_bad(where, value, rule)]
     if rule.choices is not None and value not in rule.choices:
         return [_bad(where, value, rule)]
+    if rule.kind == "str" and rule.names:
+        return _name_problem(where, value, rule.names, known)
     if rule.kind in ("int", "number") and not _in_range(value, rule):
         return [_bad(where, value, rule)]
     if rule.kind == "list":
@@ -185,35 +201,48 @@ def _own_problems(value: Any, rule: Rule, where: str) -> List[str]:
         problems: List[str] = []
         if rule.items is not None:
             for i, item in enumerate(value):
-                problems += check(item, rule.items, f"{where}[{i}]")
+                problems += check(item, rule.items, f"{where}[{i}]", known)
         return problems
     if rule.kind == "object" and rule.children is not None:
-        return check_object(value, rule.children, where)
+        return check_object(value, rule.children, where, known)
     if rule.kind == "map":
         problems = []
         for key, item in value.items():
-            if rule.keys is not None and key not in rule.keys:
-                problems.append(unknown_key(where, key, rule.keys))
-            elif rule.items is not None:
-                problems += check(item, rule.items, f"{where}.{key}")
+            problems += _map_key_problems(where, key, rule, known)
+            if rule.items is not None:
+                problems += check(item, rule.items, f"{where}.{key}", known)
         return problems
     return []
 
 
-def check(value: Any, rule: Rule, where: str) -> List[str]:
+def _map_key_problems(where: str, key: str, rule: Rule, known: Names) -> List[str]:
+    """A map's key must be one of ``rule.keys`` or a known name of ``rule.names``."""
+    fixed = list(rule.keys or ())
+    names = list(known.get(rule.names) or []) if (known and rule.names) else None
+    if rule.keys is None and names is None:
+        return []
+    if key in fixed or (names is not None and key in names):
+        return []
+    if names is None and rule.names:  # the names are unknown here: only fixed keys tested
+        return []
+    return [unknown_key(where, key, fixed + (names or []))]
+
+
+def check(value: Any, rule: Rule, where: str, known: Names = None) -> List[str]:
     """One line per problem of ``value`` (named ``where``) against ``rule``; [] when fine.
-    With ``alternatives``, the first rule whose kind fits the value decides."""
+    With ``alternatives``, the first rule whose kind fits the value decides. ``known`` maps
+    a kind of name (``Rule.names``, e.g. "dataset") to the names it accepts."""
     if value is None:
         return [] if rule.nullable else [f"{where}: null is not {rule.describe()}"
                                          + (f"; {rule.fix}" if rule.fix else "")]
     for candidate in (rule,) + tuple(rule.alternatives):
         if _KIND_TEST[candidate.kind](value):
-            return _own_problems(value, candidate, where)
+            return _own_problems(value, candidate, where, known)
     return [_bad(where, value, rule)]
 
 
 def check_object(value: Mapping[str, Any], children: Mapping[str, Rule],
-                 where: str) -> List[str]:
+                 where: str, known: Names = None) -> List[str]:
     """The problems of a dict against its table of keys: unknown keys (with the closest
     known name), missing required keys, and each value against its rule."""
     problems = []
@@ -226,5 +255,5 @@ def check_object(value: Mapping[str, Any], children: Mapping[str, Rule],
                 problems.append(f"{where}: the required key {key!r} is missing "
                                 f"({rule.describe()})" + (f"; {rule.fix}" if rule.fix else ""))
             continue
-        problems += check(value[key], rule, f"{where}.{key}")
+        problems += check(value[key], rule, f"{where}.{key}", known)
     return problems

@@ -40,6 +40,9 @@ class LoadReport:
     n_records: int = 0
     skipped_dirs: List[str] = field(default_factory=list)
     empty_dirs: List[str] = field(default_factory=list)  # ``done`` but no record
+    # finished runs that diverged (a non-finite loss): counted, their last record scores
+    # the diverged model, as upstream's tables count a run whose accuracy collapsed
+    diverged_dirs: List[str] = field(default_factory=list)
 
 
 def load_records_with_report(input_dir: str,
@@ -92,6 +95,8 @@ def _load_runs(run_dirs: List[Tuple[str, bool]], records: List[dict],
             report.empty_dirs.append(path)
             continue
         report.n_runs += 1
+        if run_records[-1].get("diverged") is True:
+            report.diverged_dirs.append(path)
         records.extend(run_records)
 
 

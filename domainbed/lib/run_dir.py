@@ -10,6 +10,9 @@
 - ``checkpoint.safetensors``: the full training state for resuming (removed once done).
 - ``done``: written last, when the run has finished.
 - ``failed``: JSON ``{"error", "traceback"}`` when the last attempt raised.
+- ``diverged``: JSON ``{"step", "nonfinite"}`` when a step's loss was NaN or infinite: the
+  run stopped there and finished (``done``) without a final model; its last record says
+  ``"diverged": true``.
 - ``.lock``: held (``flock``) by the process that is training in this directory.
 - ``progress.json``: ``{"step", "n_steps", "time"}``, rewritten about once a second while
   training (steps done so far), for launchers that show progress.
@@ -39,6 +42,7 @@ MODEL_BEST = "model_best.safetensors"
 CHECKPOINT = "checkpoint.safetensors"
 DONE = "done"
 FAILED = "failed"
+DIVERGED = "diverged"
 LOCK = ".lock"
 PROGRESS = "progress.json"
 SLURM_JOB = "slurm_job"
@@ -158,6 +162,19 @@ def read_failure(run_dir: str) -> Optional[dict]:
             return json.load(f)
     except (OSError, ValueError):
         return {"error": "unreadable failure file", "traceback": ""}
+
+
+def read_divergence(run_dir: str) -> Optional[dict]:
+    """The ``diverged`` marker of a finished run (``{"step", "nonfinite"}``), or None."""
+    path = os.path.join(run_dir, DIVERGED)
+    try:
+        with open(path, encoding="utf-8") as f:
+            marker = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"step": None, "nonfinite": {}}
+    return marker if isinstance(marker, dict) else {"step": None, "nonfinite": {}}
 
 
 def run_state(run_dir: str) -> str:

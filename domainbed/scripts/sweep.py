@@ -16,11 +16,14 @@ import time
 from typing import List, Optional, Sequence
 
 from domainbed.errors import DomainBedError
+from domainbed.scripts.cli import exit_on_interrupt, os_error_line, print_errors
 from domainbed.sweep import actions, plan
 from domainbed.sweep.jobs import all_test_env_combinations
 from domainbed.sweep.options import build_parser, list_jobs
 from domainbed.sweep.spec import from_namespace
 from domainbed.sweep.upstream import Job, ask_for_confirmation, make_args_list
+from domainbed.sweep.validate import launcher_problems, sweep_problems
+from domainbed.validation import error_lines, raise_if_any
 
 
 def main(argv: Optional[Sequence[str]] = None,
@@ -33,9 +36,11 @@ def main(argv: Optional[Sequence[str]] = None,
         # status and delete_incomplete need the job ids only: extensions plan nothing
         mode = "ids" if args.command in ("status", "delete_incomplete") else "launch"
         spec = from_namespace(args, mode=mode)
-        multi_stage = plan.read_plan(spec)
+        multi_stage = plan.read_plan(spec)  # a recipe is validated as it is read
         if multi_stage is not None:
+            raise_if_any(launcher_problems(args))
             return _run_plan(parser, args, multi_stage)
+        raise_if_any(sweep_problems(spec, args))
         if args.stage or args.only:
             raise DomainBedError("--stage and --only select stages of a multi-stage plan "
                                  "(e.g. --recipe FILE)")
@@ -46,13 +51,29 @@ def main(argv: Optional[Sequence[str]] = None,
                                       skip_confirmation=args.skip_confirmation)
         else:
             launcher = _launcher(args)
-            plan.launch_sweep(spec, launcher, launcher.options_from_args(args),
-                              skip_confirmation=args.skip_confirmation,
-                              train_command=train_command)
+            options = launcher.options_from_args(args)
+            launched = plan.launch_sweep(spec, launcher, options,
+                                         skip_confirmation=args.skip_confirmation,
+                                         train_command=train_command)
+            if launched and _waits_for_jobs(launcher, options):
+                lines, all_done = actions.summary(launched)
+                print("\n".join(lines))
+                return 0 if all_done else 1
     except DomainBedError as exc:
-        print(f"sweep {args.command}: error: {exc}", file=sys.stderr)
+        print_errors(f"sweep {args.command}", error_lines(exc))
         return 2
+    except OSError as exc:
+        print_errors(f"sweep {args.command}", [os_error_line(exc)])
+        return 1
     return 0
+
+
+def _waits_for_jobs(launcher, options) -> bool:
+    """Whether the launcher returns once its jobs ended (not: listing, a SLURM submission
+    that does not wait)."""
+    if getattr(launcher, "dry_run", False):
+        return False
+    return launcher.name != "slurm" or bool(options.get("wait"))
 
 
 def _launcher(args):
@@ -135,4 +156,4 @@ __all__ = ["DATASETS", "Job", "all_test_env_combinations", "ask_for_confirmation
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_on_interrupt(main))

@@ -74,9 +74,9 @@ def train(config: Union[TrainConfig, argparse.Namespace],
         lock.release()
         raise
     try:
-        failed = os.path.join(out_dir, run_dir.FAILED)
-        if os.path.exists(failed):
-            os.unlink(failed)
+        for stale in (run_dir.FAILED, run_dir.DIVERGED):  # of an earlier attempt
+            if os.path.exists(os.path.join(out_dir, stale)):
+                os.unlink(os.path.join(out_dir, stale))
         _train_locked(config)
     except BaseException as exc:
         if not isinstance(exc, KeyboardInterrupt):

@@ -6,10 +6,10 @@ checks that need the registries (dataset and algorithm names, test environments 
 """
 
 import os
-from typing import Dict, List
+from typing import Any, Dict, List, Mapping, Sequence
 
 from domainbed.training.config import TrainConfig
-from domainbed.validation import Rule, check, closest, raise_if_any
+from domainbed.validation import Rule, check, closest, raise_if_any, unknown_key
 
 _FRACTION_OPEN = Rule("number", minimum=0, maximum=1, min_open=True, max_open=True)
 
@@ -125,6 +125,32 @@ def hparams_problems(config: TrainConfig) -> List[str]:
     if problems or not overrides:
         return problems
     return hparam_problems(config.algorithm, config.dataset, overrides, config.hparams_space)
+
+
+def flag_problems(flags: Mapping[str, Any], where: str,
+                  reserved: Sequence[str] = ()) -> List[str]:
+    """Extra training flags for every job of a sweep (``--train_extra``, a recipe's
+    ``train_extra``): flags that exist, that the sweep does not set itself (``reserved``),
+    with values of their type and range."""
+    from domainbed.training import config as config_module
+    fields = [f for f in TrainConfig.field_names() if f not in reserved]
+    defaults = TrainConfig.__dataclass_fields__
+    choices = {"task": config_module.TASKS, "init_part": config_module.INIT_PARTS,
+               "precision": config_module.PRECISIONS}
+    problems = []
+    for key, value in flags.items():
+        if key in reserved:
+            problems.append(f"{where}.{key}: set by the sweep (or recipe) itself for every "
+                            "job; use its own option instead")
+        elif key not in fields:
+            problems.append(unknown_key(where, key, fields))
+        elif key in TRAIN_ARG_RULES:
+            problems += check(value, TRAIN_ARG_RULES[key], f"{where}.{key}")
+        elif key in choices:
+            problems += check(value, Rule("str", choices=tuple(choices[key])), f"{where}.{key}")
+        elif isinstance(defaults[key].default, bool):
+            problems += check(value, Rule("bool"), f"{where}.{key}")
+    return problems
 
 
 def config_problems(config: TrainConfig) -> List[str]:

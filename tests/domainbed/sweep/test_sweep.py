@@ -312,7 +312,9 @@ def test_real_training_sweep_resumes_and_reports_failures(tmp_path, data_dir):
     report = actions.status(jobs + bad)
     assert "3 jobs: 2 done, 0 incomplete, 0 running, 0 queued, 1 failed, 0 not launched" in report
     line = next(l for l in report.splitlines() if l.startswith("Failed"))
-    assert "5" in line and "traceback: " + os.path.join(bad[0].output_dir, run_dir.FAILED) in line
+    # refused before it started (nothing written): the launcher recorded the run's one line
+    assert "--test_envs 5 is out of range" in line
+    assert "traceback: " + os.path.join(bad[0].output_dir, "launcher.log") in line
 
     # collect_results on the real runs: the two done runs count, the failed one does not
     from domainbed.scripts import collect_results
