@@ -2,7 +2,6 @@
 
 import logging
 import os
-import shutil
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -194,7 +193,7 @@ def delete_incomplete(jobs: Sequence[Job], skip_confirmation: bool = False,
         try:
             if os.path.exists(os.path.join(job.output_dir, run_dir.DONE)):
                 continue  # it finished between the listing and now
-            shutil.rmtree(job.output_dir)
+            run_dir.delete_locked(job.output_dir)  # never deletes the lock it holds in place
             deleted.append(job)
         finally:
             lock.release()
