@@ -44,6 +44,9 @@ def _summary(report: Report) -> List[str]:
         if load.n_bad_lines:
             lines.append(f"{_count(load.n_bad_lines, 'undecodable results.jsonl line')} "
                          "skipped")
+        if getattr(load, "n_malformed", 0):
+            lines.append(f"{_count(load.n_malformed, 'record')} with values of the wrong "
+                         "type skipped")
         if load.empty_dirs:
             lines.append(f"{_count(len(load.empty_dirs), 'run')} with `{rd.DONE}` but no "
                          "record ignored")
