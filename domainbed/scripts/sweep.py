@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence
 
 from domainbed.errors import DomainBedError
 from domainbed.scripts.cli import exit_on_interrupt, os_error_line, print_errors
-from domainbed.sweep import actions, plan
+from domainbed.sweep import actions, memory, plan
 from domainbed.sweep.jobs import all_test_env_combinations
 from domainbed.sweep.options import build_parser, list_jobs
 from domainbed.sweep.spec import from_namespace
@@ -30,9 +30,14 @@ def main(argv: Optional[Sequence[str]] = None,
          train_command: Optional[Sequence[str]] = None) -> int:
     """Run the sweep command; returns the exit status (user errors print one line)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if args.command in ("status", "delete_incomplete"):
+            # the options left out come from the sweep folder's sweep.json, if any
+            for line in memory.remembered(parser, args, argv)[1]:
+                print(f"sweep {args.command}: note: {line}", file=sys.stderr)
         # status and delete_incomplete need the job ids only: extensions plan nothing
         mode = "ids" if args.command in ("status", "delete_incomplete") else "launch"
         spec = from_namespace(args, mode=mode)
@@ -94,9 +99,10 @@ def _run_plan(parser, args, multi_stage: "plan.Plan") -> int:
         for line in plan.describe(multi_stage):
             print(line)
         return 0
+    if not args.output_dir:  # the plan's own root (a recipe's output_root), for stage jobs
+        args.output_dir = multi_stage.root
     options = launcher.options_from_args(args)
-    defaults = launcher.options_from_args(
-        parser.parse_args([args.command, "--output_dir", args.output_dir]))
+    defaults = launcher.options_from_args(parser.parse_args([args.command]))
     options = plan.launcher_options(multi_stage, launcher.name, options,
                                     typed=options != defaults)
     start = time.time()
@@ -113,9 +119,20 @@ def _run_plan(parser, args, multi_stage: "plan.Plan") -> int:
     root = multi_stage.root
     print(f"\n{multi_stage.name} finished in {time.time() - start:.0f} s; files are under "
           f"{root}")
-    for path in multi_stage.outputs:
-        print(f"  {path}")
+    for output in multi_stage.outputs:
+        if _written_since(output, start):  # announce only what this command wrote
+            print(f"  {output}")
     return 0
+
+
+def _written_since(output: str, start: float) -> bool:
+    """Whether the file an output line names (``"what: PATH"``) was written since
+    ``start``."""
+    path = output.split(": ", 1)[-1]
+    try:
+        return os.path.getmtime(path) >= start - 1
+    except OSError:
+        return False
 
 
 def _stage_command(parser, args, stage: str) -> List[str]:

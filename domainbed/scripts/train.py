@@ -151,9 +151,9 @@ def main(argv=None) -> int:
     except DomainBedError as exc:
         print_errors(None, error_lines(exc))
         return 2
-    except OSError as exc:
+    except OSError as exc:  # the output folder cannot be made or written
         print_errors(None, [os_error_line(exc)])
-        return 2
+        return 1
     except KeyboardInterrupt:
         print("train: interrupted (Ctrl-C) before the run started", file=sys.stderr)
         raise

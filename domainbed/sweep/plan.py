@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
-from domainbed.sweep import actions, hooks
+from domainbed.sweep import actions, hooks, memory
 from domainbed.sweep.options import check_data_dir, list_jobs
 from domainbed.sweep.spec import SweepSpec
 
@@ -100,15 +100,16 @@ def launcher_options(plan: Plan, launcher_name: str, options: Dict[str, Any],
 
 def launch_sweep(spec: SweepSpec, launcher, options: Dict[str, Any],
                  skip_confirmation: bool = False, train_command: Optional[Sequence[str]] = None):
-    """List the sweep's jobs and launch those not done (``actions.launch``); the
-    before-launch hooks run unless the launcher only lists (``dry_run``). Returns the jobs
-    launched (None if declined)."""
+    """List the sweep's jobs and launch those not done (``actions.launch``); unless the
+    launcher only lists (``dry_run``), the sweep's spec is written into its folder
+    (``memory``) and the before-launch hooks run. Returns the jobs launched (None if
+    declined)."""
     check_data_dir(spec.data_dir)
     dry_run = getattr(launcher, "dry_run", False)
     if dry_run:
         spec = spec.replace(mode="list")
     jobs = list_jobs(spec, train_command)
-    before = [] if dry_run else [
+    before = [] if dry_run else [lambda to_launch: memory.write_spec(spec)] + [
         (lambda to_launch, hook=hooks.BEFORE_LAUNCH.get(n): hook(to_launch, sweep_args=spec))
         for n in hooks.BEFORE_LAUNCH.names()]
     return actions.launch(jobs, launcher, skip_confirmation=skip_confirmation,

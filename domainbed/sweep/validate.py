@@ -54,6 +54,9 @@ def _value(spec: SweepSpec, name: str) -> Any:
 def option_problems(spec: SweepSpec) -> List[str]:
     """The options against ``SWEEP_RULES``."""
     problems = []
+    if not spec.output_dir:
+        problems.append("--output_dir is required: the sweep folder that holds (or will "
+                        "hold) the run directories")
     for name, rule in SWEEP_RULES.items():
         value = _value(spec, name)
         if value is None and rule.nullable:

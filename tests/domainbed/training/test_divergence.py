@@ -2,7 +2,6 @@
 says ``diverged``, no final model, and status, tables and pools say so."""
 
 import json
-import os
 
 import pytest
 
