@@ -126,4 +126,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_interrupt(main))
+    sys.exit(exit_on_interrupt(main, "collect_results: interrupted (Ctrl-C)"))

@@ -173,4 +173,4 @@ __all__ = ["DATASETS", "Job", "all_test_env_combinations", "ask_for_confirmation
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_interrupt(main))
+    sys.exit(exit_on_interrupt(main, "sweep: interrupted (Ctrl-C)"))

@@ -14,7 +14,7 @@ from typing import Tuple
 
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
-from domainbed.scripts.cli import exit_on_interrupt, os_error_line, print_errors
+from domainbed.scripts.cli import INTERRUPTED, exit_on_interrupt, os_error_line, print_errors
 from domainbed.training.config import TrainConfig
 from domainbed.training.validate import validate_config
 from domainbed.validation import ValidationError, error_lines
@@ -155,6 +155,7 @@ def main(argv=None) -> int:
         print_errors(None, [os_error_line(exc)])
         return 1
     except KeyboardInterrupt:
+        _interrupt_reported.append(True)
         print("train: interrupted (Ctrl-C) before the run started", file=sys.stderr)
         raise
     log = logging.getLogger("domainbed.train")
@@ -166,6 +167,7 @@ def main(argv=None) -> int:
             log.error("error: %s", line)
         return 2
     except KeyboardInterrupt:
+        _interrupt_reported.append(True)
         log.error("interrupted (Ctrl-C): run the same command again to resume from step %d",
                   resume_step(config.output_dir))
         raise
@@ -178,5 +180,15 @@ def main(argv=None) -> int:
     return 0
 
 
+_interrupt_reported: list = []  # main said it already: the script adds no second line
+
+
+def _script() -> int:
+    code = exit_on_interrupt(main, message=None)
+    if code == INTERRUPTED and not _interrupt_reported:
+        print("train: interrupted (Ctrl-C)", file=sys.stderr)
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(exit_on_interrupt(main, message=None))
+    sys.exit(_script())

@@ -110,4 +110,4 @@ def _options_for_stage_jobs(recipe: dict, argv: Sequence[str],
 
 
 if __name__ == "__main__":
-    sys.exit(exit_on_interrupt(main))
+    sys.exit(exit_on_interrupt(main, "recipe: interrupted (Ctrl-C)"))
