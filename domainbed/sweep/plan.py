@@ -9,6 +9,7 @@ of ``domainbed_aux``); the core runs it: locally in order (finished runs are reu
 """
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -104,8 +105,12 @@ def launch_sweep(spec: SweepSpec, launcher, options: Dict[str, Any],
     launcher only lists (``dry_run``), the sweep's spec is written into its folder
     (``memory``) and the before-launch hooks run. Returns the jobs launched (None if
     declined)."""
-    check_data_dir(spec.data_dir)
     dry_run = getattr(launcher, "dry_run", False)
+    if not dry_run:
+        check_data_dir(spec.data_dir)
+    elif spec.data_dir and not os.path.isdir(spec.data_dir):  # listing reads no data
+        log.warning("--data_dir %s does not exist yet: the commands listed need it to run",
+                    spec.data_dir)
     if dry_run:
         spec = spec.replace(mode="list")
     jobs = list_jobs(spec, train_command)
