@@ -141,9 +141,12 @@ _KIND_TEST = {
 
 
 def closest(name: str, known: Iterable[str]) -> Optional[str]:
-    """The known name closest to ``name`` (difflib), or None."""
-    found = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=0.5)
-    return found[0] if found else None
+    """The known name closest to ``name`` (difflib, ignoring case), or None."""
+    by_lower = {}
+    for k in sorted(known):
+        by_lower.setdefault(str(k).lower(), k)
+    found = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.5)
+    return by_lower[found[0]] if found else None
 
 
 def unknown_key(where: str, key: str, known: Iterable[str]) -> str:

@@ -62,6 +62,12 @@ def option_problems(spec: SweepSpec) -> List[str]:
         if value is None and rule.nullable:
             continue
         problems += check(value, rule, f"--{name}")
+    space = _value(spec, "hparams_space")
+    if space is not None:
+        from domainbed.hparams_registry import HPARAM_SPACES
+        if space not in HPARAM_SPACES:
+            problems.append(f"--hparams_space {space!r} is not one of "
+                            f"{', '.join(HPARAM_SPACES.names())}")
     if isinstance(spec.n_hparams, int) and isinstance(spec.n_hparams_from, int) and \
             spec.n_hparams_from >= spec.n_hparams >= 1:
         problems.append(f"--n_hparams_from {spec.n_hparams_from} >= --n_hparams "
@@ -117,7 +123,7 @@ def hparams_problems(spec: SweepSpec, with_registry: bool) -> List[str]:
     space = _value(spec, "hparams_space") or "upstream"
     from domainbed.hparams_registry import HPARAM_SPACES
     if space not in HPARAM_SPACES:
-        return [f"--hparams_space {space!r} is not one of {', '.join(HPARAM_SPACES.names())}"]
+        return []  # named by option_problems
     for dataset in spec.datasets:
         for algorithm in spec.algorithms:
             problems += hparam_problems(algorithm, dataset, overrides, space)

@@ -88,7 +88,7 @@ def test_env_problems(config: TrainConfig) -> List[str]:
     n_envs = len(catalogue.CORE_DATASETS[config.dataset])
     return [f"--test_envs {env} is out of range: {config.dataset} has {n_envs} environments "
             f"(0..{n_envs - 1}); use -1 for no test environment"
-            for env in config.test_envs if isinstance(env, int) and not -1 <= env < n_envs]
+            for env in config.test_envs if isinstance(env, int) and env >= n_envs]
 
 
 def path_problems(config: TrainConfig) -> List[str]:
