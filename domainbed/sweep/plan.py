@@ -134,11 +134,17 @@ def run_stage(stage: Stage, launcher, options: Dict[str, Any]) -> None:
         launch_sweep(spec, launcher, options, skip_confirmation=True)
         if dry_run or options.get("wait") is False:
             continue
-        left = [j for j in list_jobs(spec.replace(mode="ids")) if j.state != run_dir.DONE_STATE]
+        jobs = list_jobs(spec.replace(mode="ids"))
+        left = [j for j in jobs if j.state != run_dir.DONE_STATE]
         if left:
+            lines, _ = actions.summary(jobs)
+            for line in lines:
+                log.info("stage %s: %s", stage.name, line.strip())
+            failed = actions.failures(left)
+            why = f": {failed[0][1]}" if failed else ""
             raise PlanError(f"stage {stage.name}: {len(left)} jobs are not done, e.g. "
-                            f"{left[0].name} in {left[0].output_dir}; fix them and run again "
-                            "(finished work is reused)")
+                            f"{left[0].name} in {left[0].output_dir}{why}; fix them and run "
+                            "again (finished work is reused)")
     log.info("stage %s: done", stage.name)
 
 

@@ -61,3 +61,21 @@ def test_a_sweep_whose_jobs_all_finish_exits_0_with_its_summary(tmp_path, capsys
             *SWEEP[:5], "1", *SWEEP[6:]]
     assert sweep_cli.main(argv, train_command=[sys.executable, str(script)]) == 0
     assert "sweep summary: 1 jobs: 1 done" in capsys.readouterr().out
+
+
+def test_a_plan_stage_with_a_failed_job_names_its_reason(tmp_path, caplog):
+    import logging
+
+    import pytest
+
+    from domainbed.command_launchers import REGISTRY
+    from domainbed.sweep.plan import PlanError, Stage, run_stage
+    from domainbed.sweep.spec import make_spec
+    missing = str(tmp_path / "missing.safetensors")
+    spec = make_spec(str(tmp_path / "sweep"), datasets=["Debug28"], algorithms=["ERM"],
+                     n_hparams=1, n_trials=1, test_env=0, data_dir=str(tmp_path),
+                     train_extra={"init_from": missing})
+    caplog.set_level(logging.INFO)
+    with pytest.raises(PlanError, match=f"--init_from {missing}: no such weight file"):
+        run_stage(Stage("target", sweeps=[spec]), REGISTRY.get("local"), {"in_process": True})
+    assert "stage target: sweep summary: 1 jobs: 0 done" in caplog.text
