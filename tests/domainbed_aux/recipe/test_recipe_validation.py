@@ -75,7 +75,8 @@ def test_nested_problems_are_all_reported_at_once_and_nothing_starts(tmp_path, c
      "recipe.steps: unknown key 'EmbeddedShape'; did you mean 'EmbeddedShapes'?"),
     ({"train_extra": {"full_evaluaton": True}},
      "recipe.train_extra: unknown key 'full_evaluaton'; did you mean 'full_evaluation'?"),
-    ({"train_extra": {"steps": 3}}, "recipe.train_extra.steps: set by the sweep (or recipe) itself"),
+    ({"train_extra": {"steps": 3}},
+     "recipe.train_extra.steps: set by the sweep (or recipe) itself"),
     ({"hparams_space": "wild"}, "recipe.hparams_space: 'wild' is not a known hparams_space"),
     ({"report": {"provider": "tables"}}, "'tables' is not a known report provider"),
 ])
