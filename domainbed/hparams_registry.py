@@ -8,7 +8,7 @@ Table 3, used for soups, DiWA and ratatouille).
 """
 
 import difflib
-from typing import Callable, Dict, Iterable, Mapping, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Set, Tuple
 
 import numpy as np
 
@@ -194,26 +194,35 @@ def known_hparams(dataset: str, extra_known: Iterable[str] = ()) -> Set[str]:
     return names
 
 
-def check_hparams_keys(algorithm: str, dataset: str, overrides: Mapping[str, object],
-                       extra_known: Iterable[str] = (), space: str = "upstream") -> None:
-    """Raise ``DomainBedError`` naming the closest known name when an ``--hparams`` key is
-    declared by no algorithm, backbone, dataset or space (a typo would otherwise be ignored
-    silently: nothing reads it)."""
+def unknown_hparams(algorithm: str, dataset: str, overrides: Mapping[str, object],
+                    extra_known: Iterable[str] = (), space: str = "upstream",
+                    where: str = "--hparams") -> List[str]:
+    """One problem line per ``overrides`` key that no algorithm, backbone, dataset or space
+    declares (a typo would otherwise be ignored silently: nothing reads it), each naming the
+    closest known name; [] when every key is known."""
     extra_known = list(extra_known)
     own = set(_declarations(algorithm, dataset, 0, space, _Names).values) | set(KNOWN_HPARAMS)
     unknown = [k for k in overrides if k not in own and k not in extra_known]
     if not unknown:
-        return
+        return []
     known = known_hparams(dataset, extra_known)
-    unknown = [k for k in unknown if k not in known]
-    if not unknown:
-        return
-    key = unknown[0]
-    # prefer a name this run declares (lr_typo -> lr, not another algorithm's lr_g)
-    closest = (difflib.get_close_matches(key, sorted(own), n=1, cutoff=0.6)
-               or difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.0))
-    hint = f"did you mean {closest[0]!r}?" if closest else "no hyperparameter is known"
-    raise DomainBedError(
-        f"unknown hyperparameter {key!r} in --hparams (no algorithm, backbone, dataset or "
-        f"space declares it); {hint} Fix the key, or, for a name a plugin reads, declare it "
-        "with domainbed.hparams_registry.register_known_hparams")
+    problems = []
+    for key in (k for k in unknown if k not in known):
+        # prefer a name this run declares (lr_typo -> lr, not another algorithm's lr_g)
+        closest = (difflib.get_close_matches(key, sorted(own), n=1, cutoff=0.6)
+                   or difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.0))
+        hint = f"did you mean {closest[0]!r}?" if closest else "no hyperparameter is known"
+        problems.append(
+            f"unknown hyperparameter {key!r} in {where} (no algorithm, backbone, dataset or "
+            f"space declares it); {hint} Fix the key, or, for a name a plugin reads, declare "
+            "it with domainbed.hparams_registry.register_known_hparams")
+    return problems
+
+
+def check_hparams_keys(algorithm: str, dataset: str, overrides: Mapping[str, object],
+                       extra_known: Iterable[str] = (), space: str = "upstream") -> None:
+    """Raise ``DomainBedError`` naming the closest known name when an ``--hparams`` key is
+    declared by no algorithm, backbone, dataset or space (see ``unknown_hparams``)."""
+    problems = unknown_hparams(algorithm, dataset, overrides, extra_known, space)
+    if problems:
+        raise DomainBedError(problems[0])

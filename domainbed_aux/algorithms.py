@@ -27,7 +27,9 @@ from domainbed.algorithms.base import concat_minibatches, register_algorithm
 from domainbed.algorithms.erm import ERM
 from domainbed.errors import DomainBedError
 
-log = logging.getLogger(__name__)
+# under the core's "domainbed" logger, whose handlers a training run points at its out.txt:
+# the frozen-featurizer phase is part of the run's log
+log = logging.getLogger("domainbed.algorithms.ratatouille")
 
 DEFAULT_LP_STEPS = 200
 

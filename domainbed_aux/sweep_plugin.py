@@ -36,6 +36,8 @@ import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from domainbed.sweep import hooks
+from domainbed.sweep.validate import register_sweep_rule
+from domainbed.validation import Rule
 
 if TYPE_CHECKING:  # the modules below import torch: loaded when a job needs them
     from domainbed_aux.init.probe import LinearProbeSpec
@@ -75,6 +77,11 @@ class _StoreAndDefault(argparse.Action):
             default = _default_algorithms(namespace)
             if default is not None:
                 namespace.algorithms = _DefaultAlgorithms(default)
+
+
+# the ranges of the options below, checked with the core's (domainbed.sweep.validate)
+register_sweep_rule("lp_steps_total", Rule("int", minimum=1, nullable=True, hide_null=True))
+register_sweep_rule("fusing_range", Rule("number", fix="r >= 0 switches to fusing; -1: off"))
 
 
 def _has_option(parser: argparse.ArgumentParser, option: str) -> bool:

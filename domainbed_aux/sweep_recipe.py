@@ -19,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default=None, metavar="FILE",
                         help="run a multi-stage recipe (e.g. sweeps/embedded.json) instead of "
                              "a single sweep; only with launch")
+    parser.add_argument("--allow_report_module", action="append", default=None,
+                        metavar="MODULE",
+                        help="let the recipe's report stage run MODULE (python -m MODULE "
+                             "ARGS) although it is not a registered report provider; a "
+                             "recipe file alone runs no code it names")
 
 
 def _make_data_dir_for_generated_data(recipe: dict) -> None:
@@ -43,7 +48,8 @@ def read_recipe(spec) -> Optional["object"]:
     if not path:
         return None
     from domainbed_aux.recipe import load_recipe, recipe_plan
-    recipe = load_recipe(path, spec.data_dir, spec.output_dir)
+    allowed = tuple(getattr(spec, "allow_report_module", None) or ())
+    recipe = load_recipe(path, spec.data_dir, spec.output_dir, allowed)
     if spec.mode == "launch":
         _make_data_dir_for_generated_data(recipe)
-    return recipe_plan(recipe)
+    return recipe_plan(recipe, allowed)

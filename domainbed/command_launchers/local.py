@@ -14,6 +14,7 @@ from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from domainbed.command_launchers.base import (LAUNCHER_LOG, Launcher, Task, as_task,
                                                register_launcher)
+from domainbed.command_launchers.failures import record_failures
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
 
@@ -206,6 +207,7 @@ class LocalLauncher(Launcher):
                 codes = run_in_workers(tasks, slots, n_threads, tty=tty)
             else:
                 codes = run_tasks(tasks, slots, tty=tty)
+        record_failures(tasks, codes)  # the reason of a job that could not write it
         n_failed = sum(1 for c in codes if c != 0)
         if n_failed:
             log.warning("local launcher: %d of %d jobs failed", n_failed, len(tasks))

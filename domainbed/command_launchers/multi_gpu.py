@@ -6,6 +6,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from domainbed.command_launchers.base import Launcher, as_task, register_launcher
+from domainbed.command_launchers.failures import record_failures
 from domainbed.command_launchers.local import thread_overrides
 from domainbed.command_launchers.parallel import Slot, run_tasks
 # visible_gpus lives with the other machine facts; this module's name for it is kept
@@ -69,6 +70,7 @@ class MultiGPULauncher(Launcher):
         slots = gpu_slots(gpus, jobs_per_gpu, thread_overrides(n_parallel, threads_per_job))
         log.info("multi_gpu launcher: %d GPUs x %d jobs each", len(gpus), jobs_per_gpu)
         codes = run_tasks(tasks, slots, tty=tty)
+        record_failures(tasks, codes)  # the reason of a job that could not write it
         n_failed = sum(1 for c in codes if c != 0)
         if n_failed:
             log.warning("multi_gpu launcher: %d of %d jobs failed", n_failed, len(tasks))

@@ -37,9 +37,13 @@ class LoadReport:
     n_runs: int = 0                # runs with ``done`` whose records were loaded
     n_skipped: int = 0             # run directories without ``done``: ignored
     n_bad_lines: int = 0           # undecodable lines (e.g. a truncated last line): skipped
+    n_malformed: int = 0           # records whose values have the wrong types: skipped
     n_records: int = 0
     skipped_dirs: List[str] = field(default_factory=list)
     empty_dirs: List[str] = field(default_factory=list)  # ``done`` but no record
+    # finished runs that diverged (a non-finite loss): counted, their last record scores
+    # the diverged model, as upstream's tables count a run whose accuracy collapsed
+    diverged_dirs: List[str] = field(default_factory=list)
 
 
 def load_records_with_report(input_dir: str,
@@ -87,12 +91,55 @@ def _load_runs(run_dirs: List[Tuple[str, bool]], records: List[dict],
             continue
         run_records, n_bad = rd.read_records_counted(path)
         report.n_bad_lines += n_bad
+        well_formed = [r for r in run_records if not malformed(r)]
+        if len(well_formed) < len(run_records):
+            n = len(run_records) - len(well_formed)
+            log.warning("%s: skipping %d record(s) whose values have the wrong types", path, n)
+            report.n_malformed += n
+            run_records = well_formed
         if not run_records:
             log.warning("%s has %s but no record; ignored", path, rd.DONE)
             report.empty_dirs.append(path)
             continue
         report.n_runs += 1
+        if run_records[-1].get("diverged") is True:
+            report.diverged_dirs.append(path)
         records.extend(run_records)
+
+
+_NUMBER = (int, float)
+_ARG_TYPES = {"dataset": (str,), "algorithm": (str,), "trial_seed": (int,),
+              "hparams_seed": (int,)}
+_GROUP_ARGS = ("dataset", "algorithm", "trial_seed")  # a table groups by them: never null
+
+
+def malformed(record: dict) -> bool:
+    """Whether a decoded record has values of the wrong type where tables read them:
+    ``args`` (dataset, algorithm, seeds, test_envs), ``hparams``, ``step`` and the
+    ``env{i}_{in,out}_acc`` accuracies (a number or null). Missing keys are not checked
+    here (records without args are left out when grouped)."""
+    args = record.get("args")
+    if args is not None:
+        if type(args) is not dict:
+            return True
+        for key, types in _ARG_TYPES.items():
+            if key in args and type(args[key]) not in types and \
+                    (args[key] is not None or key in _GROUP_ARGS):
+                return True
+        if "test_envs" in args and (type(args["test_envs"]) is not list or
+                                    any(type(e) is not int for e in args["test_envs"])):
+            return True
+    hparams = record.get("hparams")
+    if hparams is not None and type(hparams) is not dict:
+        return True
+    step = record.get("step")
+    if step is not None and type(step) not in _NUMBER:
+        return True
+    for key, value in record.items():
+        if value is not None and key[-4:] == "_acc" and key[:3] == "env" and \
+                type(value) not in _NUMBER:
+            return True
+    return False
 
 
 def load_records(input_dir: str, max_depth: int = DEFAULT_MAX_DEPTH) -> Q:

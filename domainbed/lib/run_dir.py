@@ -10,6 +10,9 @@
 - ``checkpoint.safetensors``: the full training state for resuming (removed once done).
 - ``done``: written last, when the run has finished.
 - ``failed``: JSON ``{"error", "traceback"}`` when the last attempt raised.
+- ``diverged``: JSON ``{"step", "nonfinite"}`` when a step's loss was NaN or infinite: the
+  run stopped there and finished (``done``) without a final model; its last record says
+  ``"diverged": true``.
 - ``.lock``: held (``flock``) by the process that is training in this directory.
 - ``progress.json``: ``{"step", "n_steps", "time"}``, rewritten about once a second while
   training (steps done so far), for launchers that show progress.
@@ -26,6 +29,7 @@ import fcntl
 import json
 import os
 import logging
+import shutil
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -39,6 +43,7 @@ MODEL_BEST = "model_best.safetensors"
 CHECKPOINT = "checkpoint.safetensors"
 DONE = "done"
 FAILED = "failed"
+DIVERGED = "diverged"
 LOCK = ".lock"
 PROGRESS = "progress.json"
 SLURM_JOB = "slurm_job"
@@ -111,19 +116,26 @@ class RunLock:
         self._fd: Optional[int] = None
 
     def acquire(self) -> bool:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+        for _ in range(5):
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EAGAIN, errno.EACCES):
+                    return False
+                raise
+            # the lock holds only if its file is still the one at the path: a directory
+            # being deleted was renamed away with its lock file; then lock the new path
+            if _same_file(fd, self.path):
+                self._fd = fd
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+                return True
+            fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                return False
-            raise
-        self._fd = fd
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        return True
+        return False
 
     def release(self) -> None:
         if self._fd is not None:
@@ -136,6 +148,27 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+DELETING_PREFIX = ".deleting-"
+
+
+def delete_locked(run_dir: str) -> None:
+    """Delete ``run_dir``, whose ``RunLock`` the caller holds: it is first renamed to a
+    hidden name beside it (with its lock file, which stays held), so that a run starting
+    meanwhile gets a fresh directory and lock instead of sharing this one, and nothing can
+    write into the tree while it is removed."""
+    parent, name = os.path.split(os.path.abspath(run_dir))
+    aside = os.path.join(parent, f"{DELETING_PREFIX}{name}-{os.getpid()}")
+    os.rename(run_dir, aside)
+    shutil.rmtree(aside)
 
 
 def is_running(run_dir: str) -> bool:
@@ -158,6 +191,19 @@ def read_failure(run_dir: str) -> Optional[dict]:
             return json.load(f)
     except (OSError, ValueError):
         return {"error": "unreadable failure file", "traceback": ""}
+
+
+def read_divergence(run_dir: str) -> Optional[dict]:
+    """The ``diverged`` marker of a finished run (``{"step", "nonfinite"}``), or None."""
+    path = os.path.join(run_dir, DIVERGED)
+    try:
+        with open(path, encoding="utf-8") as f:
+            marker = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"step": None, "nonfinite": {}}
+    return marker if isinstance(marker, dict) else {"step": None, "nonfinite": {}}
 
 
 def run_state(run_dir: str) -> str:
@@ -183,16 +229,20 @@ def find_run_dirs(top: str, max_depth: Optional[int] = DEFAULT_MAX_DEPTH,
     A run directory is a directory holding one of ``markers``; it is looked for in ``top``
     itself and in sub-folders down to ``max_depth`` levels (None: any depth), never inside a
     run directory, nor in hidden folders or in the folders of ``skip`` (compared by real path).
-    Symbolic links to folders are followed; a folder that cannot be listed is skipped with a
-    warning.
+    Symbolic links to folders are followed, each folder once (a symlink loop, or two links to
+    one folder, do not count its runs twice); a folder that cannot be listed is skipped with
+    a warning.
     """
     markers = tuple(markers)
     skipped = {os.path.realpath(path) for path in skip}
     found: List[Tuple[str, bool]] = []
+    visited = set()  # real paths: a folder reached twice (a symlink loop, two links) once
 
     def visit(path: str, depth: int) -> None:
-        if skipped and os.path.realpath(path) in skipped:
+        real = os.path.realpath(path)
+        if real in visited or (skipped and real in skipped):
             return
+        visited.add(real)
         try:
             with os.scandir(path) as it:
                 entries = list(it)

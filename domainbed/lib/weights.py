@@ -134,10 +134,37 @@ def save_weights(path: str, state_dict: Dict[str, torch.Tensor],
 def read_metadata(path: str) -> Dict[str, Any]:
     """The JSON metadata of a safetensors file we wrote, without reading its tensors."""
     from safetensors import safe_open
+    _check_is_file(path)
     if _file_kind(path) != "safetensors":
         return {}
-    with safe_open(path, framework="pt", device="cpu") as f:
-        return json.loads((f.metadata() or {}).get(_META_KEY, "{}"))
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            return _json_metadata(path, (f.metadata() or {}).get(_META_KEY, "{}"))
+    except WeightFileError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types
+        raise WeightFileError(f"{path}: not a readable safetensors file ({one_line(exc)}); "
+                              "it is truncated or corrupt: re-create or re-download it") from None
+
+
+def _check_is_file(path: str) -> None:
+    if os.path.isdir(path):
+        raise WeightFileError(f"{path}: is a folder, not a weight file; give the file (e.g. "
+                              "RUN/model.safetensors)")
+    if not os.path.isfile(path):
+        raise WeightFileError(f"{path}: no such weight file")
+
+
+def _json_metadata(path: str, text: str) -> Dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise WeightFileError(f"{path}: its metadata is not valid JSON ({exc}); the file was "
+                              "altered: re-create or re-download it") from None
+    if not isinstance(value, dict):
+        raise WeightFileError(f"{path}: its metadata is not a JSON object; the file was "
+                              "altered: re-create or re-download it")
+    return value
 
 
 def save_state(path: str, state: Any, metadata: Optional[Dict[str, Any]] = None) -> None:
@@ -174,21 +201,31 @@ def _read_safetensors(path: str, device) -> Tuple[Dict[str, torch.Tensor], Dict[
             for key in f.keys():
                 tensors[key] = f.get_tensor(key)
     except Exception as exc:  # safetensors raises its own error types
-        raise WeightFileError(f"{path}: not a readable safetensors file ({exc}); "
-                              "re-create or re-download it") from None
+        raise WeightFileError(f"{path}: not a readable safetensors file ({one_line(exc)}); "
+                              "it is truncated or corrupt: re-create or re-download it") from None
     return tensors, meta
 
 
 def _read_torch_pickle(path: str, device) -> Any:
     try:
+        if path.endswith(".safetensors"):  # torch.load would hand it to safetensors
+            with open(path, "rb") as f:
+                return torch.load(f, map_location=device, weights_only=True)
         return torch.load(path, map_location=device, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:
         first = one_line(exc, last=False)
+        if isinstance(exc, RuntimeError) and ("PytorchStreamReader" in first or "zip" in first):
+            raise WeightFileError(f"{path}: not a readable torch file ({first}); it is "
+                                  "truncated or corrupt: re-create or re-download it") from None
         raise WeightFileError(
             f"{path}: refused to load: the file holds Python objects or code that a weight "
             f"file must not contain ({first}). Only plain tensors and containers are read "
             "(torch.load with weights_only=True); re-save the weights as a state dict or as "
             "safetensors") from None
+    except Exception as exc:  # truncated zip or pickle streams raise many kinds
+        raise WeightFileError(f"{path}: not a readable torch file ({type(exc).__name__}: "
+                              f"{one_line(exc, last=False)}); it is truncated or corrupt: "
+                              "re-create or re-download it") from None
 
 
 def load_file(path: str, device="cpu") -> Tuple[Any, Dict[str, Any]]:
@@ -197,14 +234,18 @@ def load_file(path: str, device="cpu") -> Tuple[Any, Dict[str, Any]]:
     safetensors files written by :func:`save_state` give back the nested structure, others
     a flat tensor dict; torch pickles give whatever (safe) structure they hold.
     """
-    if not os.path.isfile(path):
-        raise WeightFileError(f"{path}: no such weight file")
+    _check_is_file(path)
     kind = _file_kind(path)
     if kind == "safetensors":
         tensors, meta = _read_safetensors(path, device)
-        metadata = json.loads(meta.get(_META_KEY, "{}"))
+        metadata = _json_metadata(path, meta.get(_META_KEY, "{}"))
         if _SKELETON_KEY in meta:
-            return _unflatten(json.loads(meta[_SKELETON_KEY]), tensors), metadata
+            try:
+                return _unflatten(json.loads(meta[_SKELETON_KEY]), tensors), metadata
+            except (ValueError, KeyError, TypeError) as exc:
+                raise WeightFileError(f"{path}: its structure metadata is broken "
+                                      f"({type(exc).__name__}: {exc}); the file was altered: "
+                                      "re-create it") from None
         if _ALIASES_KEY in meta:
             aliases = json.loads(meta[_ALIASES_KEY])
             tensors = _restore_aliases(tensors, aliases)
@@ -212,7 +253,8 @@ def load_file(path: str, device="cpu") -> Tuple[Any, Dict[str, Any]]:
     if kind in ("torch-zip", "pickle"):
         return _read_torch_pickle(path, device), {}
     raise WeightFileError(f"{path}: unknown weight file format (expected safetensors or a "
-                          "torch state dict)")
+                          "torch state dict); if it is one, it is truncated or corrupt: "
+                          "re-create or re-download it")
 
 
 def _restore_aliases(tensors: Dict[str, torch.Tensor], aliases: Dict[str, str]):

@@ -44,9 +44,17 @@ def _summary(report: Report) -> List[str]:
         if load.n_bad_lines:
             lines.append(f"{_count(load.n_bad_lines, 'undecodable results.jsonl line')} "
                          "skipped")
+        if getattr(load, "n_malformed", 0):
+            lines.append(f"{_count(load.n_malformed, 'record')} with values of the wrong "
+                         "type skipped")
         if load.empty_dirs:
             lines.append(f"{_count(len(load.empty_dirs), 'run')} with `{rd.DONE}` but no "
                          "record ignored")
+        diverged = getattr(load, "diverged_dirs", [])
+        if diverged:
+            lines.append(f"{_count(len(diverged), 'run')} diverged (non-finite loss; "
+                         "counted with the scores of the diverged model): "
+                         + ", ".join(diverged))
     else:
         lines.append(_count(report.n_records, "record"))
     lines.extend(f"Note: {note}" for note in report.notes)
@@ -150,6 +158,7 @@ def report_to_dict(report: Report) -> dict:
         "n_runs": None if load is None else load.n_runs,
         "n_runs_ignored_without_done": None if load is None else load.n_skipped,
         "n_bad_lines": None if load is None else load.n_bad_lines,
+        "diverged_runs": None if load is None else list(getattr(load, "diverged_dirs", [])),
         "notes": list(report.notes),
         "selection_methods": {},
     }

@@ -2,8 +2,9 @@
 
 Prints the tables (text by default, or ``--markdown``, ``--latex``, ``--json``) for each model
 selection method, and writes them next to the sweep as ``DIR/results.{txt,md,tex,json}``.
-Text and LaTeX are upstream DomainBed's output line for line (``domainbed.reports.upstream``);
-our additions (runs counted and ignored, notes, rows of row providers) come after them.
+Text and LaTeX on stdout are upstream DomainBed's output byte for byte
+(``domainbed.reports.upstream``); our notes (runs counted, ignored and diverged, ...) go to
+stderr. Markdown and JSON are ours and hold the notes.
 Upstream's module functions (``format_mean``, ``print_table``, ``print_results_tables``,
 ``merge_records``, ``recursive_freeze``, ``remove_key``) are importable from here.
 """
@@ -12,9 +13,10 @@ import argparse
 import logging
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
-from domainbed.errors import DomainBedError
+from domainbed.errors import DomainBedError, one_line
+from domainbed.scripts.cli import exit_on_interrupt, os_error_line
 from domainbed.lib.reporting import (DEFAULT_MAX_DEPTH, get_grouped_records,
                                      load_records_with_report)
 from domainbed.model_selection import SELECTION_METHODS, get_selection_method
@@ -40,7 +42,22 @@ def collect_results(input_dir: str, fmt: str = "text",
     With ``save`` the report is also written to ``input_dir/results.<ext>``; with ``output``
     to that file too. ``selection_methods`` are names accepted by ``get_selection_method``
     (default: all registered). Raises ``DomainBedError`` for a missing or empty input dir.
+    Text and LaTeX are upstream's output byte for byte (then our tables, when
+    ``row_providers`` add rows); our notes are returned by ``collect_results_and_notes``.
     """
+    return collect_results_and_notes(input_dir, fmt, selection_methods, output, save,
+                                     row_providers, max_depth)[0]
+
+
+def collect_results_and_notes(input_dir: str, fmt: str = "text",
+                              selection_methods: Optional[Sequence[str]] = None,
+                              output: Optional[str] = None, save: bool = True,
+                              row_providers: Sequence[RowProvider] = (),
+                              max_depth: int = DEFAULT_MAX_DEPTH) -> Tuple[str, str]:
+    """``(report, notes)``: see ``collect_results``; ``notes`` are our ``#`` lines (runs
+    counted and ignored, diverged runs, notes) for the upstream formats, which ``main``
+    prints on stderr so that stdout stays upstream's text; "" for our own formats, which
+    hold them."""
     if fmt not in FORMATS:
         raise DomainBedError(f"unknown report format {fmt!r}; known formats: {', '.join(FORMATS)}")
     names = list(selection_methods) if selection_methods else SELECTION_METHODS.names()
@@ -50,10 +67,13 @@ def collect_results(input_dir: str, fmt: str = "text",
     grouped, cache = get_grouped_records(records), {}
     providers = default_row_providers() + list(row_providers)  # the algorithms', then these
     report = build_report(records, methods, providers, load_report, grouped, cache)
+    notes = ""
     if fmt in UPSTREAM_FORMATS:
         latex = UPSTREAM_FORMATS[fmt]
         text = "\n".join(report_lines(records, methods, latex, grouped, cache)) + "\n"
-        text += extras_text(report, latex, with_tables=bool(row_providers))
+        if row_providers:
+            text += extras_text(report, latex, with_tables=True)
+        notes = extras_text(report, latex=False).lstrip("\n")
     else:
         text = render(report, fmt)
     targets = [os.path.join(input_dir, FORMATS[fmt][1])] if save else []
@@ -65,7 +85,7 @@ def collect_results(input_dir: str, fmt: str = "text",
             if path == output:
                 raise DomainBedError(f"cannot write the report to {path!r}: {exc}") from exc
             log.warning("cannot write the report next to the sweep (%s): %s", path, exc)
-    return text
+    return text, notes
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -90,14 +110,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
-        text = collect_results(args.input_dir, args.fmt, args.selection_methods, args.output,
-                               save=not args.no_save, max_depth=args.max_depth)
+        text, notes = collect_results_and_notes(
+            args.input_dir, args.fmt, args.selection_methods, args.output,
+            save=not args.no_save, max_depth=args.max_depth)
     except DomainBedError as exc:
-        print(f"collect_results: error: {exc}", file=sys.stderr)
+        print(f"collect_results: error: {one_line(exc)}", file=sys.stderr)
         return 1
-    sys.stdout.write(text)
+    except OSError as exc:
+        print(f"collect_results: error: {os_error_line(exc)}", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)  # upstream's text byte for byte (text and LaTeX)
+    sys.stdout.flush()
+    sys.stderr.write(notes)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_on_interrupt(main, "collect_results: interrupted (Ctrl-C)"))

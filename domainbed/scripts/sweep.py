@@ -16,26 +16,36 @@ import time
 from typing import List, Optional, Sequence
 
 from domainbed.errors import DomainBedError
-from domainbed.sweep import actions, plan
+from domainbed.scripts.cli import exit_on_interrupt, os_error_line, print_errors
+from domainbed.sweep import actions, memory, plan
 from domainbed.sweep.jobs import all_test_env_combinations
 from domainbed.sweep.options import build_parser, list_jobs
 from domainbed.sweep.spec import from_namespace
 from domainbed.sweep.upstream import Job, ask_for_confirmation, make_args_list
+from domainbed.sweep.validate import launcher_problems, sweep_problems
+from domainbed.validation import error_lines, raise_if_any
 
 
 def main(argv: Optional[Sequence[str]] = None,
          train_command: Optional[Sequence[str]] = None) -> int:
     """Run the sweep command; returns the exit status (user errors print one line)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if args.command in ("status", "delete_incomplete"):
+            # the options left out come from the sweep folder's sweep.json, if any
+            for line in memory.remembered(parser, args, argv)[1]:
+                print(f"sweep {args.command}: note: {line}", file=sys.stderr)
         # status and delete_incomplete need the job ids only: extensions plan nothing
         mode = "ids" if args.command in ("status", "delete_incomplete") else "launch"
         spec = from_namespace(args, mode=mode)
-        multi_stage = plan.read_plan(spec)
+        multi_stage = plan.read_plan(spec)  # a recipe is validated as it is read
         if multi_stage is not None:
+            raise_if_any(launcher_problems(args))
             return _run_plan(parser, args, multi_stage)
+        raise_if_any(sweep_problems(spec, args))
         if args.stage or args.only:
             raise DomainBedError("--stage and --only select stages of a multi-stage plan "
                                  "(e.g. --recipe FILE)")
@@ -46,13 +56,29 @@ def main(argv: Optional[Sequence[str]] = None,
                                       skip_confirmation=args.skip_confirmation)
         else:
             launcher = _launcher(args)
-            plan.launch_sweep(spec, launcher, launcher.options_from_args(args),
-                              skip_confirmation=args.skip_confirmation,
-                              train_command=train_command)
+            options = launcher.options_from_args(args)
+            launched = plan.launch_sweep(spec, launcher, options,
+                                         skip_confirmation=args.skip_confirmation,
+                                         train_command=train_command)
+            if launched and _waits_for_jobs(launcher, options):
+                lines, all_done = actions.summary(launched)
+                print("\n".join(lines))
+                return 0 if all_done else 1
     except DomainBedError as exc:
-        print(f"sweep {args.command}: error: {exc}", file=sys.stderr)
+        print_errors(f"sweep {args.command}", error_lines(exc))
         return 2
+    except OSError as exc:
+        print_errors(f"sweep {args.command}", [os_error_line(exc)])
+        return 1
     return 0
+
+
+def _waits_for_jobs(launcher, options) -> bool:
+    """Whether the launcher returns once its jobs ended (not: listing, a SLURM submission
+    that does not wait)."""
+    if getattr(launcher, "dry_run", False):
+        return False
+    return launcher.name != "slurm" or bool(options.get("wait"))
 
 
 def _launcher(args):
@@ -73,9 +99,10 @@ def _run_plan(parser, args, multi_stage: "plan.Plan") -> int:
         for line in plan.describe(multi_stage):
             print(line)
         return 0
+    if not args.output_dir:  # the plan's own root (a recipe's output_root), for stage jobs
+        args.output_dir = multi_stage.root
     options = launcher.options_from_args(args)
-    defaults = launcher.options_from_args(
-        parser.parse_args([args.command, "--output_dir", args.output_dir]))
+    defaults = launcher.options_from_args(parser.parse_args([args.command]))
     typed = [k for k in options if options[k] != defaults.get(k)]
     options = plan.launcher_options(multi_stage, launcher.name, options, typed=typed)
     start = time.time()
@@ -92,9 +119,20 @@ def _run_plan(parser, args, multi_stage: "plan.Plan") -> int:
     root = multi_stage.root
     print(f"\n{multi_stage.name} finished in {time.time() - start:.0f} s; files are under "
           f"{root}")
-    for path in multi_stage.outputs:
-        print(f"  {path}")
+    for output in multi_stage.outputs:
+        if _written_since(output, start):  # announce only what this command wrote
+            print(f"  {output}")
     return 0
+
+
+def _written_since(output: str, start: float) -> bool:
+    """Whether the file an output line names (``"what: PATH"``) was written since
+    ``start``."""
+    path = output.split(": ", 1)[-1]
+    try:
+        return os.path.getmtime(path) >= start - 1
+    except OSError:
+        return False
 
 
 def _stage_command(parser, args, stage: str) -> List[str]:
@@ -135,4 +173,4 @@ __all__ = ["DATASETS", "Job", "all_test_env_combinations", "ask_for_confirmation
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_on_interrupt(main, "sweep: interrupted (Ctrl-C)"))

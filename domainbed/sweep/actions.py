@@ -2,7 +2,6 @@
 
 import logging
 import os
-import shutil
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -78,7 +77,7 @@ def failures(jobs: Sequence[Job]) -> List[Tuple[Job, str, str]]:
         reason = " ".join(str(failure.get("error") or "no reason recorded").split())
         where = os.path.join(job.output_dir, run_dir.FAILED)
         if not failure.get("traceback"):
-            where = os.path.join(job.output_dir, run_dir.ERR)
+            where = os.path.join(job.output_dir, str(failure.get("log") or run_dir.ERR))
         out.append((job, reason, where))
     return out
 
@@ -91,7 +90,45 @@ def status(jobs: Sequence[Job], in_queue=None) -> str:
         lines.append(f"Failed {job.name}: {reason} (traceback: {where})")
     for job in groups[run_dir.RUNNING_STATE]:
         lines.append(f"Running {job.name}: {job.output_dir}")
+    lines += divergence_lines(groups[run_dir.DONE_STATE])
     return "\n".join(lines)
+
+
+def divergences(jobs: Sequence[Job]) -> List[Tuple[Job, dict]]:
+    """The Done jobs whose run diverged (a non-finite loss), with their ``diverged`` marker."""
+    found = []
+    for job in jobs:
+        marker = run_dir.read_divergence(job.output_dir)
+        if marker is not None:
+            found.append((job, marker))
+    return found
+
+
+def divergence_lines(done_jobs: Sequence[Job]) -> List[str]:
+    """One line per diverged run (they count as done, with their collapsed scores)."""
+    lines = []
+    for job, marker in divergences(done_jobs):
+        values = ", ".join(f"{k}={v}" for k, v in sorted((marker.get("nonfinite") or {}).items()))
+        lines.append(f"Diverged {job.name}: non-finite {values or 'loss'} at step "
+                     f"{marker.get('step')}; done, its last record scores the diverged model "
+                     f"({job.output_dir})")
+    return lines
+
+
+def summary(jobs: Sequence[Job]) -> Tuple[List[str], bool]:
+    """The end of a launch: counts per state of ``jobs`` (the launched ones), one line per
+    failed or unfinished job with its id and the last line of its error, one per diverged
+    run; and whether every job is done."""
+    groups = group_by_state(jobs)
+    lines = ["sweep summary: " + format_counts(groups)]
+    for job, reason, where in failures(groups[run_dir.FAILED_STATE]):
+        lines.append(f"  failed {job.name}: {reason} (see {where})")
+    for job in groups[run_dir.INCOMPLETE_STATE] + groups[run_dir.NOT_LAUNCHED_STATE]:
+        lines.append(f"  unfinished {job.name}: {job.output_dir}")
+    lines += ["  " + line[0].lower() + line[1:] for line in
+              divergence_lines(groups[run_dir.DONE_STATE])]
+    ok = len(groups[run_dir.DONE_STATE]) == len(jobs)
+    return lines, ok
 
 
 def launchable(jobs: Sequence[Job], in_queue=None) -> List[Job]:
@@ -161,7 +198,7 @@ def delete_incomplete(jobs: Sequence[Job], skip_confirmation: bool = False,
         try:
             if os.path.exists(os.path.join(job.output_dir, run_dir.DONE)):
                 continue  # it finished between the listing and now
-            shutil.rmtree(job.output_dir)
+            run_dir.delete_locked(job.output_dir)  # never deletes the lock it holds in place
             deleted.append(job)
         finally:
             lock.release()

@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", choices=TASKS, default="domain_generalization")
     parser.add_argument("--n_hparams_from", type=int, default=0)
     parser.add_argument("--n_hparams", type=int, default=20)
-    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--output_dir", default=None,
+                        help="the sweep folder (required; with --recipe, default: the "
+                             "recipe's output_root)")
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n_trials", type=int, default=3)

@@ -9,12 +9,13 @@ of ``domainbed_aux``); the core runs it: locally in order (finished runs are reu
 """
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
-from domainbed.sweep import actions, hooks
+from domainbed.sweep import actions, hooks, memory
 from domainbed.sweep.options import check_data_dir, list_jobs
 from domainbed.sweep.spec import SweepSpec
 
@@ -103,19 +104,30 @@ def launcher_options(plan: Plan, launcher_name: str, options: Dict[str, Any],
 
 def launch_sweep(spec: SweepSpec, launcher, options: Dict[str, Any],
                  skip_confirmation: bool = False, train_command: Optional[Sequence[str]] = None):
-    """List the sweep's jobs and launch those not done (``actions.launch``); the
-    before-launch hooks run unless the launcher only lists (``dry_run``). Returns the jobs
-    launched (None if declined)."""
-    check_data_dir(spec.data_dir)
+    """List the sweep's jobs and launch those not done (``actions.launch``); unless the
+    launcher only lists (``dry_run``), the sweep's spec is written into its folder
+    (``memory``) and the before-launch hooks run. Returns the jobs launched (None if
+    declined)."""
     dry_run = getattr(launcher, "dry_run", False)
+    if not dry_run:
+        check_data_dir(spec.data_dir)
+    elif spec.data_dir and not os.path.isdir(spec.data_dir):  # listing reads no data
+        log.warning("--data_dir %s does not exist yet: the commands listed need it to run",
+                    spec.data_dir)
     if dry_run:
         spec = spec.replace(mode="list")
     jobs = list_jobs(spec, train_command)
-    before = [] if dry_run else [
-        (lambda to_launch, hook=hooks.BEFORE_LAUNCH.get(n): hook(to_launch, sweep_args=spec))
-        for n in hooks.BEFORE_LAUNCH.names()]
+    before = [] if dry_run else _before_launch(spec)
     return actions.launch(jobs, launcher, skip_confirmation=skip_confirmation,
                           before_launch=before, **options)
+
+
+def _before_launch(spec: SweepSpec) -> List[Callable[[List[Any]], None]]:
+    """What runs before a sweep's jobs start: its spec written into its folder (``memory``),
+    then the extensions' before-launch hooks, each given the jobs to launch."""
+    return [lambda to_launch: memory.write_spec(spec)] + [
+        (lambda to_launch, hook=hooks.BEFORE_LAUNCH.get(n): hook(to_launch, sweep_args=spec))
+        for n in hooks.BEFORE_LAUNCH.names()]
 
 
 def launch_sweeps(specs: Sequence[SweepSpec], launcher, options: Dict[str, Any]) -> None:
@@ -128,8 +140,8 @@ def launch_sweeps(specs: Sequence[SweepSpec], launcher, options: Dict[str, Any])
         log.info("sweep %d/%d (%s)", i + 1, len(specs), spec.output_dir)
         to_launch = actions.launchable(list_jobs(spec))
         if to_launch:
-            for name in hooks.BEFORE_LAUNCH.names():
-                hooks.BEFORE_LAUNCH.get(name)(to_launch, sweep_args=spec)
+            for hook in _before_launch(spec):
+                hook(to_launch)
         jobs.extend(to_launch)
     if not jobs:
         log.info("nothing to launch")
@@ -154,11 +166,17 @@ def run_stage(stage: Stage, launcher, options: Dict[str, Any]) -> None:
         return
     launch_sweeps(stage.sweeps, launcher, options)
     for spec in stage.sweeps:
-        left = [j for j in list_jobs(spec.replace(mode="ids")) if j.state != run_dir.DONE_STATE]
+        jobs = list_jobs(spec.replace(mode="ids"))
+        left = [j for j in jobs if j.state != run_dir.DONE_STATE]
         if left:
+            lines, _ = actions.summary(jobs)
+            for line in lines:
+                log.info("stage %s: %s", stage.name, line.strip())
+            failed = actions.failures(left)
+            why = f": {failed[0][1]}" if failed else ""
             raise PlanError(f"stage {stage.name}: {len(left)} jobs are not done, e.g. "
-                            f"{left[0].name} in {left[0].output_dir}; fix them and run again "
-                            "(finished work is reused)")
+                            f"{left[0].name} in {left[0].output_dir}{why}; fix them and run "
+                            "again (finished work is reused)")
     log.info("stage %s: done", stage.name)
 
 

@@ -10,7 +10,6 @@ interpreter, while ``command_str`` is upstream's text (``python -m ...``).
 import copy
 import os
 import shlex
-import shutil
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -101,7 +100,8 @@ class Job(_jobs.Job):
                 print(f"Kept {job.output_dir}: it is running")
                 continue
             try:
-                shutil.rmtree(job.output_dir, ignore_errors=True)
+                if os.path.isdir(job.output_dir):
+                    run_dir.delete_locked(job.output_dir)
                 n_deleted += 1
             finally:
                 lock.release()

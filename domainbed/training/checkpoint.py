@@ -1,7 +1,7 @@
 """Full, resumable training checkpoints: model, optimisers, every RNG state, step, records."""
 
 import random
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
@@ -32,8 +32,10 @@ def _as_tuple(obj):
 
 
 def save_checkpoint(path: str, algorithm, step: int, n_records: int,
-                    extra: Dict[str, Any]) -> None:
-    """Write the whole state atomically; ``step`` is the next step to run."""
+                    extra: Dict[str, Any], identity: Optional[Dict[str, Any]] = None) -> None:
+    """Write the whole state atomically; ``step`` is the next step to run; ``identity``
+    (the run's defining arguments, see ``identity.py``) goes into the metadata, which a
+    resume reads without loading the tensors."""
     state = {
         "step": step,
         "n_records": n_records,
@@ -43,7 +45,10 @@ def save_checkpoint(path: str, algorithm, step: int, n_records: int,
         "rng": rng_states(),
         "extra": extra,
     }
-    weights.save_state(path, state, metadata={"kind": "domainbed-checkpoint", "step": step})
+    metadata: Dict[str, Any] = {"kind": "domainbed-checkpoint", "step": step}
+    if identity is not None:
+        metadata["run_identity"] = identity
+    weights.save_state(path, state, metadata=metadata)
 
 
 def load_checkpoint(path: str, algorithm, device) -> Dict[str, Any]:

@@ -40,13 +40,13 @@ def finish(setup: RunSetup, feeds: Feeds, end: LoopEnd) -> None:
     test scores (the best checkpoint's weights are loaded for them: last), ``done``; drop
     the checkpoint unless ``--keep_checkpoint``."""
     config, out_dir = setup.config, setup.out_dir
-    record = final_record(setup, feeds, end)
+    record = None if end.diverged else final_record(setup, feeds, end)
     if record is not None:
         log.info("final averaged model:")
         log_record(record, None)
         append_record(setup.results_path, with_run_info(record, setup.hparams,
                                                         setup.args_record, setup.init))
-    if not config.skip_model_save:
+    if not config.skip_model_save and not end.diverged:  # NaN weights: no final model
         save_weights(os.path.join(out_dir, run_dir.MODEL), setup.algorithm.state_dict(),
                      setup.metadata)
     score_selected_record(setup, feeds)

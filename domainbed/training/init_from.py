@@ -5,6 +5,7 @@ from typing import Dict
 import torch
 
 from domainbed.errors import WeightFileError
+from domainbed.lib.digests import verify_file
 from domainbed.lib.weights import extract_state_dict, load_file
 
 PARTS = ("featurizer", "classifier")
@@ -56,6 +57,7 @@ def apply_init(algorithm, path: str, parts, device) -> list:
     ``parts`` is "all" (whatever the file holds), "featurizer", "classifier" or "both".
     Returns the parts loaded.
     """
+    verify_file(path)  # a file with a manifest (probes, init files) must match it
     available = load_init_state(path, device)
     wanted = {"all": list(available), "both": list(PARTS)}.get(parts, [parts])
     if not wanted:
@@ -83,5 +85,11 @@ def apply_init(algorithm, path: str, parts, device) -> list:
                     f"--init_from {path}: {part}.{key} has shape {tuple(value.shape)} but "
                     f"this model needs {tuple(target[key].shape)}; use a file trained with the "
                     "same backbone and number of classes, or --init_part featurizer")
+        for key, value in source.items():
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise WeightFileError(
+                    f"--init_from {path}: {part}.{key} holds NaN or infinite values (the "
+                    "weights of a diverged run?); a run cannot start from them: use another "
+                    "file")
         module.load_state_dict(source)
     return wanted

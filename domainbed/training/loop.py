@@ -10,6 +10,8 @@ from typing import Any, Dict, List, Optional
 from domainbed.lib import run_dir
 from domainbed.lib.weights import save_weights
 from domainbed.training.checkpoint import save_checkpoint
+from domainbed.training.divergence import (divergence_line, diverged_record, nonfinite,
+                                           write_marker)
 from domainbed.training.evaluation_plan import id_val_accuracy
 from domainbed.training.feeds import Feeds
 from domainbed.training.records import append_record, log_record, peak_mem_gb, with_run_info
@@ -21,10 +23,12 @@ log = logging.getLogger("domainbed.train")
 
 @dataclass
 class LoopEnd:
-    """The last step run (``start - 1`` when none ran) and the records written so far."""
+    """The last step run (``start - 1`` when none ran), the records written so far, and
+    whether the run diverged (a non-finite loss: see ``divergence``)."""
 
     last_step: int
     n_records: int
+    diverged: bool = False
 
 
 def _update(setup: RunSetup, feeds: Feeds) -> Dict[str, Any]:
@@ -66,7 +70,8 @@ def _save_after_evaluation(setup: RunSetup, record: Dict[str, Any], step: int,
         save_weights(os.path.join(setup.out_dir, f"model_step{step}.safetensors"),
                      algorithm.state_dict(), setup.metadata)
     save_checkpoint(setup.checkpoint_path, algorithm, step + 1, n_records,
-                    extra=dict(setup.best.state(), **setup.arithmetic.state()))
+                    extra=dict(setup.best.state(), **setup.arithmetic.state()),
+                    identity=setup.identity)
 
 
 def run_steps(setup: RunSetup, feeds: Feeds, start: StartPoint) -> LoopEnd:
@@ -88,6 +93,14 @@ def run_steps(setup: RunSetup, feeds: Feeds, start: StartPoint) -> LoopEnd:
         for key, value in values.items():
             step_vals.setdefault(key, []).append(value)
         progress.update(step + 1)
+        bad = nonfinite(values)
+        if bad:  # never train on from NaN weights: the run ends here, as diverged
+            log.error("%s", divergence_line(step, bad))
+            record = diverged_record(setup, feeds, step, step_vals, bad)
+            append_record(setup.results_path, with_run_info(record, setup.hparams,
+                                                            setup.args_record, setup.init))
+            write_marker(setup.out_dir, step, bad)
+            return LoopEnd(step, n_records + 1, diverged=True)
 
         if step % feeds.checkpoint_freq == 0 or step == n_steps - 1:
             record = evaluation_record(setup, feeds, step, step_vals)

@@ -14,6 +14,7 @@ from domainbed.lib import misc, run_dir
 from domainbed.lib.device import get_device
 from domainbed.training.best import BestCheckpoint
 from domainbed.training.config import TrainConfig
+from domainbed.training.identity import identity_of
 from domainbed.training.init_from import init_info
 from domainbed.training.precision import TrainingArithmetic, set_cudnn_benchmark
 from domainbed.training.records import model_metadata
@@ -39,6 +40,7 @@ class RunSetup:
     init: Optional[dict]  # the ``init`` of every record (--init_from), else None
     metadata: Dict[str, Any]
     best: BestCheckpoint
+    identity: Optional[Dict[str, Any]] = None  # stored with the checkpoint (identity.py)
 
     @property
     def out_dir(self) -> str:
@@ -131,4 +133,5 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     best = BestCheckpoint(os.path.join(config.output_dir, run_dir.MODEL_BEST), metadata,
                           enabled=algorithm.BEST_CHECKPOINT and not config.skip_model_save)
     return RunSetup(config, args_record, device, hparams, dataset, test_envs, train_envs,
-                    splits, algorithm, arithmetic, init, metadata, best)
+                    splits, algorithm, arithmetic, init, metadata, best,
+                    identity_of(args_record))

@@ -18,6 +18,8 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from domainbed.lib.digests import verify_file
+
 from domainbed_aux.init.choice import (DEFAULT_FUSING_RANGE, FusingChoice, choose_fusing,
                                        choose_init, fused_featurizer)
 from domainbed_aux.init.probe import read_linear_probe
@@ -110,6 +112,7 @@ def compose_init_file(request: InitRequest, pool: Optional[AuxPool], cache_dir: 
     """
     path = init_path(request, cache_dir)
     if os.path.exists(path):
+        verify_file(path)  # a tampered file stops the launch, not only its runs
         return path
     phi_pt, classifier, _ = read_linear_probe(request.probe_path)
     featurizer = _featurizer_of(request, pool, phi_pt)

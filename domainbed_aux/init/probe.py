@@ -37,9 +37,11 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from domainbed.errors import DomainBedError
+from domainbed.lib.digests import verify_file, write_manifest
 from domainbed.lib.weights import extract_state_dict, load_file, read_metadata, save_weights
 from domainbed.training.config import TrainConfig, default_data_dir
-from domainbed_aux.init.record import InitRecord, pretrained_member, save_init_file
+from domainbed_aux.init.record import (InitRecord, pretrained_member, rebuild_hint,
+                                       save_init_file)
 from domainbed_aux.parts import FEATURIZER_PREFIX, add_prefix, split_parts
 from domainbed_aux.pool.members import content_hash, featurizer_state_dict, sha256_file
 
@@ -153,6 +155,7 @@ def write_phi_pt(state: Dict[str, torch.Tensor], output_dir_lp: str) -> Tuple[st
         os.makedirs(os.path.dirname(path), exist_ok=True)
         save_weights(path, add_prefix(state, FEATURIZER_PREFIX),
                      metadata={"phi_pt": {"content_sha256": digest}})
+        write_manifest(path, rebuild_hint(path))
     return path, digest
 
 
@@ -202,7 +205,7 @@ def ensure_linear_probe(spec: LinearProbeSpec, output_dir_lp: str) -> LinearProb
             trained = True
         else:
             log.info("linear probe: reusing %s", path)
-        return LinearProbeFile(path, sha256_file(path), trained)
+        return LinearProbeFile(path, verify_file(path) or sha256_file(path), trained)
 
 
 def read_linear_probe(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor],
@@ -211,6 +214,7 @@ def read_linear_probe(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, tor
     if not os.path.isfile(path):
         raise DomainBedError(f"linear probe {path} does not exist; train it first "
                              "(ensure_linear_probe or sweep launch --output_dir_lp)")
+    verify_file(path)
     content, metadata = load_file(path, device="cpu")
     state = extract_state_dict(content)
     featurizer, classifier = split_parts(state)

@@ -69,6 +69,7 @@ def save_init_file(path: str, featurizer: Mapping[str, Any], classifier: Mapping
                    record: InitRecord, **metadata: Any) -> str:
     """Write the init file ``path``: ``featurizer.*`` + ``classifier.*`` (prefix-free parts
     given), ``record`` under ``init`` and any further ``metadata`` entries; returns path."""
+    from domainbed.lib.digests import write_manifest
     from domainbed.lib.weights import save_weights
     if METADATA_KEY in metadata:
         raise ValueError(f"save_init_file: pass the init record as record, not as "
@@ -76,4 +77,11 @@ def save_init_file(path: str, featurizer: Mapping[str, Any], classifier: Mapping
     metadata[METADATA_KEY] = record.to_json()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_weights(path, join_parts(featurizer, classifier), metadata=metadata)
+    write_manifest(path, rebuild_hint(path))  # runs check the file against it before loading
     return path
+
+
+def rebuild_hint(path: str) -> str:
+    """How to make a file of the linear-probe folder again (stated in its manifest)."""
+    return (f"delete {path} and {os.path.basename(path)}.sha256 and launch the sweep or "
+            "recipe again: the file is written again from the runs it comes from")

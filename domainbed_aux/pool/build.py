@@ -67,13 +67,15 @@ def _pretrained_member(pool_root: str, name: str, file: Optional[str],
 
 def _aux_members(aux_dirs: List[str], root: str, exclude_dataset: Optional[str],
                  require_no_test_env: bool, sink: Sink) -> List[PoolMember]:
-    counts = {runs.OK: 0, runs.INCOMPLETE: 0, runs.TEST_ENV: 0, runs.TARGET: 0}
+    counts = {runs.OK: 0, runs.INCOMPLETE: 0, runs.DIVERGED: 0, runs.TEST_ENV: 0,
+              runs.TARGET: 0}
     members = []
     for run in runs.find_run_dirs(aux_dirs, skip=[root]):
         status, found = runs.read_run_member(run, root, exclude_dataset, require_no_test_env)
         counts[status] += 1
         if found is None:
-            log.info("aux pool: skipping %s (%s)", run, status)
+            level = logging.WARNING if status == runs.DIVERGED else logging.INFO
+            log.log(level, "aux pool: skipping %s (%s)", run, status)
             continue
         member, featurizer = found
         stem = "h{}_t{}_{}".format(member.hparams_seed, member.trial_seed,

@@ -11,6 +11,7 @@ from domainbed_aux.pool.members import PoolError, PoolMember, featurizer_state_d
 
 # statuses of a run directory (see read_run_member)
 OK, INCOMPLETE, TEST_ENV, TARGET = "ok", "incomplete", "test_env", "target"
+DIVERGED = "diverged"  # finished with a non-finite loss: no usable featurizer
 # files that mark a directory as a run directory
 MARKERS = (rd.RESULTS, rd.MODEL, rd.DONE)
 
@@ -36,7 +37,8 @@ def read_run_record(run_dir: str) -> Dict[str, Any]:
 def read_run_member(run_dir: str, pool_root: str, exclude_dataset: Optional[str],
                     require_no_test_env: bool
                     ) -> Tuple[str, Optional[Tuple[PoolMember, Dict[str, torch.Tensor]]]]:
-    """``(status, (member, featurizer))``; status is OK, INCOMPLETE, TEST_ENV or TARGET.
+    """``(status, (member, featurizer))``; status is OK, INCOMPLETE, DIVERGED, TEST_ENV or
+    TARGET.
 
     The member has no file yet; its ``run_dir`` is relative to ``pool_root``. The dataset is
     the ``dataset`` argument the run recorded (in results.jsonl, else in the model's
@@ -44,6 +46,8 @@ def read_run_member(run_dir: str, pool_root: str, exclude_dataset: Optional[str]
     """
     if not os.path.exists(os.path.join(run_dir, rd.DONE)):
         return INCOMPLETE, None
+    if rd.read_divergence(run_dir) is not None:
+        return DIVERGED, None
     info = read_run_record(run_dir)
     model_path = os.path.join(run_dir, rd.MODEL)
     content = None

@@ -8,8 +8,9 @@ sweep from the finished auxiliary runs; listing jobs (the dummy launcher, ``stat
 nothing.
 """
 
+import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 from domainbed import hparams_registry
 from domainbed.sweep.options import train_args_list
@@ -42,8 +43,12 @@ def sweep_details(sweeps: List[SweepSpec]) -> List[str]:
         jobs = train_args_list(spec)
         space = getattr(spec, "hparams_space", None) or "upstream"
         algorithms = sorted({a["algorithm"] for a in jobs})
-        lp_steps = {hparams_registry.default_hparams(a, spec.datasets[0], space).get("lp_steps")
-                    for a in algorithms} - {None}
+        overrides = json.loads(spec.hparams) if spec.hparams else {}
+        declared = [hparams_registry.default_hparams(a, spec.datasets[0], space)
+                    for a in algorithms]
+        # what the runs use: the recipe's override where it gives one, else the default
+        lp_steps = {overrides.get("lp_steps", d["lp_steps"]) for d in declared
+                    if "lp_steps" in d}
         out.append(f"{spec.datasets[0]} test_env={spec.test_env} {','.join(algorithms)}: "
                    f"{len(jobs)} jobs ({spec.n_hparams} hparams x {spec.n_trials} trials), "
                    f"steps={spec.steps}, hparams_space={space}"
@@ -55,8 +60,10 @@ def _training(name: str, sweeps: List[SweepSpec], listable=lambda: False) -> Sta
     return Stage(name, sweeps=sweeps, details=lambda: sweep_details(sweeps), listable=listable)
 
 
-def recipe_plan(recipe: Dict[str, Any]) -> Plan:
-    """The recipe's stages, in order (a stage the recipe leaves out is absent)."""
+def recipe_plan(recipe: Dict[str, Any], allowed_report_modules: Sequence[str] = ()) -> Plan:
+    """The recipe's stages, in order (a stage the recipe leaves out is absent);
+    ``allowed_report_modules``: report modules the command line allows besides the
+    registered report providers."""
     stages: List[Stage] = []
     pre = pretrain_sweep(recipe)
     if pre is not None:
@@ -78,7 +85,8 @@ def recipe_plan(recipe: Dict[str, Any]) -> Plan:
     stages.append(_training("target", targets))
     command = steps.report_command(recipe, [s.output_dir for s in targets])
     if command is not None:
-        stages.append(Stage("report", step=lambda: steps.run_report(command),
+        allowed = tuple(allowed_report_modules)
+        stages.append(Stage("report", step=lambda: steps.run_report(command, allowed),
                             count=lambda: 1, unit=steps.report_note(command)))
     return Plan(name=f"recipe {recipe.get('name', '')}".strip(), root=root(recipe),
                 stages=stages, launcher_defaults={"local": local_launcher_options()},

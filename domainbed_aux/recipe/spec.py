@@ -26,37 +26,43 @@ stage, phi_pt is the featurizer of its single run (``pretrain/<job>/model.safete
 
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from domainbed.errors import DomainBedError
+from domainbed.validation import ValidationError
 
-KEYS = ("name", "data_dir", "output_root", "datasets", "hparams", "hparams_space", "steps",
-        "checkpoint_freq", "pretrained_featurizer", "pretrain", "aux", "linear_probe",
-        "target", "report", "comment", "train_extra")
+from domainbed_aux.recipe.schema import RECIPE_SCHEMA
+
+KEYS = tuple(RECIPE_SCHEMA)  # the schema declares every key (schema.py)
 
 
 class RecipeError(DomainBedError):
     """A recipe file that cannot be run as written."""
 
 
+class RecipeValidationError(ValidationError, RecipeError):
+    """A recipe file with problems: one line each (``problems``)."""
+
+
 def load_recipe(path: str, data_dir: Optional[str] = None,
-                output_root: Optional[str] = None) -> Dict[str, Any]:
-    """Read a recipe file; ``data_dir`` / ``output_root`` override the file's values."""
+                output_root: Optional[str] = None,
+                allowed_report_modules: Sequence[str] = ()) -> Dict[str, Any]:
+    """Read a recipe file and check it (``validate.recipe_problems``: every problem at
+    once, as a RecipeValidationError); ``data_dir`` / ``output_root`` override the file's
+    values; ``allowed_report_modules`` are report modules the command line allows."""
+    from domainbed_aux.recipe.validate import recipe_problems
     try:
         with open(path, encoding="utf-8") as f:
             recipe = json.load(f)
     except (OSError, ValueError) as exc:
         raise RecipeError(f"cannot read recipe {path!r}: {exc}") from None
-    if not isinstance(recipe, dict) or not recipe.get("datasets"):
-        raise RecipeError(f"{path}: a recipe is a JSON object with a non-empty 'datasets' list")
-    unknown = set(recipe) - set(KEYS)
-    if unknown:
-        raise RecipeError(f"{path}: unknown recipe keys {sorted(unknown)}; see "
-                          "docs/ratatouille.md for the format")
-    if data_dir is not None:
+    if data_dir is not None and isinstance(recipe, dict):
         recipe["data_dir"] = data_dir
-    if output_root is not None:
+    if output_root is not None and isinstance(recipe, dict):
         recipe["output_root"] = output_root
+    problems = recipe_problems(recipe, allowed_report_modules)
+    if problems:
+        raise RecipeValidationError(problems)
     recipe.setdefault("output_root", "ratatouille_out")
     recipe.setdefault("data_dir", "data")
     return recipe

@@ -2,7 +2,6 @@
 and the report command."""
 
 import contextlib
-import importlib.util
 import logging
 import os
 import subprocess
@@ -93,11 +92,13 @@ def build_pools(sweeps: Sequence[SweepSpec]) -> None:
 # ---------------------------------------------------------------------------- report
 
 def report_command(recipe: Dict[str, Any], target_dirs: Sequence[str]) -> Optional[List[str]]:
-    """The report command of the recipe file (module and arguments), or None."""
+    """The report command of the recipe file (its provider's module and arguments), or
+    None."""
+    from domainbed_aux.recipe.providers import provider_module
     spec = recipe.get("report", {})
     if spec is None:
         return None
-    module = spec.get("module", DEFAULT_REPORT_MODULE)
+    module = provider_module(spec)
     names = {"output_root": os.path.abspath(recipe["output_root"]),
              "target_dirs": ",".join(target_dirs)}
     args = [a.format(**names) for a in spec.get("args", DEFAULT_REPORT_ARGS)]
@@ -120,18 +121,26 @@ def regime_args(recipe: Dict[str, Any]) -> List[str]:
 
 
 def report_note(command: Sequence[str]) -> str:
+    from domainbed_aux.recipe.providers import module_exists
     module = command[2]
-    if importlib.util.find_spec(module) is None:
+    if not module_exists(module):
         return f"report command ({module} not installed: will be skipped)"
     return "report command"
 
 
-def run_report(command: Sequence[str]) -> None:
-    """Run the recipe's report command (skipped with a warning when its module is absent)."""
+def run_report(command: Sequence[str], allowed_modules: Sequence[str] = ()) -> None:
+    """Run the recipe's report command: a registered report provider, or a module the
+    command line allows (printed first); skipped with a warning when its module is absent."""
+    from domainbed_aux.recipe.providers import is_registered, module_exists, refusal
     module = command[2]
-    if importlib.util.find_spec(module) is None:
+    if not module_exists(module):
         log.warning("stage report: module %s is not installed; skipped", module)
         return
+    if not is_registered(module):
+        if module not in allowed_modules:
+            raise RecipeError(refusal(module))
+        log.warning("stage report: running %s, which is not a registered report provider "
+                    "(allowed by --allow_report_module): %s", module, " ".join(command))
     log.info("stage report: %s", " ".join(command))
     from domainbed.command_launchers.resources import thread_env
     # one math thread, as every run: the scores of averaged weights do not depend on cores

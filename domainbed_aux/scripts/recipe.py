@@ -15,6 +15,8 @@ import sys
 from typing import List, Optional, Sequence
 
 from domainbed.errors import DomainBedError
+from domainbed.scripts.cli import exit_on_interrupt, os_error_line
+from domainbed.validation import error_lines
 from domainbed_aux import recipe as recipe_lib
 
 LAUNCHERS = ("local", "slurm", "dummy")
@@ -34,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only these stages (local)")
     p.add_argument("--stage", choices=recipe_lib.STAGES, default=None,
                    help="the stage of run_stage")
+    p.add_argument("--allow_report_module", action="append", default=None, metavar="MODULE",
+                   help="let the report stage run MODULE although it is not a registered "
+                        "report provider (a recipe file alone runs no code it names)")
     REGISTRY.get("slurm").add_arguments(p)
     return p
 
@@ -45,8 +50,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from domainbed.command_launchers import get_launcher
     from domainbed.sweep import plan as plans
     try:
-        recipe = recipe_lib.load_recipe(args.recipe, args.data_dir, args.output_root)
-        plan = recipe_lib.recipe_plan(recipe)
+        allowed = tuple(args.allow_report_module or ())
+        recipe = recipe_lib.load_recipe(args.recipe, args.data_dir, args.output_root, allowed)
+        plan = recipe_lib.recipe_plan(recipe, allowed)
         if args.dry_run or args.launcher == "dummy":
             for line in plans.describe(plan):
                 print(line)
@@ -64,7 +70,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             plans.run_stage(plan.stage(args.stage), launcher, options)
         elif args.launcher == "slurm":
             prefix = [sys.executable, "-m", "domainbed_aux.scripts.recipe", "run_stage",
-                      os.path.abspath(args.recipe), *_options_for_stage_jobs(recipe, argv),
+                      os.path.abspath(args.recipe),
+                      *_options_for_stage_jobs(recipe, argv, allowed),
                       "--stage"]
             ids = plans.submit(plan, launcher, options, lambda name: prefix + [name])
             for name, job_ids in ids.items():
@@ -72,8 +79,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             plans.run_locally(plan, launcher, options, args.only)
     except DomainBedError as exc:
-        print(f"recipe {args.command}: error: {exc}", file=sys.stderr)
+        for line in error_lines(exc):
+            print(f"recipe {args.command}: error: {line}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"recipe {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -88,11 +99,15 @@ def _slurm_flags(argv: Sequence[str]) -> List[str]:
     return out
 
 
-def _options_for_stage_jobs(recipe: dict, argv: Sequence[str]) -> List[str]:
-    """--launcher slurm, absolute paths and the --slurm_* options for stage jobs."""
+def _options_for_stage_jobs(recipe: dict, argv: Sequence[str],
+                            allowed_modules: Sequence[str] = ()) -> List[str]:
+    """--launcher slurm, absolute paths, the allowed report modules and the --slurm_*
+    options for stage jobs."""
+    allowed = [a for m in allowed_modules for a in ("--allow_report_module", m)]
     return ["--launcher", "slurm", "--data_dir", os.path.abspath(recipe["data_dir"]),
-            "--output_root", os.path.abspath(recipe["output_root"])] + _slurm_flags(argv)
+            "--output_root", os.path.abspath(recipe["output_root"])] + allowed + \
+        _slurm_flags(argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_on_interrupt(main, "recipe: interrupted (Ctrl-C)"))

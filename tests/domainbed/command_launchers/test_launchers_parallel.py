@@ -335,10 +335,12 @@ def test_a_crashing_in_process_job_is_reported_and_the_next_one_runs(tmp_path, m
     assert _process_state() == before
     loop = run_dir.read_failure(str(tmp_path / "loop"))
     assert loop["error"] == "RuntimeError: boom in the training loop"
+    # an OS error is one line, no traceback; the launcher records it as the failure
     escapes = run_dir.read_failure(str(tmp_path / "escapes"))
-    assert escapes["error"] == "OSError: cannot open the log files"
-    assert "broken_setup" in escapes["traceback"]
-    assert "OSError" in (tmp_path / "escapes" / LAUNCHER_LOG).read_text()
+    assert escapes["error"] == "error: OSError: cannot open the log files (exit status 1)"
+    escapes_log = (tmp_path / "escapes" / LAUNCHER_LOG).read_text()
+    assert "error: OSError: cannot open the log files" in escapes_log
+    assert "Traceback" not in escapes_log
     assert "unrecognized arguments: --no_such_flag" in \
         (tmp_path / "bad_flag" / LAUNCHER_LOG).read_text()
     assert os.path.exists(tmp_path / "fine" / run_dir.DONE)

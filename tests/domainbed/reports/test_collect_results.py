@@ -39,8 +39,11 @@ def write_sweep(root, trials=(0, 1, 2), with_pairs=True):
 def test_text_report_printed_and_written_next_to_sweep(tmp_path, capsys):
     write_sweep(str(tmp_path))
     assert collect_results.main(["--input_dir", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "36 runs counted, 1 run without `done` ignored" in out
+    captured = capsys.readouterr()
+    out = captured.out
+    # our notes go to stderr: stdout is upstream's text
+    assert "36 runs counted, 1 run without `done` ignored" in captured.err
+    assert "runs counted" not in out
     for name in ("training-domain validation set", "leave-one-domain-out cross-validation",
                  "test-domain validation set (oracle)"):
         assert f"Dataset: Debug28, model selection method: {name}" in out
@@ -81,12 +84,14 @@ def test_markdown_report(tmp_path, capsys):
 def test_latex_report(tmp_path, capsys):
     write_sweep(str(tmp_path), trials=(0,))
     assert collect_results.main(["--input_dir", str(tmp_path), "--latex"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert out.startswith(r"\documentclass{article}")
     lines = out.splitlines()
     end = lines.index(r"\end{document}")
-    # upstream's document first; our summary follows it as LaTeX comments
-    assert lines[end + 1:] == ["% 12 runs counted, 1 run without `done` ignored, 24 records"]
+    # upstream's document only; our summary goes to stderr
+    assert lines[end + 1:] == []
+    assert captured.err == "# 12 runs counted, 1 run without `done` ignored, 24 records\n"
     assert out.count(r"\begin{tabular}") == out.count(r"\end{tabular}") == 6
     cells = ["ERM", r"10.0 $\pm$ 0.0", r"11.0 $\pm$ 0.0", r"12.0 $\pm$ 0.0", "11.0"]
     assert " & ".join(c.ljust(20) for c in cells) + r" \\" in lines
@@ -159,4 +164,4 @@ def test_module_entry_point(tmp_path):
                            "--input_dir", str(tmp_path), "--selection_methods",
                            "training_domain"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "ERM" in proc.stdout and "1 run without `done` ignored" in proc.stdout
+    assert "ERM" in proc.stdout and "1 run without `done` ignored" in proc.stderr

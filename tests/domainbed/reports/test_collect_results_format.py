@@ -105,13 +105,13 @@ def expected_latex(n_records):
 def test_text_output_is_upstreams_line_for_line(tmp_path, capsys):
     n_runs = write_sweep(str(tmp_path))
     assert collect_results.main(["--input_dir", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    lines = out.split("\n")
+    captured = capsys.readouterr()
+    out = captured.out
     golden = expected_text(n_runs)
-    assert lines[:len(golden)] == golden
-    # our additions come only after upstream's lines
-    assert lines[len(golden):len(golden) + 2] == [
-        "", f"# {n_runs} runs counted, 1 run without `done` ignored, {n_runs} records"]
+    # stdout is upstream's text byte for byte; our notes go to stderr
+    assert out == "\n".join(golden) + "\n"
+    assert captured.err.startswith(f"# {n_runs} runs counted, 1 run without `done` "
+                                   f"ignored, {n_runs} records\n")
     assert (tmp_path / "results.txt").read_text() == out
 
 
@@ -119,10 +119,8 @@ def test_latex_output_is_upstreams_line_for_line(tmp_path, capsys):
     n_runs = write_sweep(str(tmp_path))
     assert collect_results.main(["--input_dir", str(tmp_path), "--latex"]) == 0
     out = capsys.readouterr().out
-    lines = out.split("\n")
     golden = expected_latex(n_runs)
-    assert lines[:len(golden)] == golden
-    assert all(line.startswith("%") for line in lines[len(golden):] if line)
+    assert out == "\n".join(golden) + "\n"  # upstream's text byte for byte
     assert (tmp_path / "results.tex").read_text() == out
 
 

@@ -264,12 +264,17 @@ def test_jobs_still_in_the_slurm_queue_are_neither_relaunched_nor_deleted(tmp_pa
     assert launched == [left_queue, fresh] and n_starts(queued) == 0
 
 
-def test_launch_needs_an_existing_data_dir_and_a_known_launcher(tmp_path, capsys):
+def test_launch_needs_an_existing_data_dir_and_a_known_launcher(tmp_path, capsys, caplog):
     base = ["launch", "--output_dir", str(tmp_path / "out"), "--skip_confirmation", *SWEEP_24]
-    assert sweep_cli.main(base + ["--command_launcher", "dummy", "--data_dir",
+    assert sweep_cli.main(base + ["--command_launcher", "local", "--data_dir",
                                   str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert "--data_dir" in err and "does not exist" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    # listing reads no data: it warns, and lists (docs/sweeps.md's first example)
+    assert sweep_cli.main(base + ["--command_launcher", "dummy", "--data_dir",
+                                  str(tmp_path / "missing")]) == 0
+    assert "does not exist yet" in caplog.text
     from domainbed.sweep.options import build_parser
     # the paper's README commands give no launcher: they run here
     assert build_parser().parse_args(["launch", "--output_dir", "o"]).command_launcher == "local"
@@ -312,7 +317,9 @@ def test_real_training_sweep_resumes_and_reports_failures(tmp_path, data_dir):
     report = actions.status(jobs + bad)
     assert "3 jobs: 2 done, 0 incomplete, 0 running, 0 queued, 1 failed, 0 not launched" in report
     line = next(l for l in report.splitlines() if l.startswith("Failed"))
-    assert "5" in line and "traceback: " + os.path.join(bad[0].output_dir, run_dir.FAILED) in line
+    # refused before it started (nothing written): the launcher recorded the run's one line
+    assert "--test_envs 5 is out of range" in line
+    assert "traceback: " + os.path.join(bad[0].output_dir, "launcher.log") in line
 
     # collect_results on the real runs: the two done runs count, the failed one does not
     from domainbed.scripts import collect_results

@@ -49,12 +49,18 @@ def test_train_writes_upstream_outputs(tmp_path):
     assert "featurizer.features.0.weight" in content and "network.0.features.0.weight" in content
 
 
-def test_done_run_is_left_alone(tmp_path):
+def test_done_run_is_left_alone(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["--dataset", "Debug28", "--steps", "2", "--output_dir", str(out), "--hparams", FAST]
     assert train_script.main(args) == 0
     before = (out / "results.jsonl").read_bytes()
-    assert train_script.main(args + ["--steps", "50"]) == 0
+    assert train_script.main(args) == 0
+    capsys.readouterr()
+    # relaunched with other arguments: it says so (nothing run) instead of "already done"
+    assert train_script.main(args + ["--steps", "50"]) == 2
+    errors = [l for l in capsys.readouterr().out.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and "already done, with other arguments" in errors[0]
+    assert "steps: 2 there, 50 here" in errors[0] and "--restart" in errors[0]
     assert (out / "results.jsonl").read_bytes() == before
 
 
@@ -124,22 +130,26 @@ def _error_of(capsys, argv):
     return code, (captured.out + captured.err).strip().splitlines()
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--dataset", "NoSuchSet"], "known datasets"),
-    (["--dataset", "Debug28", "--algorithm", "NoSuchAlgo"], "known algorithms"),
-    (["--dataset", "Debug28", "--test_envs", "5"], "out of range"),
-    (["--dataset", "PACS"], "download"),
-    (["--dataset", "Debug28", "--hparams", "{bad json"], "JSON"),
+@pytest.mark.parametrize("argv, fragment, checked_before_start", [
+    (["--dataset", "NoSuchSet"], "not a known dataset", True),
+    (["--dataset", "Debug28", "--algorithm", "NoSuchAlgo"], "not a known algorithm", True),
+    (["--dataset", "Debug28", "--test_envs", "5"], "out of range", True),
+    (["--dataset", "PACS"], "download", False),
+    (["--dataset", "Debug28", "--hparams", "{bad json"], "JSON", True),
 ])
-def test_bad_input_one_line_error_and_no_done(tmp_path, capsys, argv, fragment):
+def test_bad_input_one_line_error_and_no_done(tmp_path, capsys, argv, fragment,
+                                              checked_before_start):
     out = tmp_path / "run"
     code, lines = _error_of(capsys, argv + ["--output_dir", str(out), "--data_dir",
                                             str(tmp_path / "nodata")])
-    assert code != 0
+    assert code == 2
     errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 1 and fragment in errors[0], lines
     assert not (out / "done").exists()
-    assert json.loads((out / "failed").read_text())["error"]
+    if checked_before_start:  # the validation layer: nothing written
+        assert not out.exists()
+    else:  # found by the run itself (the data): recorded for sweep status
+        assert json.loads((out / "failed").read_text())["error"]
 
 
 def test_corrupt_image_gives_one_line_error(tmp_path, capsys):

@@ -92,7 +92,8 @@ def test_pretrain_stage_feeds_phi_pt_to_later_stages(tmp_path):
 
 def test_unknown_recipe_key_is_an_error(tmp_path):
     path = _tiny_recipe(tmp_path, targets={})
-    with pytest.raises(recipe_lib.RecipeError, match="unknown recipe keys"):
+    with pytest.raises(recipe_lib.RecipeError,
+                       match="unknown key 'targets'; did you mean 'target'"):
         recipe_lib.load_recipe(path)
 
 
