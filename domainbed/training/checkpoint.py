@@ -43,7 +43,9 @@ def save_checkpoint(path: str, algorithm, step: int, n_records: int,
         "rng": rng_states(),
         "extra": extra,
     }
-    weights.save_state(path, state, metadata={"kind": "domainbed-checkpoint", "step": step})
+    from domainbed.lib.provenance import environment_info
+    weights.save_state(path, state, metadata={"kind": "domainbed-checkpoint", "step": step,
+                                              "provenance": environment_info()})
 
 
 def load_checkpoint(path: str, algorithm, device) -> Dict[str, Any]:
