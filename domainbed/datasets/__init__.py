@@ -33,8 +33,12 @@ def _registry():
 
 
 def get_dataset_class(dataset_name: str):
-    """The dataset class registered under ``dataset_name``; an unknown name raises
-    ``UnknownDatasetError`` listing the known ones."""
+    """The dataset class registered under ``dataset_name`` (``folder:NAME``: the user's own
+    image folders under that name); an unknown name raises ``UnknownDatasetError`` listing
+    the known ones."""
+    from domainbed.catalogue import is_folder_dataset
+    if is_folder_dataset(dataset_name):
+        return image_folder.folder_dataset_class(dataset_name)
     try:
         return _registry().get(dataset_name)
     except KeyError as exc:

@@ -337,3 +337,23 @@ class ImageFolder(MultipleEnvironmentImageFolder):
         if not domains:
             raise DataError(f"ImageFolder: no domain folders in {root!r}; {cls._fix(root)}")
         return domains
+
+
+_FOLDER_CLASSES: Dict[str, type] = {}
+
+
+def folder_dataset_class(name: str) -> type:
+    """The ``ImageFolder`` of ``folder:NAME`` (``folder:NAME=PATH`` names the same class):
+    the user's image folders under their own name, read from the job's ``--data_dir``
+    (``PATH`` in sweeps and recipes). Two names are two datasets: a target and its
+    auxiliary datasets can all be image folders (see docs/datasets.md)."""
+    from domainbed.catalogue import split_dataset_root
+    try:
+        name, _ = split_dataset_root(name)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    if name not in _FOLDER_CLASSES:
+        _FOLDER_CLASSES[name] = type(name, (ImageFolder,), {
+            "__doc__": f"The image folders of {name}: <data_dir>/<domain>/<class>/<image>.",
+            "__module__": __name__, "__qualname__": name})
+    return _FOLDER_CLASSES[name]

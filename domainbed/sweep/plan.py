@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from domainbed.catalogue import split_dataset_root
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
 from domainbed.sweep import actions, hooks
@@ -98,12 +99,21 @@ def launcher_options(plan: Plan, launcher_name: str, options: Dict[str, Any],
     return dict(options, **plan.launcher_defaults.get(launcher_name, {}))
 
 
+def _own_root(dataset: str) -> Optional[str]:
+    """The folder of ``folder:NAME=PATH`` (a dataset that does not read --data_dir)."""
+    try:
+        return split_dataset_root(dataset)[1]
+    except ValueError:
+        return None  # listing the jobs names the bad value
+
+
 def launch_sweep(spec: SweepSpec, launcher, options: Dict[str, Any],
                  skip_confirmation: bool = False, train_command: Optional[Sequence[str]] = None):
     """List the sweep's jobs and launch those not done (``actions.launch``); the
     before-launch hooks run unless the launcher only lists (``dry_run``). Returns the jobs
     launched (None if declined)."""
-    check_data_dir(spec.data_dir)
+    if not all(_own_root(d) for d in spec.datasets or [""]):
+        check_data_dir(spec.data_dir)  # some dataset reads --data_dir
     dry_run = getattr(launcher, "dry_run", False)
     if dry_run:
         spec = spec.replace(mode="list")

@@ -140,15 +140,16 @@ def soup_merge(result: Mapping[str, Any], runs: Sequence[RunInfo],
                selection: Mapping[str, Any]) -> Dict[str, Any]:
     """``merge.json`` of a soup (``soups.soup``'s dict of ``runs``)."""
     runs = sorted(runs, key=lambda r: r.order_key)
-    kept = set(result["members"])
-    refs = {r.run_dir: run_ref(r.run_dir, input_dirs) for r in runs}
+    real = os.path.realpath
+    kept = {real(m) for m in result["members"]}
+    refs = {real(r.run_dir): run_ref(r.run_dir, input_dirs) for r in runs}
     test_env = runs[0].test_envs[0]
-    trace = [dict(step, member=refs.get(step["member"], step["member"]))
+    trace = [dict(step, member=refs.get(real(step["member"]), step["member"]))
              for step in result.get("trace") or []]
     return {"rule": result["rule"], "algorithm": runs[0].algorithm,
             "selection": dict(selection, input_dirs=list(input_dirs)),
-            "members": [refs[m] for m in result["members"]],
-            "runs": [run_entry(r, input_dirs, r.run_dir in kept) for r in runs],
+            "members": [refs[real(m)] for m in result["members"]],
+            "runs": [run_entry(r, input_dirs, real(r.run_dir) in kept) for r in runs],
             "trace": trace, "soup_id_val_acc": result.get("val_acc"),
             "scores": split_scores(result.get("per_trial") or {}, test_env,
                                    _env_name(evaluators(runs[0]), test_env)),
@@ -206,27 +207,29 @@ def slug(text: str) -> str:
 
 def save_table1_models(provider, output_dir: str, input_dirs: Sequence[str]) -> List[str]:
     """A model folder per averaged cell of a built Table 1 (``report.Table1Rows`` after the
-    report): ``<output_dir>/<dataset>/test<k>/<row>/trial<t>`` (dagger rows: ``all``). Each
+    report): ``<output_dir>/<dataset>/test<k>/<row>/trial<t>`` (dagger rows: ``all``;
+    ``folder:NAME`` datasets: ``folder-NAME``). Each
     re-averages the cell's members in the order the cell kept them (the same arithmetic,
     hence the same weights) and records the cell's scores; returns the folders."""
     from domainbed_aux.averaging import uniform_soup
-    by_dir = {r.run_dir: r for r in provider.runs}
+    # a cached cell names its runs as the report that computed it found them
+    by_dir = {os.path.realpath(r.run_dir): r for r in provider.runs}
     written = []
     for key, detail in sorted(provider.details.items()):
         if not isinstance(detail, dict) or detail.get("rule") not in (
                 "uniform", "greedy", "greedy_strict", "dagger"):
             continue  # an ensemble or an ID-val row: no averaged network
         dataset, row, env, trial = key.split("/")
-        runs = [by_dir[d] for d in detail.get("candidates") or detail["members"]
-                if d in by_dir]
-        members = [by_dir[d] for d in detail["members"]]
+        runs = [by_dir[os.path.realpath(d)] for d in detail.get("candidates")
+                or detail["members"]]
+        members = [by_dir[os.path.realpath(d)] for d in detail["members"]]
         reference = provider.evaluators(members[0])
         live = reference.live_bn
         averaged = uniform_soup([(r.run_dir, r.model_path) for r in members],
                                 allow_live_bn=live,
                                 recompute_bn=reference.recompute_bn if live else None)
-        folder = os.path.join(output_dir, dataset, f"test{env[3:]}", slug(row),
-                              f"trial{trial}" if trial.isdigit() else trial)
+        folder = os.path.join(output_dir, dataset.replace(":", "-"), f"test{env[3:]}",
+                              slug(row), f"trial{trial}" if trial.isdigit() else trial)
         selection = {"dataset": dataset, "test_env": int(env[3:]), "table1_row": row,
                      "trial_seed": int(trial) if trial.isdigit() else -1}
         save_soup(folder, detail, averaged.state_dict, runs or members, input_dirs,
