@@ -45,20 +45,30 @@ def _check_labels(config: Mapping[str, Any], dataset, name: str) -> None:
                                "misread")
 
 
+def _dataset_class(name: str):
+    """The class of dataset ``name``: the core's without loading any extension (so predict
+    on a core dataset imports nothing from them), else through the plugins."""
+    from domainbed import datasets
+    from domainbed.catalogue import is_folder_dataset
+    from domainbed.datasets.base import DATASET_REGISTRY
+    if not is_folder_dataset(name) and name in DATASET_REGISTRY:
+        return DATASET_REGISTRY.get(name)
+    try:
+        return datasets.get_dataset_class(name)
+    except KeyError as exc:
+        raise DomainBedError(f"{exc.args[0]} (--dataset)") from None
+
+
 def dataset_split(config: Mapping[str, Any], data_dir: Optional[str], env: str,
                   split: str = "in", trial_seed: Optional[int] = None,
                   dataset_name: Optional[str] = None) -> Tuple[Any, str]:
     """``(split dataset, description)`` of environment ``env`` (index or name) of the
     model's dataset (or ``dataset_name``)."""
-    from domainbed import datasets
     from domainbed.training.splits import make_splits
     if split not in SPLITS:
         raise DomainBedError(f"unknown --split {split!r}; known: {', '.join(SPLITS)}")
     name = dataset_name or config["dataset"]
-    try:
-        dataset_class = datasets.get_dataset_class(name)
-    except KeyError as exc:
-        raise DomainBedError(f"{exc.args[0]} (--dataset)") from None
+    dataset_class = _dataset_class(name)
     test_envs = list(config.get("test_envs") or [])
     dataset = dataset_class(data_dir, test_envs, dataset_hparams(config))
     _check_labels(config, dataset, name)

@@ -112,6 +112,7 @@ def build_folder(output_dir: str, state: Mapping[str, torch.Tensor], runs: Seque
     from domainbed.lib.provenance import environment_info
     from domainbed.model_folder import build_network, model_config, write_model_folder
     from domainbed.model_folder.network import network_state
+    runs = sorted(runs, key=lambda r: r.order_key)  # the config is the first run's
     reference = evaluators(runs[0])
     config = model_config(read_metadata(runs[0].final_model_path),
                           sorted({r.trial_seed for r in runs}),
