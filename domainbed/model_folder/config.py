@@ -103,6 +103,10 @@ def check_config(config: Any, where: str) -> Dict[str, Any]:
     missing = [k for k in REQUIRED if k not in config]
     if missing:
         raise ModelFolderError(f"{where} lacks {missing}; re-export the model folder")
+    if config["network"].get("num_classes") != config["num_classes"]:
+        raise ModelFolderError(f"{where}: the network has "
+                               f"{config['network'].get('num_classes')} outputs for "
+                               f"{config['num_classes']} classes; re-export the model folder")
     if len(config["class_names"]) != config["num_classes"]:
         raise ModelFolderError(f"{where}: {len(config['class_names'])} class names for "
                                f"{config['num_classes']} classes; re-export the model folder")

@@ -22,6 +22,21 @@ def folder_of(path: str) -> str:
     return path
 
 
+def _read_safetensors(path: str):
+    """The tensors of a safetensors file; anything else (a pickle: code could run) is
+    refused unread."""
+    from safetensors import safe_open
+    try:
+        with safe_open(path, framework="pt", device="cpu"):
+            pass
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelFolderError(f"{path}: refused: not a safetensors file ({exc}); a model "
+                               "folder's weights are safetensors, never unpickled; "
+                               "re-export the model folder") from None
+    state, _ = load_file(path, device="cpu")
+    return state
+
+
 def load_model(path: str, device: Optional[str] = None) -> ClassifierNetwork:
     """The network of the model folder ``path``, in eval mode on ``device`` (default: the
     GPU when there is one, else the CPU; ``DOMAINBED_DEVICE`` overrides).
@@ -40,13 +55,18 @@ def load_model(path: str, device: Optional[str] = None) -> ClassifierNetwork:
     if not os.path.isfile(weights):
         raise ModelFolderError(f"{folder!r} has no {MODEL_FILE}; re-export the model folder")
     network = build_network(config)
-    state, _ = load_file(weights, device="cpu")
-    result = network.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ModelFolderError(
-            f"{weights} does not fit the network of {CONFIG_FILE} (missing "
-            f"{result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}); the "
-            "folder's files do not belong together: re-export it")
+    state = _read_safetensors(weights)
+    try:
+        result = network.load_state_dict(state, strict=False)
+        problems = (f"missing {result.missing_keys[:3]}, unexpected "
+                    f"{result.unexpected_keys[:3]}"
+                    if result.missing_keys or result.unexpected_keys else None)
+    except RuntimeError as exc:  # a shape that differs
+        problems = " ".join(str(exc).split())[:300]
+    if problems:
+        raise ModelFolderError(f"{weights} does not fit the network of {CONFIG_FILE} "
+                               f"({problems}); the folder's files do not belong together: "
+                               "re-export it")
     device = torch.device(device) if device is not None else get_device()
     network.to(device).eval()
     network.config = config
