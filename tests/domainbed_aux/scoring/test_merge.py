@@ -206,3 +206,43 @@ def test_inference_refuses_to_save_an_ensemble(image_sweep, tmp_path, capsys):
                                image_sweep.sweep, "--weight_selection", "ensemble",
                                "--save", str(tmp_path / "e"), "--no_progress"]) == 1
     assert "one network" in capsys.readouterr().err
+
+
+def test_a_timm_backbone_trains_evaluates_and_predicts_with_its_own_statistics(
+        image_sweep, tmp_path, monkeypatch):
+    """test_vit's pretrained config normalises with mean = std = 0.5, not ImageNet's."""
+    import timm
+    from domainbed.datasets import transforms as T
+    from domainbed.model_folder import load_model, predict
+    from domainbed_aux.scoring.runs import read_run
+    from tests.fixtures.model_runs import train_run
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = timm.data.resolve_data_config(pretrained_cfg=timm.models.get_pretrained_cfg(
+        "test_vit").to_dict())
+    mean, std = list(config["mean"]), list(config["std"])
+    assert mean != list(T.IMAGENET_MEAN)
+    hparams = {"backbone": "timm:test_vit", "pretrained": False, "image_size": 32,
+               "batch_size": 4}
+    run_dir = train_run(image_sweep.data, tmp_path / "vit_run", hparams, steps=3)
+    meta = read_metadata(os.path.join(run_dir, "model.safetensors"))
+    assert meta["model_input"]["mean"] == mean and meta["model_input"]["std"] == std
+    assert merge_cli.main(["--run_dir", run_dir, "--output_dir", str(tmp_path / "vit")]) == 0
+    saved = _load_json(tmp_path / "vit", CONFIG_FILE)["input"]
+    assert (saved["mean"], saved["std"]) == (mean, std)
+    assert saved["interpolation"] == config["interpolation"]
+    assert saved["source"] == "timm pretrained config of test_vit"
+    # predict on the files = the run's evaluation of the whole test domain, image for image
+    evaluators = EvaluatorCache()
+    run = read_run(run_dir)
+    reference = evaluators(run)
+    from domainbed_aux.averaging.base import load_member
+    model = reference.model(load_member(run.model_path))
+    (_, view, _), = reference.eval_sets("test_full")
+    assert view.transform.finish.mean == tuple(mean)  # evaluation normalised the same way
+    assert reference.dataset.datasets[1].transform.finish.mean == tuple(mean)  # and training
+    with torch.no_grad():
+        expected = torch.cat([model.predict(x) for x, _ in reference._loader(view)])
+    predictions = predict(load_model(str(tmp_path / "vit"), "cpu"),
+                          os.path.join(image_sweep.data, "d0"))
+    assert torch.allclose(predictions.logits, expected, atol=1e-5)
+    assert predictions.indices.tolist() == expected.argmax(1).tolist()
