@@ -78,7 +78,8 @@ def infer(dataset: str, test_env: int, input_dirs: List[str], weight_selection: 
     rule = resolve_rule(weight_selection, trial_seed)
     runs = select_runs(dataset, test_env, input_dirs, trial_seed, algorithms, weights)
     splits = ["test_in", "id_val"] + (["test_full"] if full_domain else [])
-    evaluators = evaluators or EvaluatorCache(data_dir=data_dir, device=device)
+    if evaluators is None:
+        evaluators = EvaluatorCache(data_dir=data_dir, device=device)
     state = None
     if rule == "ensemble":
         result = ensemble(runs, evaluators, splits, progress=progress)

@@ -11,7 +11,8 @@ family: runs of several algorithms, or recycled runs (started from an auxiliary 
 featurizer) with non-recycled ones, or robust with plain ones, are refused; choose with
 ``--algorithms``. Prints a
 summary and writes the full result as JSON (``--output``, default
-``<first input dir>/inference_<dataset>_env<k>_<selection>_trial<t>.json``).
+``<first input dir>/inference_<dataset>_env<k>_<selection>_trial<t>.json``); ``--save DIR``
+also writes the soup as a model folder (docs/models.md).
 """
 
 import argparse
