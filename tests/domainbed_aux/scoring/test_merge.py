@@ -81,8 +81,8 @@ def test_two_merges_of_the_same_runs_are_byte_identical(merged, image_sweep, tmp
 
 
 def _inference_predictions(image_sweep, rule):
-    """Per-image predictions and accuracy of inference's evaluation of the same weights on
-    env0_in, in the split's order."""
+    """Per-image predictions, their probabilities and the accuracy of inference's
+    evaluation of the same weights on env0_in, in the split's order."""
     evaluators = EvaluatorCache()
     if rule == "best_run":
         run = best_run(find_runs([image_sweep.sweep]))
@@ -96,9 +96,8 @@ def _inference_predictions(image_sweep, rule):
     model = reference.model(state)
     (_, split, _), = reference.eval_sets("test_in")
     with torch.no_grad():
-        predicted = [int(i) for x, _ in reference._loader(split)
-                     for i in model.predict(x).argmax(1)]
-    return predicted, accuracy
+        logits = torch.cat([model.predict(x) for x, _ in reference._loader(split)])
+    return logits.argmax(1).tolist(), torch.softmax(logits, 1).max(1).values.tolist(), accuracy
 
 
 PREDICT_IN_A_FRESH_PROCESS = """
@@ -124,11 +123,13 @@ def test_predict_in_a_fresh_process_equals_inference_image_for_image(merged, ima
     assert "DOMAINBED_AUX_MODULES []" in done.stdout
     printed = [l for l in done.stdout.splitlines() if l.startswith("accuracy on")]
     for rule, output, line in zip(("uniform", "greedy", "best_run"), outputs, printed):
-        expected, accuracy = _inference_predictions(image_sweep, rule)
-        assert len(set(expected)) > 1  # a model that predicts one class would prove little
+        expected, probabilities, accuracy = _inference_predictions(image_sweep, rule)
         with open(output, newline="") as f:
             rows = list(csv.DictReader(f))
         assert [CLASSES.index(r["prediction"]) for r in rows] == expected, rule
+        # the same numbers, not only the same classes (the CSV has 6 decimals)
+        assert [float(r["probability"]) for r in rows] == pytest.approx(probabilities,
+                                                                       abs=1e-6), rule
         assert f"{100 * accuracy:.2f}%" in line, (rule, line)
         assert sum(int(r["correct"]) for r in rows) / len(rows) == pytest.approx(accuracy)
 
