@@ -61,9 +61,8 @@ def pretrain_sweep(recipe: Dict[str, Any]) -> Optional[SweepSpec]:
     common = _common({**recipe, "steps": spec.get("steps", recipe.get("steps"))},
                      spec["dataset"], spec.get("hparams"))
     return make_spec(root(recipe, "pretrain"), datasets=[dataset_name(spec["dataset"])],
-                     test_env=-1,
-                     n_hparams=1, n_trials=1, algorithms=[spec.get("algorithm", "ERM")],
-                     **common)
+                     test_env=-1, n_hparams=1, n_trials=1,
+                     algorithms=[spec.get("algorithm", "ERM")], **common)
 
 
 def pretrained_featurizer(recipe: Dict[str, Any]) -> Optional[str]:
