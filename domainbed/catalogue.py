@@ -16,6 +16,7 @@ algorithm or dataset added without its line here fails that test (and, until fix
 only the torch import on sweeps that use it).
 """
 
+import re
 import sys
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -64,6 +65,29 @@ CORE_DATASETS: Dict[str, Optional[Tuple[str, ...]]] = {
 # may differ from ENVIRONMENTS): a sweep asks their class
 ENVIRONMENTS_FROM_DATA = frozenset({"ImageFolder", "WILDSCamelyon", "WILDSFMoW", "WILDSRxRx1",
                                     "WILDSiWildCam"})
+
+
+# ``folder:NAME``: the user's own image folders under a name of their choice, so that
+# several of them (a target and auxiliary datasets) are told apart; ``folder:NAME=PATH``
+# gives the folder too (else the job's --data_dir is the folder)
+FOLDER_PREFIX = "folder:"
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def is_folder_dataset(name: str) -> bool:
+    return isinstance(name, str) and name.startswith(FOLDER_PREFIX)
+
+
+def split_dataset_root(entry: str) -> Tuple[str, Optional[str]]:
+    """``("folder:NAME", PATH)`` of ``folder:NAME=PATH``; ``(entry, None)`` for any other
+    name. A bad NAME raises ValueError naming the accepted form."""
+    if not is_folder_dataset(entry):
+        return entry, None
+    name, sep, root = entry[len(FOLDER_PREFIX):].partition("=")
+    if not _FOLDER_NAME.fullmatch(name) or (sep and not root):
+        raise ValueError(f"bad image-folder dataset {entry!r}: write folder:NAME or "
+                         "folder:NAME=PATH, NAME of letters, digits, '_', '.', '-'")
+    return FOLDER_PREFIX + name, (root or None)
 
 
 # algorithm names an extension declares from its torch-free sweep plugin, in the order it

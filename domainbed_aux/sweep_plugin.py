@@ -244,7 +244,8 @@ def probe_spec(train_args: Dict[str, Any], sweep_args) -> LinearProbeSpec:
             else sweep_args.steps
         specs[key] = LinearProbeSpec(
             dataset=key[0], test_envs=list(key[1]), trial_seed=key[2],
-            data_dir=sweep_args.data_dir, hparams=_hparams_overrides(sweep_args), steps=steps,
+            data_dir=train_args.get("data_dir") or sweep_args.data_dir,  # folder:NAME=PATH
+            hparams=_hparams_overrides(sweep_args), steps=steps,
             checkpoint_freq=(getattr(sweep_args, "lp_checkpoint_freq", None)
                              or sweep_args.checkpoint_freq),
             holdout_fraction=train_args["holdout_fraction"],

@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-# shared fixtures: the fake download server, a tiny trained sweep
-pytest_plugins = ["tests.fixtures.http", "tests.fixtures.runs"]
+# shared fixtures: the fake download server, a tiny trained sweep, tiny image-folder runs
+pytest_plugins = ["tests.fixtures.http", "tests.fixtures.runs", "tests.fixtures.model_runs"]
 
 
 @functools.lru_cache(maxsize=1)

@@ -5,6 +5,8 @@ in upstream DomainBed, and ``DATASETS`` lists upstream's names in upstream's ord
 registered), then ours in registration order.
 """
 
+import importlib.util
+
 # importing a module registers its dataset classes
 from domainbed.datasets import debug, embedded, image_folder, mnist  # noqa: F401
 from domainbed.datasets import spawrious, sviro, wilds  # noqa: F401
@@ -33,8 +35,12 @@ def _registry():
 
 
 def get_dataset_class(dataset_name: str):
-    """The dataset class registered under ``dataset_name``; an unknown name raises
-    ``UnknownDatasetError`` listing the known ones."""
+    """The dataset class registered under ``dataset_name`` (``folder:NAME``: the user's own
+    image folders under that name); an unknown name raises ``UnknownDatasetError`` listing
+    the known ones."""
+    from domainbed.catalogue import is_folder_dataset
+    if is_folder_dataset(dataset_name):
+        return image_folder.folder_dataset_class(dataset_name)
     try:
         return _registry().get(dataset_name)
     except KeyError as exc:
@@ -56,8 +62,13 @@ def _ordered_names(registered) -> list:
 def __getattr__(name):
     if name == "DATASETS":
         return _ordered_names(_registry().names())
-    if not name.startswith("_") and name in _registry():
-        return _registry().get(name)
+    if not name.startswith("_"):
+        if name in DATASET_REGISTRY:  # a core dataset: no need to load the extensions
+            return DATASET_REGISTRY.get(name)
+        # ``from domainbed.datasets import <submodule>`` asks here first: let the import
+        # system load it (loading the extensions would import them for nothing)
+        if importlib.util.find_spec(f"{__name__}.{name}") is None and name in _registry():
+            return _registry().get(name)
     raise AttributeError(f"module 'domainbed.datasets' has no attribute {name!r}")
 
 

@@ -25,6 +25,9 @@ class MultipleDomainDataset:
     datasets: list
     input_shape: Sequence[int]
     num_classes: int
+    # how an image file becomes one of this dataset's inputs (``input_spec.InputSpec``);
+    # None: no image file can (random tensors, two-channel MNIST)
+    input_spec = None
 
     def __getitem__(self, index):
         return self.datasets[index]

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from domainbed.datasets import decode_cache
 from domainbed.datasets import transforms as T
 from domainbed.datasets.base import MultipleDomainDataset, register_dataset
+from domainbed.datasets.input_spec import image_input_spec
 from domainbed.errors import DataError
 from domainbed.hparams_registry import register_known_hparams
 
@@ -214,8 +215,10 @@ class MultipleEnvironmentImageFolder(MultipleDomainDataset):
                             f"expected <domain>/<class>/<image>; {self._fix(root)}")
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
         augment = bool(hparams.get("data_augmentation", True)) if hparams else True
-        size, channels = T.image_geometry(hparams)
-        self._eval_transform = T.tensor_eval_transform(size, channels)
+        # the backbone's input pipeline (timm: its pretrained config; else ImageNet's)
+        self.input_spec = image_input_spec(hparams)
+        size, channels = self.input_spec.image_size, self.input_spec.channels
+        self._eval_transform = self.input_spec.eval_transform()
         test_envs = set(test_envs or [])
         env_samples = []
         for domain_dir in domain_dirs:
@@ -234,7 +237,7 @@ class MultipleEnvironmentImageFolder(MultipleDomainDataset):
         self.datasets = []
         for i, samples in enumerate(env_samples):
             augmented = augment and i not in test_envs
-            transform = (T.tensor_train_transform(size, channels) if augmented
+            transform = (self.input_spec.train_transform() if augmented
                          else self._eval_transform)
             self.datasets.append(ImageEnvironment(samples, transform, loader))
         self._augmented = [augment and i not in test_envs for i in range(len(domain_dirs))]
@@ -334,3 +337,23 @@ class ImageFolder(MultipleEnvironmentImageFolder):
         if not domains:
             raise DataError(f"ImageFolder: no domain folders in {root!r}; {cls._fix(root)}")
         return domains
+
+
+_FOLDER_CLASSES: Dict[str, type] = {}
+
+
+def folder_dataset_class(name: str) -> type:
+    """The ``ImageFolder`` of ``folder:NAME`` (``folder:NAME=PATH`` names the same class):
+    the user's image folders under their own name, read from the job's ``--data_dir``
+    (``PATH`` in sweeps and recipes). Two names are two datasets: a target and its
+    auxiliary datasets can all be image folders (see docs/datasets.md)."""
+    from domainbed.catalogue import split_dataset_root
+    try:
+        name, _ = split_dataset_root(name)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    if name not in _FOLDER_CLASSES:
+        _FOLDER_CLASSES[name] = type(name, (ImageFolder,), {
+            "__doc__": f"The image folders of {name}: <data_dir>/<domain>/<class>/<image>.",
+            "__module__": __name__, "__qualname__": name})
+    return _FOLDER_CLASSES[name]

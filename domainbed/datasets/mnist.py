@@ -125,6 +125,9 @@ class RotatedMNIST(MultipleEnvironmentMNIST):
     def __init__(self, root, test_envs, hparams):
         super().__init__(root, test_envs, hparams)
         self.num_classes = 10
+        from domainbed.datasets.input_spec import InputSpec
+        # an image file as these tensors are: grey, 28 x 28, pixels / 255
+        self.input_spec = InputSpec(28, 1, (0.0,), (1.0,), source="MNIST pixels in [0, 1]")
 
     def make_environment(self, images, labels, env_index):
         from torchvision.transforms import InterpolationMode

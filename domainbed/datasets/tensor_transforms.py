@@ -206,8 +206,9 @@ class TrainSteps:
     takes_arrays = True  # ImageEnvironment may pass read-only views of the decode cache
 
     def __init__(self, size: int, channels: int, scale, ratio, jitter: float, grey_p: float,
-                 flip_p: float = 0.5):
-        self.crop = RandomResizedCrop(size, scale=scale, ratio=ratio, antialias=True)
+                 flip_p: float = 0.5, interpolation: str = "bilinear"):
+        self.crop = RandomResizedCrop(size, scale=scale, ratio=ratio, antialias=True,
+                                      interpolation=v2.InterpolationMode(interpolation))
         self.jitter = ColorJitterToFloat(jitter, jitter, jitter, jitter)
         self.flip_p, self.grey_p, self.channels = flip_p, grey_p, channels
 
@@ -244,15 +245,19 @@ def _grey(channels: int) -> list:
     return [v2.Grayscale(num_output_channels=1)] if channels == 1 else []
 
 
-def eval_transform(size: int, channels: int, mean, std) -> Pipeline:
-    """Resize to ``size`` x ``size`` (antialiased bilinear), then normalise."""
-    return Pipeline([to_uint8_chw, v2.Resize((size, size), antialias=True)]
-                    + _grey(channels) + [round_to_uint8], Normalize(mean, std))
+def eval_transform(size: int, channels: int, mean, std,
+                   interpolation: str = "bilinear") -> Pipeline:
+    """Resize to ``size`` x ``size`` (antialiased, bilinear unless ``interpolation`` says
+    otherwise, e.g. ``"bicubic"``), then normalise."""
+    resize = v2.Resize((size, size), interpolation=v2.InterpolationMode(interpolation),
+                       antialias=True)
+    return Pipeline([to_uint8_chw, resize] + _grey(channels) + [round_to_uint8],
+                    Normalize(mean, std))
 
 
 def train_transform(size: int, channels: int, mean, std, scale, ratio, jitter: float,
-                    grey_p: float) -> Pipeline:
+                    grey_p: float, interpolation: str = "bilinear") -> Pipeline:
     """Random resized crop (uint8), flip, colour jitter (float), random grey, rounded to
     uint8 (``TrainSteps``), then normalised."""
-    return Pipeline(TrainSteps(size, channels, scale, ratio, jitter, grey_p),
-                    Normalize(mean, std))
+    return Pipeline(TrainSteps(size, channels, scale, ratio, jitter, grey_p,
+                               interpolation=interpolation), Normalize(mean, std))

@@ -17,6 +17,12 @@ TIMM_PREFIX = "timm:"
 
 # the hparams the backbones read (beyond the declared base ones), for the hparams checker
 BACKBONE_HPARAMS = ("backbone", "pretrained", "pretrained_path", "dropout_reference_width")
+# every hparam that shapes a trained network (featurizer and head) or its input; what a
+# saved model folder keeps to rebuild it (weights come from the folder, never downloaded)
+NETWORK_HPARAMS = ("backbone", "resnet18", "resnet50_augmix", "vit", "dinov2", "vit_dropout",
+                   "vit_attn_tune", "resnet_dropout", "freeze_bn", "mlp_width", "mlp_depth",
+                   "mlp_dropout", "nonlinear_classifier", "image_size", "image_channels",
+                   "dropout_reference_width")
 
 
 def feature_dropout(hparams, n_features: int, key: str = "resnet_dropout") -> float:

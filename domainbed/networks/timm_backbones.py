@@ -31,6 +31,24 @@ def import_timm():
     return timm
 
 
+def timm_data_config(name: str) -> dict:
+    """The input pipeline of timm model ``name`` as timm resolves it from its pretrained
+    configuration (``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``);
+    a model without one gets timm's defaults (ImageNet statistics)."""
+    timm = import_timm()
+    from timm.data import resolve_data_config
+    from timm.models import get_pretrained_cfg
+    if not timm.is_model(name):
+        raise BackboneError(f"unknown timm model {name!r}; list them with "
+                            f"`python -c \"import timm; print(timm.list_models('*vit*'))\"` "
+                            f"and set --hparams '{{\"backbone\": \"{TIMM_PREFIX}<name>\"}}'")
+    try:
+        cfg = get_pretrained_cfg(name)
+    except RuntimeError:  # an architecture without any pretrained configuration
+        cfg = None
+    return dict(resolve_data_config(pretrained_cfg=cfg.to_dict() if cfg else {}))
+
+
 def _classifier_names(cfg: dict) -> Tuple[str, ...]:
     names = cfg.get("classifier") or ()
     return (names,) if isinstance(names, str) else tuple(names)

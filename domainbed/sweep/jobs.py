@@ -184,9 +184,18 @@ def make_args_list(n_trials: int, dataset_names: Sequence[str], algorithms: Sequ
         raise DomainBedError(f"--holdout_fraction must be in (0, 1), got {holdout_fraction}")
     hparams = hparams if upstream_args and hparams else normalise_hparams(hparams)
     check_algorithms(algorithms)
+    # ``folder:NAME=PATH``: the dataset folder:NAME, its jobs' --data_dir PATH (not hashed)
+    data_dirs = {}
+    for entry in dataset_names:
+        try:
+            name, root = catalogue.split_dataset_root(entry)
+        except ValueError as exc:
+            raise DomainBedError(f"{exc} (--datasets)") from None
+        data_dirs[name] = root or data_dir
+    dataset_names = list(data_dirs)
     test_envs_of = {}
     for dataset in dataset_names:
-        n_envs = _n_environments(dataset, data_dir)
+        n_envs = _n_environments(dataset, data_dirs[dataset])
         if test_env is None:
             combos = ([[i] for i in range(n_envs)] if single_test_envs
                       else all_test_env_combinations(n_envs))
@@ -216,7 +225,7 @@ def make_args_list(n_trials: int, dataset_names: Sequence[str], algorithms: Sequ
                             "test_envs": list(test_envs),
                             "holdout_fraction": holdout_fraction,
                             "hparams_seed": hparams_seed,
-                            "data_dir": data_dir,
+                            "data_dir": data_dirs[dataset],
                             "task": task,
                             "trial_seed": trial_seed,
                             "seed": seed_hash(seed, trial_seed, dataset, algorithm, test_envs,

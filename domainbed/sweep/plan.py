@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
+from domainbed.catalogue import split_dataset_root
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
 from domainbed.sweep import actions, hooks, memory
@@ -102,6 +103,26 @@ def launcher_options(plan: Plan, launcher_name: str, options: Dict[str, Any],
     return merged
 
 
+def _own_root(dataset: str) -> Optional[str]:
+    """The folder of ``folder:NAME=PATH`` (a dataset that does not read --data_dir)."""
+    try:
+        return split_dataset_root(dataset)[1]
+    except ValueError:
+        return None  # listing the jobs names the bad value
+
+
+def _check_data(spec: SweepSpec, dry_run: bool) -> None:
+    """``--data_dir`` must exist when some dataset of the sweep reads it (``folder:NAME=PATH``
+    does not); listing only warns, it reads no data."""
+    if all(_own_root(d) for d in spec.datasets or [""]):
+        return
+    if not dry_run:
+        check_data_dir(spec.data_dir)
+    elif spec.data_dir and not os.path.isdir(spec.data_dir):
+        log.warning("--data_dir %s does not exist yet: the commands listed need it to run",
+                    spec.data_dir)
+
+
 def launch_sweep(spec: SweepSpec, launcher, options: Dict[str, Any],
                  skip_confirmation: bool = False, train_command: Optional[Sequence[str]] = None):
     """List the sweep's jobs and launch those not done (``actions.launch``); unless the
@@ -109,11 +130,7 @@ def launch_sweep(spec: SweepSpec, launcher, options: Dict[str, Any],
     (``memory``) and the before-launch hooks run. Returns the jobs launched (None if
     declined)."""
     dry_run = getattr(launcher, "dry_run", False)
-    if not dry_run:
-        check_data_dir(spec.data_dir)
-    elif spec.data_dir and not os.path.isdir(spec.data_dir):  # listing reads no data
-        log.warning("--data_dir %s does not exist yet: the commands listed need it to run",
-                    spec.data_dir)
+    _check_data(spec, dry_run)
     if dry_run:
         spec = spec.replace(mode="list")
     jobs = list_jobs(spec, train_command)
@@ -136,7 +153,7 @@ def launch_sweeps(specs: Sequence[SweepSpec], launcher, options: Dict[str, Any])
     hooks get its own jobs first)."""
     jobs = []
     for i, spec in enumerate(specs):
-        check_data_dir(spec.data_dir)
+        _check_data(spec, dry_run=False)
         log.info("sweep %d/%d (%s)", i + 1, len(specs), spec.output_dir)
         to_launch = actions.launchable(list_jobs(spec))
         if to_launch:

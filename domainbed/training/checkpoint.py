@@ -45,7 +45,9 @@ def save_checkpoint(path: str, algorithm, step: int, n_records: int,
         "rng": rng_states(),
         "extra": extra,
     }
-    metadata: Dict[str, Any] = {"kind": "domainbed-checkpoint", "step": step}
+    from domainbed.lib.provenance import environment_info
+    metadata: Dict[str, Any] = {"kind": "domainbed-checkpoint", "step": step,
+                                "provenance": environment_info()}
     if identity is not None:
         metadata["run_identity"] = identity
     weights.save_state(path, state, metadata=metadata)

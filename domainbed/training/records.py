@@ -47,8 +47,15 @@ def with_run_info(record: Dict[str, Any], hparams: Dict[str, Any],
 
 
 def model_metadata(args_record: Dict[str, Any], dataset, hparams: Dict[str, Any],
-                   n_train_domains: int) -> Dict[str, Any]:
-    """The metadata saved with every model file of the run."""
-    return {"args": args_record, "model_input_shape": list(dataset.input_shape),
-            "model_num_classes": dataset.num_classes, "model_num_domains": n_train_domains,
-            "model_hparams": hparams}
+                   n_train_domains: int,
+                   provenance: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The metadata saved with every model file of the run: what rebuilds the model, the
+    dataset's class and environment names, its input pipeline, and where it was made."""
+    from domainbed.datasets.input_spec import dataset_facts
+    metadata = {"args": args_record, "model_input_shape": list(dataset.input_shape),
+                "model_num_classes": dataset.num_classes, "model_num_domains": n_train_domains,
+                "model_hparams": hparams}
+    metadata.update(dataset_facts(dataset))
+    if provenance is not None:
+        metadata["provenance"] = provenance
+    return metadata

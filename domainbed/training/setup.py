@@ -12,6 +12,7 @@ from domainbed import algorithms, datasets, hparams_registry
 from domainbed.errors import DomainBedError
 from domainbed.lib import misc, run_dir
 from domainbed.lib.device import get_device
+from domainbed.lib.provenance import environment_info, environment_lines
 from domainbed.training.best import BestCheckpoint
 from domainbed.training.config import TrainConfig
 from domainbed.training.identity import identity_of
@@ -105,6 +106,8 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     misc.seed_everything(config.seed)
     set_cudnn_benchmark(config.cudnn_benchmark)
     args_record = config.as_record()
+    for line in environment_lines(device):
+        log.info("%s", line)
     log.info("Args: %s", json.dumps(args_record, sort_keys=True))
     log.info("HParams: %s", json.dumps(hparams, sort_keys=True))
     log.info("Device: %s", device)
@@ -129,7 +132,8 @@ def prepare_run(config: TrainConfig) -> RunSetup:
     arithmetic.prepare(algorithm)
 
     init = init_info(config.init_from) if config.init_from else None
-    metadata = model_metadata(args_record, dataset, hparams, len(train_envs))
+    metadata = model_metadata(args_record, dataset, hparams, len(train_envs),
+                              environment_info(device))
     best = BestCheckpoint(os.path.join(config.output_dir, run_dir.MODEL_BEST), metadata,
                           enabled=algorithm.BEST_CHECKPOINT and not config.skip_model_save)
     return RunSetup(config, args_record, device, hparams, dataset, test_envs, train_envs,

@@ -41,8 +41,9 @@ def _store(pool_root: str, member: PoolMember, featurizer: Mapping[str, torch.Te
            stem: str, sink: Sink = _write) -> PoolMember:
     """Give ``member`` its featurizer-only file (file, path, hash, arch, size); the file's
     bytes go to ``sink``."""
-    if member.dataset is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
-                                                       member.dataset):
+    # a plain name, or the user's image folders ``folder:NAME`` (catalogue.FOLDER_PREFIX)
+    if member.dataset is not None and not re.fullmatch(
+            r"(folder:)?[A-Za-z0-9][A-Za-z0-9_.+-]*", member.dataset):
         raise PoolError(f"dataset name {member.dataset!r} is not a plain name (letters, "
                         "digits, '_', '.', '+', '-'); use the dataset's registered name")
     rel = os.path.join(MEMBERS_DIR, member.dataset or "pretrained", stem + ".safetensors")

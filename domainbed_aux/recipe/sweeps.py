@@ -6,27 +6,51 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
+from domainbed.catalogue import split_dataset_root
 from domainbed.sweep.spec import SweepSpec, make_spec
 
-from domainbed_aux.recipe.spec import per_dataset, root
+from domainbed_aux.recipe.spec import RecipeError, per_dataset, root
 
 
 def _common(recipe: Dict[str, Any], dataset: str,
             hparams: Optional[dict] = None) -> Dict[str, Any]:
     """What every sweep of the recipe shares: data, hparams overrides, steps, checkpoint
     frequency and extra training flags."""
-    values: Dict[str, Any] = {"data_dir": recipe["data_dir"]}
+    values: Dict[str, Any] = {"data_dir": data_dir_of(recipe, dataset)}
     merged = dict(recipe.get("hparams") or {})
     merged.update(hparams or {})
     if merged:
         values["hparams"] = json.dumps(merged, sort_keys=True)
     for key in ("steps", "checkpoint_freq"):
-        value = per_dataset(recipe.get(key), dataset)
+        value = per_dataset(recipe.get(key), dataset_name(dataset))
         if value is not None:
             values[key] = int(value)
     if recipe.get("train_extra"):  # training flags of every job, e.g. {"full_evaluation": true}
         values["train_extra"] = dict(recipe["train_extra"])
     return values
+
+
+def _split(dataset: str):
+    try:
+        return split_dataset_root(dataset)
+    except ValueError as exc:
+        raise RecipeError(f"{exc} (recipe datasets)") from None
+
+
+def data_dir_of(recipe: Dict[str, Any], dataset: str) -> str:
+    """The data folder of a recipe dataset: PATH of ``folder:NAME=PATH`` (relative to the
+    working directory, as ``data_dir``), else the recipe's ``data_dir``."""
+    return _split(dataset)[1] or recipe["data_dir"]
+
+
+def dataset_name(dataset: str) -> str:
+    """A recipe dataset's name (``folder:NAME=PATH`` -> ``folder:NAME``)."""
+    return _split(dataset)[0]
+
+
+def folder_label(dataset: str) -> str:
+    """A folder name for a dataset's sweeps (``folder:NAME`` -> ``folder-NAME``)."""
+    return dataset_name(dataset).replace(":", "-")
 
 
 def pretrain_sweep(recipe: Dict[str, Any]) -> Optional[SweepSpec]:
@@ -36,9 +60,9 @@ def pretrain_sweep(recipe: Dict[str, Any]) -> Optional[SweepSpec]:
         return None
     common = _common({**recipe, "steps": spec.get("steps", recipe.get("steps"))},
                      spec["dataset"], spec.get("hparams"))
-    return make_spec(root(recipe, "pretrain"), datasets=[spec["dataset"]], test_env=-1,
-                     n_hparams=1, n_trials=1, algorithms=[spec.get("algorithm", "ERM")],
-                     **common)
+    return make_spec(root(recipe, "pretrain"), datasets=[dataset_name(spec["dataset"])],
+                     test_env=-1, n_hparams=1, n_trials=1,
+                     algorithms=[spec.get("algorithm", "ERM")], **common)
 
 
 def pretrained_featurizer(recipe: Dict[str, Any]) -> Optional[str]:
@@ -79,7 +103,8 @@ def aux_sweeps(recipe: Dict[str, Any]) -> List[SweepSpec]:
     shared = _ratatouille_options(recipe)
     for dataset in aux.get("datasets") or recipe["datasets"]:
         specs.append(make_spec(
-            root(recipe, "aux", f"{dataset}_notest"), datasets=[dataset], test_env=-1,
+            root(recipe, "aux", f"{folder_label(dataset)}_notest"),
+            datasets=[dataset_name(dataset)], test_env=-1,
             n_hparams=int(aux.get("n_hparams", 4)), n_trials=int(aux.get("n_trials", 1)),
             algorithms=[aux.get("algorithm", "ERM")], **shared,
             **_common(recipe, dataset)))
@@ -87,11 +112,12 @@ def aux_sweeps(recipe: Dict[str, Any]) -> List[SweepSpec]:
 
 
 def _test_envs(recipe: Dict[str, Any], dataset: str) -> List[int]:
-    wanted = per_dataset((recipe.get("target") or {}).get("test_envs"), dataset)
+    wanted = per_dataset((recipe.get("target") or {}).get("test_envs"), dataset_name(dataset))
     if wanted is not None:
         return [int(t) for t in (wanted if isinstance(wanted, list) else [wanted])]
     from domainbed import catalogue
-    return list(range(catalogue.num_environments(dataset, recipe["data_dir"])))
+    return list(range(catalogue.num_environments(dataset_name(dataset),
+                                                 data_dir_of(recipe, dataset))))
 
 
 def target_sweeps(recipe: Dict[str, Any]) -> List[SweepSpec]:
@@ -116,7 +142,8 @@ def target_sweeps(recipe: Dict[str, Any]) -> List[SweepSpec]:
             extra.setdefault("score_test_once", True)
             values["train_extra"] = extra
             specs.append(make_spec(
-                root(recipe, "target", dataset, f"test{env}"), datasets=[dataset],
+                root(recipe, "target", folder_label(dataset), f"test{env}"),
+                datasets=[dataset_name(dataset)],
                 test_env=env, n_hparams=int(target.get("n_hparams", 20)),
                 n_trials=int(target.get("n_trials", 3)), algorithms=algorithms, **values))
     return specs

@@ -2,7 +2,7 @@
 for a dataset, test env and trial seed, scored (the command line is
 ``domainbed_aux.scripts.inference``)."""
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from domainbed.errors import DomainBedError
 
@@ -35,28 +35,25 @@ def check_one_family(runs) -> None:
                              "give the input dirs of one of them")
 
 
-def run_inference(dataset: str, test_env: int, input_dirs: List[str], weight_selection: str,
-                  trial_seed: int, data_dir: Optional[str] = None, full_domain: bool = False,
-                  algorithms: Optional[List[str]] = None, device=None,
-                  progress: bool = True, weights: str = "best") -> Dict[str, Any]:
-    """The soup (or ensemble) of the matching runs, scored; a JSON-ready dict.
-
-    Raises ``DomainBedError`` when the runs are not one family (see ``check_one_family``).
-    """
-    from domainbed_aux.scoring.ensembles import ensemble
-    from domainbed_aux.scoring.evaluation import EvaluatorCache
-    from domainbed_aux.scoring.runs import find_runs
-    from domainbed_aux.scoring.soups import soup
+def resolve_rule(weight_selection: str, trial_seed: int) -> str:
+    """The rule of ``--weight_selection`` for ``--trial_seed`` (-1 with uniform: dagger)."""
     if weight_selection not in SELECTIONS:
         raise DomainBedError(f"unknown --weight_selection {weight_selection!r}; known: "
                              f"{', '.join(SELECTIONS)}")
-    rule = weight_selection
-    if trial_seed == -1 and rule == "uniform":
-        rule = "dagger"
-    elif trial_seed == -1 and rule != "ensemble":
+    if trial_seed == -1 and weight_selection == "uniform":
+        return "dagger"
+    if trial_seed == -1 and weight_selection != "ensemble":
         raise DomainBedError(f"--trial_seed -1 (every trial) works with uniform (the dagger "
                              f"soup) or ensemble, not {weight_selection!r}: greedy selection "
                              "needs one trial's validation split; pick a trial seed")
+    return weight_selection
+
+
+def select_runs(dataset: str, test_env: int, input_dirs: List[str], trial_seed: int,
+                algorithms: Optional[List[str]] = None, weights: str = "best") -> list:
+    """The finished runs of one family that ``inference`` (and ``merge``) average; a
+    one-line ``DomainBedError`` when there is none or they mix families."""
+    from domainbed_aux.scoring.runs import find_runs
     runs = find_runs(input_dirs, dataset=dataset, test_env=test_env, trial_seed=trial_seed,
                      algorithms=algorithms, weights=weights)
     if not runs:
@@ -66,13 +63,41 @@ def run_inference(dataset: str, test_env: int, input_dirs: List[str], weight_sel
             f"{' and algorithm in ' + str(algorithms) if algorithms else ''} under "
             f"{', '.join(input_dirs)} (a run needs `done` and model.safetensors)")
     check_one_family(runs)
+    return runs
+
+
+def infer(dataset: str, test_env: int, input_dirs: List[str], weight_selection: str,
+          trial_seed: int, data_dir: Optional[str] = None, full_domain: bool = False,
+          algorithms: Optional[List[str]] = None, device=None, progress: bool = True,
+          weights: str = "best", evaluators=None) -> Tuple[Dict[str, Any], Any, list]:
+    """``(run_inference's dict, the averaged state dict or None for an ensemble, the
+    runs)``."""
+    from domainbed_aux.scoring.ensembles import ensemble
+    from domainbed_aux.scoring.evaluation import EvaluatorCache
+    from domainbed_aux.scoring.soups import soup_and_weights
+    rule = resolve_rule(weight_selection, trial_seed)
+    runs = select_runs(dataset, test_env, input_dirs, trial_seed, algorithms, weights)
     splits = ["test_in", "id_val"] + (["test_full"] if full_domain else [])
-    evaluators = EvaluatorCache(data_dir=data_dir, device=device)
+    if evaluators is None:
+        evaluators = EvaluatorCache(data_dir=data_dir, device=device)
+    state = None
     if rule == "ensemble":
         result = ensemble(runs, evaluators, splits, progress=progress)
     else:
-        result = soup(runs, rule, evaluators, splits, progress=progress)
+        result, state = soup_and_weights(runs, rule, evaluators, splits, progress=progress)
     result.update({"weight_selection": weight_selection, "trial_seed": trial_seed,
                    "input_dirs": list(input_dirs), "n_runs": len(runs),
                    "algorithm": runs[0].algorithm})
-    return result
+    return result, state, runs
+
+
+def run_inference(dataset: str, test_env: int, input_dirs: List[str], weight_selection: str,
+                  trial_seed: int, data_dir: Optional[str] = None, full_domain: bool = False,
+                  algorithms: Optional[List[str]] = None, device=None,
+                  progress: bool = True, weights: str = "best") -> Dict[str, Any]:
+    """The soup (or ensemble) of the matching runs, scored; a JSON-ready dict.
+
+    Raises ``DomainBedError`` when the runs are not one family (see ``check_one_family``).
+    """
+    return infer(dataset, test_env, input_dirs, weight_selection, trial_seed, data_dir,
+                 full_domain, algorithms, device, progress, weights)[0]

@@ -14,7 +14,7 @@ its score is the mean over trial seeds of its accuracy on each trial's ``env{tes
 
 import functools
 import logging
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from domainbed.errors import DomainBedError
 from domainbed_aux.averaging import select_weights
@@ -83,22 +83,12 @@ def _load_counted(path: str, member_id: str, bar) -> Dict[str, Any]:
     return state
 
 
-def soup(runs: Sequence[RunInfo], rule: str, evaluators: Optional[EvaluatorCache] = None,
-         splits: Sequence[str] = ("test_in",), progress: bool = False) -> Dict[str, Any]:
-    """Average ``runs`` with ``rule`` (uniform, greedy, greedy_strict, dagger) and score it.
-
-    Returns a JSON-ready dict: ``rule``, ``dataset``, ``test_env``, ``trial_seeds``,
-    ``candidates`` (run dirs, in the order tried), ``members`` (kept run dirs, in order),
-    ``trace`` (greedy: one entry per candidate), ``val_acc`` (greedy: pooled ID-validation
-    accuracy of the final soup), ``accuracies`` (``{split: mean over trial seeds}``),
-    ``per_trial`` (``{split: {trial_seed: acc}}``), ``bn`` (how batch-norm statistics were
-    handled) and ``bn_recomputed``. Memory is one running sum plus one member.
-    """
+def average_runs(runs: Sequence[RunInfo], rule: str,
+                 evaluators: Optional[EvaluatorCache] = None, progress: bool = False):
+    """``(SoupResult, runs in averaging order, reference evaluator, live_bn)``: the weights
+    of ``runs`` averaged with ``rule`` (see ``soup``), not yet scored."""
     if rule not in SOUP_RULES:
         raise DomainBedError(f"unknown weight selection {rule!r}; known: {', '.join(SOUP_RULES)}")
-    for split in splits:
-        if split not in SPLITS:
-            raise DomainBedError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
     check_runs(runs, f"{rule} soup", single_trial=rule != "dagger")
     evaluators = evaluators if evaluators is not None else EvaluatorCache()
     runs = sorted(runs, key=lambda r: r.order_key)
@@ -123,6 +113,34 @@ def soup(runs: Sequence[RunInfo], rule: str, evaluators: Optional[EvaluatorCache
                                 evaluate_average=evaluate_average, **options)
     finally:
         bar.close()
+    return result, runs, reference, live_bn
+
+
+def soup(runs: Sequence[RunInfo], rule: str, evaluators: Optional[EvaluatorCache] = None,
+         splits: Sequence[str] = ("test_in",), progress: bool = False) -> Dict[str, Any]:
+    """Average ``runs`` with ``rule`` (uniform, greedy, greedy_strict, dagger) and score it.
+
+    Returns a JSON-ready dict: ``rule``, ``dataset``, ``test_env``, ``trial_seeds``,
+    ``candidates`` (run dirs, in the order tried), ``members`` (kept run dirs, in order),
+    ``trace`` (greedy: one entry per candidate), ``val_acc`` (greedy: pooled ID-validation
+    accuracy of the final soup), ``accuracies`` (``{split: mean over trial seeds}``),
+    ``per_trial`` (``{split: {trial_seed: acc}}``), ``bn`` (how batch-norm statistics were
+    handled) and ``bn_recomputed``. Memory is one running sum plus one member.
+    """
+    return soup_and_weights(runs, rule, evaluators, splits, progress)[0]
+
+
+def soup_and_weights(runs: Sequence[RunInfo], rule: str,
+                     evaluators: Optional[EvaluatorCache] = None,
+                     splits: Sequence[str] = ("test_in",),
+                     progress: bool = False) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """``soup``'s dict and the averaged state dict it scored."""
+    for split in splits:
+        if split not in SPLITS:
+            raise DomainBedError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    evaluators = evaluators if evaluators is not None else EvaluatorCache()
+    result, runs, reference, live_bn = average_runs(runs, rule, evaluators, progress)
+    val_accs = {r.run_dir: r.id_val_acc for r in runs}
     per_trial = score_per_trial(result.state_dict, runs, evaluators, splits)
     summary = result.summary()
     candidates = ([t["member"] for t in summary["trace"]] if summary["trace"]
@@ -143,7 +161,7 @@ def soup(runs: Sequence[RunInfo], rule: str, evaluators: Optional[EvaluatorCache
         "weights": weights_text(runs),
         "bn": _bn_text(reference, live_bn),
         "bn_recomputed": bool(summary["bn_recomputed"]),
-    }
+    }, result.state_dict
 
 
 def weights_text(runs: Sequence[RunInfo]) -> str:

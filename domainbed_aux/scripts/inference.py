@@ -11,7 +11,8 @@ family: runs of several algorithms, or recycled runs (started from an auxiliary 
 featurizer) with non-recycled ones, or robust with plain ones, are refused; choose with
 ``--algorithms``. Prints a
 summary and writes the full result as JSON (``--output``, default
-``<first input dir>/inference_<dataset>_env<k>_<selection>_trial<t>.json``).
+``<first input dir>/inference_<dataset>_env<k>_<selection>_trial<t>.json``); ``--save DIR``
+also writes the soup as a model folder (docs/models.md).
 """
 
 import argparse
@@ -23,7 +24,7 @@ from typing import Any, Dict
 
 from domainbed.errors import DomainBedError, one_line
 from domainbed.lib.misc import atomic_write_text, show_progress
-from domainbed_aux.scoring.inference import SELECTIONS, run_inference
+from domainbed_aux.scoring.inference import SELECTIONS, infer
 
 log = logging.getLogger("domainbed_aux.inference")
 
@@ -72,6 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--algorithms", nargs="+", default=None,
                    help="only runs of these algorithms (default: all)")
     p.add_argument("--output", default=None, help="JSON file to write")
+    p.add_argument("--save", default=None, metavar="DIR",
+                   help="also write the soup as a model folder (see docs/models.md)")
     p.add_argument("--no_progress", action="store_true",
                    help="no progress bars (they are off anyway when stderr is not a terminal)")
     return p.parse_args(argv)
@@ -81,12 +84,24 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     from domainbed.lib.device import get_device
+    from domainbed_aux.scoring.evaluation import EvaluatorCache
+    input_dirs = [d for d in args.input_dir.split(",") if d]
     try:
-        result = run_inference(args.dataset, args.test_env,
-                               [d for d in args.input_dir.split(",") if d],
-                               args.weight_selection, args.trial_seed, args.data_dir,
-                               args.full_domain, args.algorithms, get_device(),
-                               progress=show_progress(args.no_progress), weights=args.weights)
+        if args.save and args.weight_selection == "ensemble":
+            raise DomainBedError("--save writes one network; an ensemble is several: choose "
+                                 "a soup (--weight_selection uniform or greedy)")
+        evaluators = EvaluatorCache(data_dir=args.data_dir, device=get_device())
+        result, state, runs = infer(args.dataset, args.test_env, input_dirs,
+                                    args.weight_selection, args.trial_seed,
+                                    full_domain=args.full_domain, algorithms=args.algorithms,
+                                    progress=show_progress(args.no_progress),
+                                    weights=args.weights, evaluators=evaluators)
+        if args.save:
+            from domainbed_aux.scoring.save import save_soup
+            save_soup(args.save, result, state, runs, input_dirs, evaluators,
+                      {"dataset": args.dataset, "test_env": args.test_env,
+                       "trial_seed": args.trial_seed, "algorithms": args.algorithms,
+                       "weights": args.weights, "weight_selection": args.weight_selection})
         output = args.output or default_output(args)
         atomic_write_text(output, json.dumps(result, indent=2) + "\n")
     except DomainBedError as exc:
@@ -95,6 +110,8 @@ def main(argv=None) -> int:
         return 1
     print(format_summary(result))
     print(f"written: {output}")
+    if args.save:
+        print(f"model folder: {args.save}")
     return 0
 
 

@@ -31,6 +31,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="evaluation cache (default: <first input dir>/.ratatouille_cache)")
     p.add_argument("--no_cache", action="store_true", help="recompute every evaluation")
     p.add_argument("--output", default=None, help="also write the report to this file")
+    p.add_argument("--save_models", default=None, metavar="DIR",
+                   help="also write a model folder per averaged cell (soup rows) into "
+                        "DIR/<dataset>/test<k>/<row>/trial<t> (see docs/models.md)")
     p.add_argument("--no_progress", action="store_true",
                    help="no progress bars (they are off anyway when stderr is not a terminal)")
     regime = p.add_argument_group(
@@ -89,6 +92,12 @@ def main(argv=None) -> int:
             text += regime_text(regime, args.fmt)
         if args.output:
             atomic_write_text(args.output, text)
+        if args.save_models:
+            from domainbed_aux.scoring.save import save_table1_models
+            saved = save_table1_models(provider, args.save_models,
+                                       [d for d in args.input_dir.split(",") if d])
+            print(f"{len(saved)} model folders written under {args.save_models}",
+                  file=sys.stderr)
     except DomainBedError as exc:
         message = one_line(exc, last=False)
         print(f"report: error: {message}", file=sys.stderr)

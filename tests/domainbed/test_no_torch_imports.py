@@ -15,6 +15,7 @@ import pytest
 from domainbed import catalogue
 from domainbed.reports.synthetic import make_record, write_run
 
+from tests.fixtures.model_runs import folder_files as _tree  # what a listing must not change
 from tests.fixtures.paths import REPO
 
 # runs a module's main(argv) and reports the heavy modules it left in sys.modules; with
@@ -191,17 +192,6 @@ def test_catalogue_answers_as_the_registry_once_it_is_imported(dataset, tmp_path
     assert catalogue.declared_environments(dataset) == (
         None if datasets.get_dataset_class(dataset).ENVIRONMENTS is None
         else list(datasets.get_dataset_class(dataset).ENVIRONMENTS))
-
-
-def _tree(root):
-    """Every file under ``root`` with its bytes (what a listing must not change)."""
-    out = {}
-    for path, _, files in os.walk(root):
-        for name in files:
-            full = os.path.join(path, name)
-            with open(full, "rb") as f:
-                out[os.path.relpath(full, root)] = f.read()
-    return out
 
 
 def test_sweep_status_of_a_ratatouille_sweep_with_the_plugin_imports_no_torch(tmp_path):

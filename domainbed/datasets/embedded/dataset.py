@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from domainbed.datasets.base import MultipleDomainDataset
+from domainbed.datasets.input_spec import InputSpec
 from domainbed.datasets.embedded import cache
 from domainbed.datasets.embedded.specs import SPECS, get_spec
 
@@ -54,5 +55,8 @@ class EmbeddedDataset(MultipleDomainDataset):
         env = torch.from_numpy(arrays["env"].copy())
         self.input_shape = self.INPUT_SHAPE
         self.num_classes = len(self.CLASSES)
+        # an image file read as these tensors are made (``to_tensor``)
+        self.input_spec = InputSpec(self.INPUT_SHAPE[1], 3, (PIXEL_MEAN,) * 3,
+                                    (PIXEL_STD,) * 3, source="embedded benchmark pixels")
         self.datasets = [TensorDataset(x[env == i], y[env == i])
                          for i in range(len(self.ENVIRONMENTS))]
