@@ -4,6 +4,7 @@ conversions from a namespace and from a sweep job's argument dict."""
 import argparse
 import dataclasses
 import json
+import os
 import typing
 
 import pytest
@@ -12,6 +13,7 @@ from domainbed.errors import DomainBedError
 from domainbed.scripts.train import build_parser, parse_config
 from domainbed.sweep.jobs import make_args_list, train_flags
 from domainbed.training import TrainConfig
+from domainbed.training.config import default_data_dir
 from domainbed.training.run import as_config
 
 
@@ -125,15 +127,16 @@ def test_the_linear_probe_config_is_the_one_its_old_command_line_parsed_to():
     from domainbed_aux.init import probe as lp
     specs = [lp.LinearProbeSpec("Debug28", [0], 1),
              lp.LinearProbeSpec("Debug28", [0, 2], 3, data_dir="/x", hparams={"b": 1, "a": 2},
-                                steps=7, checkpoint_freq=0, holdout_fraction=0.3)]
+                                steps=7, checkpoint_freq=0, holdout_fraction=0.3,
+                                hparams_space="mild")]
     for spec in specs:
         argv = ["--dataset", spec.dataset, "--algorithm", lp.ALGORITHM, "--hparams_seed", "0",
                 "--trial_seed", str(spec.trial_seed), "--seed", "0",
                 "--test_envs", *[str(t) for t in spec.test_envs], "--output_dir", "/run",
                 "--holdout_fraction", str(spec.holdout_fraction), "--init_from", "/phi.st",
-                "--init_part", "featurizer"]
-        if spec.data_dir:
-            argv += ["--data_dir", spec.data_dir]
+                "--init_part", "featurizer", "--hparams_space", spec.hparams_space,
+                # the probe records an absolute data dir (the default one too)
+                "--data_dir", os.path.abspath(spec.data_dir or default_data_dir())]
         if spec.hparams:
             argv += ["--hparams", json.dumps(spec.hparams, sort_keys=True)]
         if spec.steps is not None:
