@@ -147,15 +147,33 @@ def soup_merge(result: Mapping[str, Any], runs: Sequence[RunInfo],
     test_env = runs[0].test_envs[0]
     trace = [dict(step, member=refs.get(real(step["member"]), step["member"]))
              for step in result.get("trace") or []]
-    return {"rule": result["rule"], "algorithm": runs[0].algorithm,
-            "selection": dict(selection, input_dirs=list(input_dirs)),
-            "members": [refs[real(m)] for m in result["members"]],
-            "runs": [run_entry(r, input_dirs, real(r.run_dir) in kept) for r in runs],
-            "trace": trace, "soup_id_val_acc": result.get("val_acc"),
-            "scores": split_scores(result.get("per_trial") or {}, test_env,
-                                   _env_name(evaluators(runs[0]), test_env)),
-            "weights": result.get("weights"), "bn": result.get("bn"),
-            "training": _training(runs[0])}
+    merge = {"rule": result["rule"], "algorithm": runs[0].algorithm,
+             "selection": dict(selection, input_dirs=list(input_dirs)),
+             "members": [refs[real(m)] for m in result["members"]],
+             "runs": [run_entry(r, input_dirs, real(r.run_dir) in kept) for r in runs],
+             "trace": trace, "soup_id_val_acc": result.get("val_acc"),
+             "scores": split_scores(result.get("per_trial") or {}, test_env,
+                                    _env_name(evaluators(runs[0]), test_env)),
+             "weights": result.get("weights"), "bn": result.get("bn"),
+             "training": _training(runs[0])}
+    details = dict(result.get("details") or {})
+    theta_0 = details.pop("theta_0", None)
+    if "hparams" in result:  # a rule beyond uniform and greedy: how it was chosen
+        merge["hparams"] = result["hparams"]
+        merge["rule_details"] = details
+    if theta_0:
+        merge["theta_0"] = _file_ref(theta_0)
+    if result.get("checks"):
+        checks = dict(result["checks"])
+        if checks.get("theta_0"):
+            checks["theta_0"] = _file_ref(checks["theta_0"])
+        merge["checks"] = checks
+    return merge
+
+
+def _file_ref(path: str) -> Dict[str, Any]:
+    """A file by name and hash (its folder is where it happens to be on this machine)."""
+    return {"file": os.path.basename(path), "sha256": sha256_file(path)}
 
 
 def save_soup(output_dir: str, result: Mapping[str, Any], state: Mapping[str, torch.Tensor],
