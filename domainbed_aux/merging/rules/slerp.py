@@ -16,6 +16,7 @@ Euclidean mean); its length the mean of the task vectors' norms;
 direction. For two members of equal norm it is ``slerp`` at t = 0.5."""
 
 import math
+from dataclasses import replace
 
 import torch
 
@@ -55,6 +56,12 @@ class Slerp(MergeRule):
     memory = "the result + two tensors (1x one model)"
     min_members = 2
     order = 15
+
+    def check_inputs(self, inputs):
+        if len(inputs.members) == 2 and inputs.val_acc_of_member is None:
+            # two members need no ranking: a is the first given
+            inputs = replace(inputs, val_acc_of_member={m: 0.0 for m, _ in inputs.members})
+        super().check_inputs(inputs)
 
     def pair(self, inputs):
         if len(inputs.members) == 2 and inputs.val_acc_of_member is None:
