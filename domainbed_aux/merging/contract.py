@@ -155,7 +155,8 @@ class MergeRule:
         if unknown:
             known = ", ".join(h.name for h in self.hparams) or "none"
             raise AveragingError(f"rule {self.name!r} has no hyperparameter "
-                                 f"{', '.join(unknown)}; its hyperparameters: {known}")
+                                 f"{', '.join(repr(u) for u in unknown)}; its "
+                                 f"hyperparameters: {known}")
         axes = [(h.name, (fixed[h.name],) if h.name in fixed else h.values())
                 for h in self.hparams]
         points = [dict(zip([n for n, _ in axes], combo))
