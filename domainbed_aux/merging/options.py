@@ -48,8 +48,9 @@ def add_merge_arguments(parser: argparse.ArgumentParser, choices: Sequence[str],
     group.add_argument("--probe", default=None, metavar="FILE",
                        help="theta_0 for rules on task vectors: the linear probe the runs "
                             "started from (default: found from the runs' records)")
-    group.add_argument("--probe_dir", default=None, metavar="DIR",
-                       help="where the runs' linear probes are (the sweep's --output_dir_lp)")
+    group.add_argument("--output_dir_lp", default=None, metavar="DIR",
+                       help="where the runs' linear probes are (the sweep's --output_dir_lp; "
+                            "default: found from the runs' records)")
     group.add_argument("--merge_seed", type=int, default=0,
                        help="seed of rules that draw (DARE's masks), default 0")
     group.add_argument("--no_checks", action="store_true",
@@ -64,4 +65,4 @@ def add_merge_arguments(parser: argparse.ArgumentParser, choices: Sequence[str],
 def merge_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
     """The keyword arguments of ``scoring.soups.soup_and_weights`` from parsed options."""
     return {"hparams": args.rule_hparams, "greedy": args.greedy, "probe": args.probe,
-            "probe_dir": args.probe_dir, "seed": args.merge_seed}
+            "probe_dir": args.output_dir_lp, "seed": args.merge_seed}

@@ -64,5 +64,5 @@ def theta_0_path(runs: Sequence, probe: Optional[str] = None,
             return candidate
     looked = ", ".join(dict.fromkeys(os.path.dirname(c) for c in candidates)) or "nowhere"
     raise DomainBedError(f"theta_0, the linear probe {name} the runs started from, is not in "
-                         f"{looked}; give --probe_dir (the sweep's --output_dir_lp) or "
+                         f"{looked}; give --output_dir_lp (the sweep's) or "
                          "--probe FILE")

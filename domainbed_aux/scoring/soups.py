@@ -228,6 +228,43 @@ def _bn_text(evaluator, live_bn: bool) -> str:
 
 # ----------------------------------------------------------------------------- Table 1 rows
 
+# the families averaged in Table 1: a merge rule adds its row beside their soups (report --rules)
+RULE_ROW_FAMILIES = {"erm": ("Model soups", 10.0), "inter": ("Ratatouille", 16.0)}
+
+
+def rule_rows(rules: Sequence[str], probe: Optional[str] = None,
+              probe_dir: Optional[str] = None) -> List[Table1Row]:
+    """A Table 1 row per merge rule and soup family (``RULE_ROW_FAMILIES``), after that
+    family's soups: "<family's soups> <rule's title>"; each cell merges the runs of one trial
+    seed with hyperparameters chosen on its ID validation. A rule that cannot merge a cell
+    (no theta_0 recorded, one run for SLERP) leaves its row out with a note."""
+    from domainbed_aux.merging import get_rule
+    rows = []
+    for k, name in enumerate(dict.fromkeys(rules)):
+        rule = get_rule(name)
+        if rule.in_table1:
+            raise DomainBedError(f"--rules {name}: already a row of Table 1; give other rules "
+                                 "(e.g. ties, task_arithmetic, model_stock)")
+        for family, (prefix, position) in RULE_ROW_FAMILIES.items():
+            rows.append(Table1Row(f"{prefix} {rule.title}", family, position + 0.01 * (k + 1),
+                                  _rule_cell(name, probe, probe_dir), pooled=rule.pooled,
+                                  optional=True))
+    return rows
+
+
+def _rule_cell(name: str, probe: Optional[str], probe_dir: Optional[str]):
+    from domainbed_aux.merging import get_rule
+    rule = get_rule(name)
+    key = f"{name}@{rule.version}" + (f"|probe={probe}" if probe else "")
+
+    def score(table, runs: Sequence[RunInfo], method):
+        result = table.cached("soup", key, runs, lambda: soup(
+            runs, name, table.evaluators, [table.split], progress=table.progress,
+            probe=probe, probe_dir=probe_dir))
+        return result["accuracies"][table.split], result
+    return score
+
+
 def _table1_cell(rule: str):
     """The Table 1 cell of a ``rule`` soup of the runs of a cell (see ``report.registry``)."""
     def score(table, runs: Sequence[RunInfo], method):

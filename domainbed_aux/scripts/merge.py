@@ -4,7 +4,7 @@
 --weight_selection RULE|best_run --output_dir OUT``
 
 ``RULE`` is any registered merge rule (``domainbed_aux.merging``; see ``--help``), with
-``inference``'s options (``--rule_hparams``, ``--greedy``, ``--probe``, ``--probe_dir``).
+``inference``'s options (``--rule_hparams``, ``--greedy``, ``--probe``, ``--output_dir_lp``).
 
 The runs are ``inference``'s (same flags: ``--trial_seed``, ``--algorithms``, ``--weights``);
 ``dagger`` averages every trial seed; ``best_run`` saves the single run that

@@ -40,7 +40,8 @@ def write_probe_and_init(lp_dir, data_dir):
 @pytest.fixture(scope="session")
 def probe_sweep(tmp_path_factory):
     """Image folders (3 domains x 3 classes), the probe and an init file under ``lp``, 3 ERM
-    runs from the probe under ``sweep/erm`` and 2 from the init file under ``sweep/inter``
+    runs from the probe under ``sweep/erm`` and 2 InterTraining runs from the init file under
+    ``sweep/inter``
     (test env 0, trial 0, 6 steps, hparams seeds 0..2: their learning rates differ)."""
     import torch
     from tests.fixtures.data import make_image_folder_fixture
@@ -58,7 +59,8 @@ def probe_sweep(tmp_path_factory):
                                  extra=("--init_from", probe)))
         for h in range(2):
             inter.append(train_run(data, tmp / "sweep" / "inter" / f"run{h}", FOLDER_HPARAMS,
-                                   h, extra=("--init_from", init)))
+                                   h, extra=("--algorithm", "InterTraining",
+                                             "--init_from", init)))
     finally:
         torch.set_num_threads(threads)
     return SimpleNamespace(root=tmp, data=data, lp=lp, probe=probe, init=init,
