@@ -18,6 +18,8 @@ from domainbed.errors import DomainBedError, one_line
 from domainbed.lib.misc import show_progress
 from domainbed.reports.writers import add_format_arguments
 
+log = logging.getLogger("domainbed_aux.report")
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -145,7 +147,7 @@ def main(argv=None) -> int:
             checks = premerge_cells(provider, args.probe, args.output_dir_lp)
             for cell, found in checks.items():
                 if found.get("warning"):
-                    logging.warning("%s: %s", cell, found["warning"])
+                    log.warning("%s: %s", cell, found["warning"])
         stages = [_folders(args.foundation_dir), _folders(args.probe_dir),
                   _folders(args.aux_dir)]
         regime = check_regime(provider.runs, *(read_curves(f) for f in stages),
