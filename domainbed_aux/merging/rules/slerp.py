@@ -6,7 +6,8 @@ splines and interpolation", ACM TOG 2001).
 ``slerp`` merges two members a and b (of more, the two with the best ID-validation
 accuracy, a the best): per tensor, with Omega the angle between tau_a and tau_b,
 ``tau = sin((1 - t) Omega) / sin(Omega) tau_a + sin(t Omega) / sin(Omega) tau_b`` (linear
-interpolation when sin(Omega) is 0 or a task vector is zero), ``theta = theta_0 + tau``.
+interpolation when sin(Omega) < 1e-6, parallel or opposite task vectors, or when a task
+vector is zero), ``theta = theta_0 + tau``.
 
 ``slerp_tangent`` merges M members: per tensor, the direction is the spherical (Karcher)
 mean of the unit task vectors, found by averaging their log maps at the current estimate
@@ -26,21 +27,23 @@ from domainbed_aux.merging.registry import register_rule
 from domainbed_aux.merging.stream import MemberSet
 
 TOLERANCE = 1e-6  # directions are stored in float32
+PARALLEL = 1e-6   # sin(Omega) below it: the task vectors are parallel or opposite
 MAX_STEPS = 50
 
 
 def slerp_tensors(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Shoemake's interpolation of two tensors (float64 arithmetic)."""
-    a64, b64 = a.double().reshape(-1), b.double().reshape(-1)
-    na, nb = float(a64.norm()), float(b64.norm())
+    """Shoemake's interpolation of two tensors (float64 norms and angle; the combination in
+    the tensors' dtype, so a tensor needs no float64 copy)."""
+    a64, b64 = a.double().reshape(-1), b.double().reshape(-1)  # exact products, then freed
+    na, nb, dot = float(a64.norm()), float(b64.norm()), float(a64 @ b64)
+    del a64, b64
     if na == 0 or nb == 0:
-        return ((1 - t) * a64 + t * b64).reshape(a.shape)
-    cos = min(max(float(a64.dot(b64)) / (na * nb), -1.0), 1.0)
-    omega = math.acos(cos)
-    if math.sin(omega) < 1e-12:
-        return ((1 - t) * a64 + t * b64).reshape(a.shape)
+        return a.mul(1 - t).add_(b, alpha=t)
+    omega = math.acos(min(max(dot / (na * nb), -1.0), 1.0))
+    if math.sin(omega) < PARALLEL:  # (anti)parallel: the formula's weights blow up
+        return a.mul(1 - t).add_(b, alpha=t)
     s = math.sin(omega)
-    return (math.sin((1 - t) * omega) / s * a64 + math.sin(t * omega) / s * b64).reshape(a.shape)
+    return a.mul(math.sin((1 - t) * omega) / s).add_(b, alpha=math.sin(t * omega) / s)
 
 
 @register_rule
@@ -81,7 +84,7 @@ class Slerp(MergeRule):
                 merged = {}
                 for key in ms.merged:
                     tau = slerp_tensors(ms.tau(a, key), ms.tau(b, key), t)
-                    merged[key] = tau.to(ms.acc_dtype(key)).add_(ms.base_of(key))
+                    merged[key] = tau.add_(ms.base_of(key))
             finally:
                 a.close()
                 b.close()
@@ -91,24 +94,28 @@ class Slerp(MergeRule):
             ms.close()
 
 
+def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.sum(a * b, dtype=torch.float64))
+
+
 def _log(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The log map of the unit sphere at p (float64 1-D tensors)."""
-    cos = min(max(float(p.dot(x)), -1.0), 1.0)
+    """The log map of the unit sphere at p (1-D tensors; the angle in float64)."""
+    cos = min(max(_dot(p, x), -1.0), 1.0)
     angle = math.acos(cos)
     if angle < 1e-15:
         return torch.zeros_like(p)
     if math.pi - angle < 1e-12:
         raise AveragingError("two task vectors point in opposite directions: their spherical "
                              "mean is undefined")
-    return (x - cos * p).mul_(angle / math.sin(angle))
+    return x.sub(p, alpha=cos).mul_(angle / math.sin(angle))
 
 
 def _exp(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    norm = float(v.norm())
+    norm = math.sqrt(max(_dot(v, v), 0.0))
     if norm < 1e-300:
         return p
-    out = p * math.cos(norm) + v * (math.sin(norm) / norm)
-    return out / out.norm()
+    out = p.mul(math.cos(norm)).add_(v, alpha=math.sin(norm) / norm)
+    return out.div_(math.sqrt(_dot(out, out)))
 
 
 @register_rule
@@ -132,8 +139,8 @@ class SlerpTangent(MergeRule):
             for _, _, weights in ms.each():  # the Euclidean mean of unit vectors: the start
                 ms.add_uniform(weights)
                 for key in ms.merged:
-                    tau = ms.tau(weights, key).reshape(-1).float()
-                    norm = float(tau.double().norm())
+                    tau = ms.tau(weights, key).reshape(-1)
+                    norm = math.sqrt(_dot(tau, tau))
                     norms[key] += norm
                     if norm > 0:
                         counts[key] += 1
@@ -141,17 +148,18 @@ class SlerpTangent(MergeRule):
                     direction[key] = direction[key].add_(tau) if key in direction else tau
             starts_missing = []
             for key in ms.merged:
-                norm = float(direction[key].double().norm())
+                norm = math.sqrt(_dot(direction[key], direction[key]))
                 if counts[key] and norm < 1e-6:
                     starts_missing.append(key)
                 elif norm > 0:
-                    direction[key] = (direction[key].double() / norm).float()
+                    direction[key].div_(norm)
             if starts_missing:  # symmetric directions: start from the first nonzero one
                 for _, _, weights in ms.each():
                     for key in list(starts_missing):
-                        tau = ms.tau(weights, key).double().reshape(-1)
-                        if float(tau.norm()) > 0:
-                            direction[key] = (tau / tau.norm()).float()
+                        tau = ms.tau(weights, key).reshape(-1)
+                        norm = math.sqrt(_dot(tau, tau))
+                        if norm > 0:
+                            direction[key] = tau.div_(norm)
                             starts_missing.remove(key)
             active = [k for k in ms.merged if counts[k] > 1]
             steps = 0
@@ -159,22 +167,22 @@ class SlerpTangent(MergeRule):
                 tangent = {k: torch.zeros_like(direction[k]) for k in active}
                 for _, _, weights in ms.each():
                     for key in active:
-                        tau = ms.tau(weights, key).double().reshape(-1)
-                        norm = float(tau.norm())
+                        tau = ms.tau(weights, key).reshape(-1)
+                        norm = math.sqrt(_dot(tau, tau))
                         if norm > 0:
-                            tangent[key].add_(_log(direction[key].double(), tau / norm).float())
+                            tangent[key].add_(_log(direction[key], tau.div_(norm)))
                 still = []
                 for key in active:
-                    step = tangent.pop(key).double().div_(counts[key])
-                    direction[key] = _exp(direction[key].double(), step).float()
-                    if float(step.norm()) > TOLERANCE:
+                    step = tangent.pop(key).div_(counts[key])
+                    direction[key] = _exp(direction[key], step)
+                    if math.sqrt(_dot(step, step)) > TOLERANCE:
                         still.append(key)
                 active, steps = still, steps + 1
             merged = {}
             for key in ms.merged:
                 shape = ms.layout[key][0]
                 tau = direction.pop(key).mul_(norms[key] / n).reshape(shape)
-                merged[key] = tau.to(ms.acc_dtype(key)).add_(ms.base_of(key))
+                merged[key] = tau.add_(ms.base_of(key))
             return result(self, ms.assemble(merged), inputs, {},
                           {"steps": steps, "converged": not active})
         finally:

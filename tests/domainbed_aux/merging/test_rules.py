@@ -281,7 +281,7 @@ def slerp_reference(a, b, t):
     if a.norm() == 0 or b.norm() == 0:
         return (1 - t) * a + t * b
     omega = math.acos(max(-1.0, min(1.0, float(a @ b / (a.norm() * b.norm())))))
-    if math.sin(omega) < 1e-12:
+    if math.sin(omega) < 1e-6:  # (anti)parallel: linear interpolation
         return (1 - t) * a + t * b
     return (math.sin((1 - t) * omega) * a + math.sin(t * omega) * b) / math.sin(omega)
 
