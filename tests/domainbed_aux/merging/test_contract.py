@@ -114,3 +114,14 @@ def test_unknown_rules_are_one_line_errors(probe_sweep, capsys):
     assert report_cli.main(["--input_dir", probe_sweep.erm_dir, "--rules", "uniform",
                             "--no_cache", "--no_progress"]) == 1
     assert "unknown rule 'uniform'" in capsys.readouterr().err
+
+
+def test_the_ablations_analysis_merges_with_any_rule(probe_sweep, tmp_path, one_thread):
+    from domainbed_aux.scripts import analysis
+    out = tmp_path / "ablation.json"
+    assert analysis.main(["ablations", "--input_dir", probe_sweep.erm_dir, "--ablation",
+                          "n_runs", "--rule", "model_stock", "--split", "id_val",
+                          "--output", str(out), "--no_plot"]) == 0
+    result = json.loads(out.read_text())
+    assert result["rule"] == "model_stock" and result["values"] == [1, 2, 3]
+    assert all(0 <= a <= 1 for a in result["accuracies"])
