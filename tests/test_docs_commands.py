@@ -135,10 +135,48 @@ def _tiny(argv, root):
     return out + (["--skip_confirmation"] if "launch" in out else [])
 
 
+def _users_recipe(argv) -> bool:
+    """A ``--recipe`` that is the user's own file shown in the doc (not one of sweeps/ or the
+    RECIPE.json placeholder): its JSON block is checked by
+    ``test_every_documented_recipe_passes_validation``."""
+    if "--recipe" not in argv:
+        return False
+    path = argv[argv.index("--recipe") + 1]
+    return path != "RECIPE.json" and not os.path.exists(os.path.join(REPO, path))
+
+
 # a target sweep with --aux_dir lists its jobs from the auxiliary runs of the step before
-# it (docs/ratatouille.md, step 1): its flags are checked above, not listed here
+# it (docs/ratatouille.md, step 1), and a user's own recipe needs the user's data: their
+# flags are checked above, not listed here
 SWEEPS = [(n, a) for n, a in COMMANDS if a[0] == "domainbed.scripts.sweep"
-          and "--aux_dir" not in a]
+          and "--aux_dir" not in a and not _users_recipe(a)]
+
+
+def documented_recipes():
+    """``(file, recipe)`` of every JSON block of the docs that is a recipe (has a name and
+    target or datasets)."""
+    import json
+    found = []
+    for name in DOC_FILES:
+        with open(os.path.join(REPO, name), encoding="utf-8") as f:
+            text = f.read()
+        for block in re.findall(r"```json\n(.*?)```", text, flags=re.S):
+            try:
+                value = json.loads(block)
+            except ValueError:
+                continue
+            if isinstance(value, dict) and "name" in value and (
+                    "target" in value or "datasets" in value):
+                found.append((name, value))
+    return found
+
+
+def test_every_documented_recipe_passes_validation():
+    from domainbed_aux.recipe.validate import recipe_problems
+    recipes = documented_recipes()
+    assert any(r["name"] == "mine" for _, r in recipes)  # docs/datasets.md's folder recipe
+    problems = {f"{name}:{r['name']}": recipe_problems(r) for name, r in recipes}
+    assert all(not p for p in problems.values()), problems
 
 
 @pytest.mark.parametrize("name, argv", SWEEPS, ids=[f"{n}:{' '.join(a)[:70]}"

@@ -71,8 +71,14 @@ def name_problems(config: TrainConfig) -> List[str]:
     from domainbed import algorithms, datasets
     from domainbed.plugins import load_plugins
     load_plugins()
+    from domainbed import catalogue
     problems = []
-    if config.dataset not in datasets.DATASETS:
+    if catalogue.is_folder_dataset(config.dataset):  # the user's folder under its own name
+        try:
+            catalogue.split_dataset_root(config.dataset)
+        except ValueError as e:
+            problems.append(f"--dataset: {e}")
+    elif config.dataset not in datasets.DATASETS:
         problems.append(_name_problem("dataset", config.dataset, list(datasets.DATASETS)))
     if config.algorithm not in algorithms.ALGORITHMS:
         problems.append(_name_problem("algorithm", config.algorithm, list(algorithms.ALGORITHMS)))

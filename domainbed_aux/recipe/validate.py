@@ -52,6 +52,23 @@ def _dataset_names(needed: Iterable[str]) -> List[str]:
     return list(datasets.DATASETS)
 
 
+def _folder_problem(entry: str) -> str:
+    """The problem of a ``folder:NAME[=PATH]`` entry ('' when well formed)."""
+    from domainbed import catalogue
+    try:
+        catalogue.split_dataset_root(entry)
+    except ValueError as e:
+        return str(e)
+    return ""
+
+
+def folder_problems(recipe: Dict[str, Any]) -> List[str]:
+    """Malformed ``folder:NAME[=PATH]`` dataset entries, with the accepted form."""
+    from domainbed import catalogue
+    return [f"recipe: {_folder_problem(name)}" for name in sorted(mentioned_datasets(recipe))
+            if catalogue.is_folder_dataset(name) and _folder_problem(name)]
+
+
 def known_names(recipe: Dict[str, Any]) -> Dict[str, Sequence[str]]:
     """The names each ``Rule.names`` kind accepts, for this recipe."""
     from domainbed import catalogue
@@ -59,7 +76,10 @@ def known_names(recipe: Dict[str, Any]) -> Dict[str, Sequence[str]]:
     algorithms = set(_strings(_section(recipe, "target").get("algorithms")))
     algorithms |= set(_strings(_section(recipe, "aux").get("algorithm")))
     algorithms |= set(_strings(_section(recipe, "pretrain").get("algorithm")))
-    return {"dataset": _dataset_names(mentioned_datasets(recipe)),
+    mentioned = mentioned_datasets(recipe)
+    folders = {name for name in mentioned if catalogue.is_folder_dataset(name)}
+    # folder:NAME[=PATH] entries are the user's folders; a malformed one is folder_problems'
+    return {"dataset": _dataset_names(mentioned - folders) + sorted(folders),
             "algorithm": catalogue.algorithm_names(algorithms),
             "hparams_space": HPARAM_SPACES.names(),
             "report provider": list(providers.report_providers())}
@@ -155,5 +175,6 @@ def recipe_problems(recipe: Any, allowed_report_modules: Sequence[str] = ()) -> 
     extra = recipe.get("train_extra")
     problems += train_extra_problems(extra if isinstance(extra, dict) else {})
     problems += test_env_problems(recipe)
+    problems += folder_problems(recipe)
     problems += report_problems(recipe, allowed_report_modules)
     return list(dict.fromkeys(problems))

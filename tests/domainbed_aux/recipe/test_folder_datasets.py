@@ -77,3 +77,25 @@ def test_a_recipe_of_two_image_folders_runs_end_to_end_to_a_model_folder(two_fol
     data, _ = dataset_split(model.config, "mine/photos", "0", "in")
     accuracy = predict_dataset(model, data).accuracy
     assert accuracy == pytest.approx(merge["scores"]["test_in"]["accuracy"])
+
+
+def test_a_malformed_folder_entry_in_a_recipe_is_one_line_and_nothing_runs(two_folders,
+                                                                           capsys):
+    recipe = json.loads((two_folders / "recipe.json").read_text())
+    recipe["aux"]["datasets"] = ["folder:My Sketches=mine/sketches"]
+    (two_folders / "recipe.json").write_text(json.dumps(recipe))
+    assert sweep_cli.main(["launch", "--recipe", "recipe.json", "--output_dir", "runs/mine",
+                           "--skip_confirmation"]) == 2
+    err = capsys.readouterr().err
+    problems = [line for line in err.splitlines() if "My Sketches" in line]
+    assert len(problems) == 1 and "folder:NAME=PATH" in problems[0], err
+    assert "is not a known dataset" not in err
+    assert not os.path.exists("runs/mine")
+
+
+def test_training_accepts_a_folder_dataset_and_names_the_form_of_a_bad_one():
+    from domainbed.training.config import TrainConfig
+    from domainbed.training.validate import name_problems
+    assert name_problems(TrainConfig(dataset="folder:MyPhotos", algorithm="ERM")) == []
+    problems = name_problems(TrainConfig(dataset="folder:my photos", algorithm="ERM"))
+    assert len(problems) == 1 and "folder:NAME" in problems[0]
