@@ -279,7 +279,8 @@ def compose_init(path: str, aux_model: str, probe_path: str, aux_dataset: str,
     from domainbed.lib.weights import extract_state_dict, load_file
     from domainbed_aux.init.probe import read_linear_probe
     from domainbed_aux.init.record import InitRecord, save_init_file
-    from domainbed_aux.pool.members import featurizer_state_dict, sha256_file
+    from domainbed.lib.digests import sha256_file
+    from domainbed_aux.pool.members import featurizer_state_dict
     if os.path.exists(path):
         return path
     content, _ = load_file(aux_model, device="cpu")

@@ -25,20 +25,23 @@ def _accepts(rule: str, candidate_acc: float, soup_acc: float) -> bool:
     return candidate_acc >= soup_acc if rule == "paper" else candidate_acc > soup_acc
 
 
+def member_val_acc(val_acc_of_member: ValAcc, member_id: str) -> float:
+    """A member's ID-validation accuracy from a mapping or a callable; a missing or non-finite
+    one is an ``AveragingError`` (members cannot be ranked without it)."""
+    try:
+        acc = (val_acc_of_member(member_id) if callable(val_acc_of_member)
+               else val_acc_of_member[member_id])
+    except KeyError:
+        raise AveragingError(f"no ID-validation accuracy for member {member_id!r}; "
+                             "val_acc_of_member must cover every member") from None
+    if acc is None or not math.isfinite(float(acc)):
+        raise AveragingError(f"member {member_id!r} has ID-validation accuracy {acc!r}; "
+                             "a finite number is needed to rank it")
+    return float(acc)
+
+
 def _val_accs(val_acc_of_member: ValAcc, member_ids) -> Dict[str, float]:
-    accs = {}
-    for member_id in member_ids:
-        try:
-            acc = (val_acc_of_member(member_id) if callable(val_acc_of_member)
-                   else val_acc_of_member[member_id])
-        except KeyError:
-            raise AveragingError(f"no ID-validation accuracy for member {member_id!r}; "
-                                 "val_acc_of_member must cover every member") from None
-        if acc is None or not math.isfinite(float(acc)):
-            raise AveragingError(f"member {member_id!r} has ID-validation accuracy {acc!r}; "
-                                 "a finite number is needed to rank it")
-        accs[member_id] = float(acc)
-    return accs
+    return {member_id: member_val_acc(val_acc_of_member, member_id) for member_id in member_ids}
 
 
 def greedy_soup(members: Members, val_acc_of_member: ValAcc,

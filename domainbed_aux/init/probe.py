@@ -43,7 +43,8 @@ from domainbed.training.config import TrainConfig, default_data_dir
 from domainbed_aux.init.record import (InitRecord, pretrained_member, rebuild_hint,
                                        save_init_file)
 from domainbed_aux.parts import FEATURIZER_PREFIX, add_prefix, split_parts
-from domainbed_aux.pool.members import content_hash, featurizer_state_dict, sha256_file
+from domainbed.lib.digests import sha256_file
+from domainbed_aux.pool.members import content_hash, featurizer_state_dict
 
 log = logging.getLogger(__name__)
 

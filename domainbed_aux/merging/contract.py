@@ -22,8 +22,7 @@ work between grid points). Rules are arithmetic over state dicts: files are read
 """
 
 import itertools
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import (Any, Callable, ClassVar, Dict, FrozenSet, Iterable, Iterator, List,
                     Mapping, Optional, Sequence, Tuple)
 
@@ -102,15 +101,8 @@ class MergeInputs:
         if source is None:
             raise AveragingError("this rule ranks members by their ID-validation accuracy: "
                                  "give val_acc_of_member")
-        try:
-            acc = source(member_id) if callable(source) else source[member_id]
-        except KeyError:
-            raise AveragingError(f"no ID-validation accuracy for member {member_id!r}; "
-                                 "val_acc_of_member must cover every member") from None
-        if acc is None or not math.isfinite(float(acc)):
-            raise AveragingError(f"member {member_id!r} has ID-validation accuracy {acc!r}; "
-                                 "a finite number is needed to rank it")
-        return float(acc)
+        from domainbed_aux.averaging.greedy import member_val_acc
+        return member_val_acc(source, member_id)
 
     def ranked(self) -> List[Tuple[str, Any]]:
         """Members by ID-validation accuracy, descending; ties by ``tie_order`` else by id."""

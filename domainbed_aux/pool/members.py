@@ -86,14 +86,6 @@ def sort_key(member: PoolMember) -> Tuple:
             member.file or "")
 
 
-def sha256_file(path: str, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def sha256_bytes(data: bytes) -> str:
     """The same digest as :func:`sha256_file` of a file holding ``data``."""
     return hashlib.sha256(data).hexdigest()

@@ -24,7 +24,7 @@ def theta_0_path(runs: Sequence, probe: Optional[str] = None,
     """The probe file every run of ``runs`` descends from (checked against its manifest and
     against the hash the runs recorded); a one-line ``DomainBedError`` naming the fix."""
     from domainbed.lib.digests import verify_file
-    from domainbed_aux.pool.members import sha256_file
+    from domainbed.lib.digests import sha256_file
     if probe:
         if not os.path.isfile(probe):
             raise DomainBedError(f"--probe {probe}: no such file (give the linear probe "

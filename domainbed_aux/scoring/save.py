@@ -15,7 +15,7 @@ import torch
 
 from domainbed.errors import DomainBedError
 from domainbed.lib.weights import read_metadata
-from domainbed_aux.pool.members import sha256_file
+from domainbed.lib.digests import sha256_file
 from domainbed_aux.scoring.evaluation import EvaluatorCache, RunEvaluator
 from domainbed_aux.scoring.runs import RunInfo
 

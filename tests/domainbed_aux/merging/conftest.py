@@ -19,7 +19,8 @@ def write_probe_and_init(lp_dir, data_dir):
     from domainbed import algorithms, datasets, hparams_registry
     from domainbed_aux.init.record import (InitRecord, pretrained_member, save_init_file)
     from domainbed_aux.parts import split_parts
-    from domainbed_aux.pool.members import content_hash, sha256_file
+    from domainbed.lib.digests import sha256_file
+    from domainbed_aux.pool.members import content_hash
     hparams = dict(hparams_registry.default_hparams("ERM", "ImageFolder"), **FOLDER_HPARAMS)
     dataset = datasets.get_dataset_class("ImageFolder")(str(data_dir), [0], hparams)
     torch.manual_seed(0)

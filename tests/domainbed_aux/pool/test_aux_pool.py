@@ -11,7 +11,8 @@ from domainbed.lib.misc import seed_hash
 from domainbed.lib.weights import load_file, save_weights
 from domainbed_aux.pool.build import add_external_member, build_pool, plan_pool
 from domainbed_aux.pool.load import load_pool
-from domainbed_aux.pool.members import MANIFEST, sha256_file
+from domainbed.lib.digests import sha256_file
+from domainbed_aux.pool.members import MANIFEST
 
 
 class TinyModel(torch.nn.Module):

@@ -13,7 +13,7 @@ import torch
 
 from domainbed.lib.weights import read_metadata
 from domainbed.model_folder import CONFIG_FILE, FILES, MERGE_FILE, MODEL_FILE
-from domainbed_aux.pool.members import sha256_file
+from domainbed.lib.digests import sha256_file
 from domainbed_aux.scoring.evaluation import EvaluatorCache
 from domainbed_aux.scoring.inference import infer
 from domainbed_aux.scoring.runs import best_run, find_runs
