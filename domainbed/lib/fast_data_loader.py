@@ -12,7 +12,8 @@ from typing import Callable, Iterator, List, Optional, Tuple
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 
-from domainbed.lib.misc import _SplitDataset, seed_hash
+from domainbed.lib.misc import _SplitDataset
+from domainbed.lib.seeds import seed_hash
 
 
 class StepBatchSampler(Sampler):

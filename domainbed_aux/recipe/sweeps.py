@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
-from domainbed.catalogue import split_dataset_root
+from domainbed.datasets.registry import num_environments, split_dataset_root
 from domainbed.sweep.spec import SweepSpec, make_spec
 
 from domainbed_aux.recipe.spec import RecipeError, per_dataset, root
@@ -115,9 +115,7 @@ def _test_envs(recipe: Dict[str, Any], dataset: str) -> List[int]:
     wanted = per_dataset((recipe.get("target") or {}).get("test_envs"), dataset_name(dataset))
     if wanted is not None:
         return [int(t) for t in (wanted if isinstance(wanted, list) else [wanted])]
-    from domainbed import catalogue
-    return list(range(catalogue.num_environments(dataset_name(dataset),
-                                                 data_dir_of(recipe, dataset))))
+    return list(range(num_environments(dataset_name(dataset), data_dir_of(recipe, dataset))))
 
 
 def target_sweeps(recipe: Dict[str, Any]) -> List[SweepSpec]:

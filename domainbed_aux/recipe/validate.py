@@ -40,27 +40,13 @@ def mentioned_datasets(recipe: Dict[str, Any]) -> Set[str]:
     return names
 
 
-def _dataset_names(needed: Iterable[str]) -> List[str]:
-    """Registered dataset names (torch-free when every needed name is a core dataset)."""
-    from domainbed import catalogue
-    needed = set(needed)
-    if needed <= set(catalogue.CORE_DATASETS):
-        return catalogue.dataset_names(needed)
-    from domainbed.plugins import load_plugins
-    load_plugins()
-    from domainbed import datasets
-    return list(datasets.DATASETS)
-
-
 def known_names(recipe: Dict[str, Any]) -> Dict[str, Sequence[str]]:
     """The names each ``Rule.names`` kind accepts, for this recipe."""
-    from domainbed import catalogue
+    from domainbed.algorithms.registry import algorithm_names
+    from domainbed.datasets.registry import accepted_dataset_names
     from domainbed.hparams_registry import HPARAM_SPACES
-    algorithms = set(_strings(_section(recipe, "target").get("algorithms")))
-    algorithms |= set(_strings(_section(recipe, "aux").get("algorithm")))
-    algorithms |= set(_strings(_section(recipe, "pretrain").get("algorithm")))
-    return {"dataset": _dataset_names(mentioned_datasets(recipe)),
-            "algorithm": catalogue.algorithm_names(algorithms),
+    return {"dataset": accepted_dataset_names(),
+            "algorithm": algorithm_names(),
             "hparams_space": HPARAM_SPACES.names(),
             "report provider": list(providers.report_providers())}
 
@@ -115,19 +101,19 @@ def train_extra_problems(extra: Dict[str, Any]) -> List[str]:
 
 def test_env_problems(recipe: Dict[str, Any]) -> List[str]:
     """``target.test_envs`` within each target dataset's environments (known without data)."""
-    from domainbed import catalogue
+    from domainbed.datasets.registry import known_environment_count
     from domainbed_aux.recipe.spec import per_dataset
     wanted_all = _section(recipe, "target").get("test_envs")
     problems = []
     for dataset in _strings(recipe.get("datasets")):
-        envs = catalogue.CORE_DATASETS.get(dataset)
+        n_envs = known_environment_count(dataset)
         wanted = per_dataset(wanted_all, dataset)
-        if envs is None or wanted is None or dataset in catalogue.ENVIRONMENTS_FROM_DATA:
+        if n_envs is None or wanted is None:
             continue
         for env in wanted if isinstance(wanted, list) else [wanted]:
-            if isinstance(env, int) and not isinstance(env, bool) and env >= len(envs):
+            if isinstance(env, int) and not isinstance(env, bool) and env >= n_envs:
                 problems.append(f"recipe.target.test_envs: {env} is out of range for {dataset} "
-                                f"({len(envs)} environments: 0..{len(envs) - 1})")
+                                f"({n_envs} environments: 0..{n_envs - 1})")
     return problems
 
 

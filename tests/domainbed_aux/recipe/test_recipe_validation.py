@@ -92,7 +92,10 @@ def test_the_dry_run_shows_the_recipes_lp_steps(capsys, tmp_path):
     assert sweep_cli.main(["launch", "--recipe", EMBEDDED, "--output_dir",
                            str(tmp_path / "out"), "--command_launcher", "dummy"]) == 0
     targets = [l for l in capsys.readouterr().out.splitlines() if "test_env=0 ERM" in l]
-    assert targets and all("lp_steps=6" in l for l in targets)  # the recipe's, not 200
+    with open(EMBEDDED) as f:
+        lp_steps = json.load(f)["hparams"]["lp_steps"]
+    assert lp_steps != 200  # the algorithms' default: the line must show the recipe's
+    assert targets and all(f"lp_steps={lp_steps}" in l for l in targets)
 
 
 # ---- report providers: no code from a data file ------------------------------------------
