@@ -257,6 +257,101 @@ def load_file(path: str, device="cpu") -> Tuple[Any, Dict[str, Any]]:
                           "re-create or re-download it")
 
 
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
+                       "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32,
+                       "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                       "BOOL": torch.bool}
+
+
+class TensorFile:
+    """A flat safetensors weight file read one tensor (or one slice of one) at a time.
+
+    Tensors are read with plain file reads into fresh CPU tensors, never through a memory
+    map, so what a caller holds is all the file costs in memory: streaming a file tensor by
+    tensor keeps one tensor resident. ``keys()`` lists names as :func:`load_file` returns
+    them (aliases written by :func:`save_weights` after the stored tensors). Files with a
+    nested structure (:func:`save_state`) or in another format are refused: use
+    :func:`load_file` for those.
+    """
+
+    def __init__(self, path: str):
+        _check_is_file(path)
+        if _file_kind(path) != "safetensors":
+            raise WeightFileError(f"{path}: not a safetensors file; only safetensors files "
+                                  "are read tensor by tensor (load_file reads the others)")
+        self.path = path
+        self._file = open(path, "rb")
+        try:
+            (n,) = struct.unpack("<Q", self._file.read(8))
+            header = json.loads(self._file.read(n))
+        except (ValueError, struct.error) as exc:
+            self._file.close()
+            raise WeightFileError(f"{path}: not a readable safetensors file ({exc}); it is "
+                                  "truncated or corrupt: re-create or re-download it") from None
+        self._start = 8 + n
+        meta = header.pop("__metadata__", None) or {}
+        if _SKELETON_KEY in meta:
+            self._file.close()
+            raise WeightFileError(f"{path}: holds a nested structure, not a flat state dict")
+        self.metadata = _json_metadata(path, meta.get(_META_KEY, "{}"))
+        self._index: Dict[str, Tuple[torch.dtype, Tuple[int, ...], int, int]] = {}
+        for key, entry in header.items():
+            dtype = _SAFETENSORS_DTYPES.get(entry.get("dtype"))
+            if dtype is None:
+                self._file.close()
+                raise WeightFileError(f"{path}: tensor {key!r} has unsupported dtype "
+                                      f"{entry.get('dtype')!r}")
+            begin, end = entry["data_offsets"]
+            self._index[key] = (dtype, tuple(entry["shape"]), int(begin), int(end))
+        self.aliases: Dict[str, str] = dict(json.loads(meta[_ALIASES_KEY])) \
+            if _ALIASES_KEY in meta else {}
+
+    def keys(self):
+        # the order of load_file: stored names sorted (as safetensors lists them), then aliases
+        return sorted(self._index) + [a for a in self.aliases if a not in self._index]
+
+    def canonical(self, key: str) -> str:
+        """The stored tensor an alias names (the key itself when it is stored)."""
+        return self.aliases.get(key, key) if key not in self._index else key
+
+    def layout(self, key: str) -> Tuple[Tuple[int, ...], torch.dtype]:
+        dtype, shape, _, _ = self._index[self.canonical(key)]
+        return shape, dtype
+
+    def get(self, key: str) -> torch.Tensor:
+        """A fresh CPU tensor holding ``key``."""
+        dtype, shape, begin, end = self._index[self.canonical(key)]
+        numel = 1
+        for size in shape:
+            numel *= size
+        return self._read(dtype, begin, end - begin, numel).reshape(shape)
+
+    def get_flat(self, key: str, start: int, stop: int) -> torch.Tensor:
+        """Elements ``start:stop`` of ``key`` flattened (row-major), as a fresh 1-D tensor."""
+        dtype, shape, begin, _ = self._index[self.canonical(key)]
+        size = torch.empty(0, dtype=dtype).element_size()
+        return self._read(dtype, begin + start * size, (stop - start) * size, stop - start)
+
+    def _read(self, dtype, offset: int, nbytes: int, numel: int) -> torch.Tensor:
+        buffer = torch.empty(nbytes, dtype=torch.uint8)
+        if nbytes:
+            self._file.seek(self._start + offset)
+            got = self._file.readinto(buffer.numpy())
+            if got != nbytes:
+                raise WeightFileError(f"{self.path}: truncated (a tensor is cut short); "
+                                      "re-create or re-download it")
+        return buffer.view(dtype) if numel else torch.empty(0, dtype=dtype)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "TensorFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def _restore_aliases(tensors: Dict[str, torch.Tensor], aliases: Dict[str, str]):
     return {**tensors, **{alias: tensors[canonical] for alias, canonical in aliases.items()}}
 

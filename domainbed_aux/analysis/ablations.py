@@ -1,7 +1,8 @@
 """Ablations of the recipe over a sweep of target runs (the paper's section 4 figures).
 
-Each ablation chooses subsets of the runs, averages each subset uniformly
-(:func:`domainbed_aux.averaging.uniform_soup`) and scores the soup:
+Each ablation chooses subsets of the runs, merges each subset (uniformly by default,
+:func:`domainbed_aux.averaging.uniform_soup`, or with any merge rule of
+:mod:`domainbed_aux.merging`) and scores the result:
 
 - ``n_aux_tasks``: for k = 0..K auxiliary datasets, the runs initialised from the pretrained
   featurizer or from a member of k chosen auxiliary datasets;
@@ -36,18 +37,30 @@ def init_member(run) -> Tuple[str, Optional[str]]:
 
 
 class SoupScorer:
-    """Scores the uniform soup of a subset of runs; each distinct subset is scored once."""
+    """Scores the soup of a subset of runs; each distinct subset is scored once.
 
-    def __init__(self, evaluate: Callable[[dict], float]):
+    ``rule`` is any merge rule (``domainbed_aux.merging``; default the uniform soup), its
+    hyperparameters chosen on the subset's ID validation (``evaluators`` builds the
+    evaluator; needed for rules other than uniform)."""
+
+    def __init__(self, evaluate: Callable[[dict], float], rule: str = "uniform",
+                 evaluators=None):
         self.evaluate = evaluate
+        self.rule = rule
+        self.evaluators = evaluators
         self._cache: Dict[Tuple[str, ...], float] = {}
 
     def __call__(self, runs) -> float:
-        from domainbed_aux.averaging import uniform_soup
         key = tuple(sorted(r.run_dir for r in runs))
         if key not in self._cache:
-            soup = uniform_soup([r.model_path for r in sorted(runs, key=lambda r: r.order_key)])
-            self._cache[key] = self.evaluate(soup.state_dict)
+            ordered = sorted(runs, key=lambda r: r.order_key)
+            if self.rule == "uniform":
+                from domainbed_aux.averaging import uniform_soup
+                state = uniform_soup([r.model_path for r in ordered]).state_dict
+            else:
+                from domainbed_aux.scoring.soups import average_runs
+                state = average_runs(ordered, self.rule, self.evaluators)[0].state_dict
+            self._cache[key] = self.evaluate(state)
         return self._cache[key]
 
 

@@ -105,3 +105,37 @@ def plot_matrix(matrix: Sequence[Sequence[Optional[float]]], labels: Sequence[st
     ax.set_title(title)
     _save(fig, path)
     return fig
+
+
+def plot_pairwise(matrices: Dict[str, Sequence[Sequence[Optional[float]]]],
+                  labels: Sequence[str], *, title: str, path: Optional[str] = None):
+    """One heatmap per entry of ``matrices`` (name -> square matrix over ``labels``), side
+    by side, each value written in its cell; returns the Figure."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise DomainBedError("plots need matplotlib: pip install matplotlib "
+                             "(or install the 'plots' extra)") from None
+    n = len(labels)
+    side = max(3.2, 0.45 * n + 1.8)
+    fig = Figure(figsize=(side * len(matrices), side), dpi=120)
+    short = [lab if len(lab) <= 14 else "..." + lab[-11:] for lab in labels]
+    for i, (name, matrix) in enumerate(matrices.items()):
+        ax = fig.add_subplot(1, len(matrices), i + 1)
+        values = [[math.nan if v is None else float(v) for v in row] for row in matrix]
+        image = ax.imshow(values, cmap="viridis")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_xticks(range(n))
+        ax.set_yticks(range(n))
+        ax.set_xticklabels(short, rotation=60, ha="right", fontsize="x-small")
+        ax.set_yticklabels(short, fontsize="x-small")
+        if n <= 12:
+            for r in range(n):
+                for c in range(n):
+                    if not math.isnan(values[r][c]):
+                        ax.text(c, r, f"{values[r][c]:.2g}", ha="center", va="center",
+                                fontsize="xx-small", color="white")
+        ax.set_title(name, fontsize="small")
+    fig.suptitle(title, fontsize="small")
+    _save(fig, path)
+    return fig

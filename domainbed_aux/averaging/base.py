@@ -1,4 +1,5 @@
-"""What every weight-selection rule shares: members, results, errors and the rule registry.
+"""What every averaging function shares: members, results and errors (the rules that use them
+are registered in :mod:`domainbed_aux.merging`).
 
 A *member* is one set of weights to average. It is given as a path to a weight file (read
 on the CPU with :func:`domainbed.lib.weights.load_file`), a state dict, an ``nn.Module``, or
@@ -14,15 +15,11 @@ import torch
 
 from domainbed.errors import DomainBedError
 from domainbed.lib.weights import extract_state_dict, load_file
-from domainbed.registry import Registry
 
 StateDict = Dict[str, torch.Tensor]
 MemberSource = Union[str, "os.PathLike[str]", Mapping[str, torch.Tensor], torch.nn.Module,
                      Callable[[], Mapping[str, torch.Tensor]]]
 Members = Union[Sequence[Any], Mapping[str, MemberSource]]
-
-WEIGHT_SELECTIONS: Registry = Registry("weight selection")
-
 
 class AveragingError(DomainBedError):
     """Weights that cannot be averaged (different keys, shapes, classes, live batch norm...)."""
@@ -36,6 +33,8 @@ class SoupResult:
     ``trace``: one entry per candidate (greedy rules): member, its own ``val_acc``, the
     ``soup_acc`` of the average with it, whether it was ``kept`` and the soup size after.
     ``bn_recomputed``: batch-norm statistics were re-estimated by the caller's function.
+    ``hparams``: the rule's hyperparameters (chosen on ID validation or given);
+    ``details``: what else the rule reports (per-tensor coefficients, the grid searched...).
     """
 
     rule: str
@@ -45,6 +44,8 @@ class SoupResult:
     trace: List[Dict[str, Any]] = field(default_factory=list)
     val_acc: Optional[float] = None
     bn_recomputed: bool = False
+    hparams: Dict[str, Any] = field(default_factory=dict)
+    details: Dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> Dict[str, Any]:
         """Everything but the weights, for reports and JSON."""
@@ -106,18 +107,3 @@ def load_member(source: MemberSource, member_id: str = "member") -> StateDict:
     raise AveragingError(f"member {member_id!r}: cannot read a {type(source).__name__}; "
                          "give a weight-file path, a state dict, an nn.Module or a callable")
 
-
-def get_weight_selection(name: str) -> Callable[..., SoupResult]:
-    """The registered rule ``name``; an unknown name fails with the known ones."""
-    if name not in WEIGHT_SELECTIONS:
-        raise AveragingError(f"unknown weight selection {name!r}; known: "
-                             f"{', '.join(WEIGHT_SELECTIONS.names())}")
-    return WEIGHT_SELECTIONS.get(name)
-
-
-def select_weights(name: str, members: Members, val_acc_of_member=None, evaluate_average=None,
-                   **options: Any) -> SoupResult:
-    """Run the rule ``name``; every rule takes the same arguments (unused ones are ignored)."""
-    rule = get_weight_selection(name)
-    return rule(members, val_acc_of_member=val_acc_of_member,
-                evaluate_average=evaluate_average, **options)

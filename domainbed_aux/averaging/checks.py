@@ -77,11 +77,36 @@ class MemberSpec:
             k: v.detach().clone() for k, v in state.items()
             if not is_averaged(k, v, allow_live_bn) and not is_bn_counter(k)}
 
+    @classmethod
+    def from_layout(cls, layout: Mapping[str, Tuple[Tuple[int, ...], torch.dtype]],
+                    read, member_id: str, allow_live_bn: bool = False) -> "MemberSpec":
+        """The spec of a member known by its layout (``key -> (shape, dtype)``), reading
+        only the tensors that must be identical in every member with ``read(key)``."""
+        spec = cls.__new__(cls)
+        spec.member_id = member_id
+        spec.allow_live_bn = allow_live_bn
+        spec.layout = {k: (tuple(shape), dtype) for k, (shape, dtype) in layout.items()}
+        spec.fixed = {k: read(k).detach().clone() for k in spec.fixed_keys()}
+        return spec
+
+    def fixed_keys(self):
+        """The keys whose values must be identical in every member (see the module doc)."""
+        probe = lambda dtype: torch.empty(0, dtype=dtype)  # noqa: E731
+        return [k for k, (_, dtype) in self.layout.items()
+                if not is_averaged(k, probe(dtype), self.allow_live_bn) and not is_bn_counter(k)]
+
     def check(self, state: Mapping[str, torch.Tensor], member_id: str) -> None:
         """Raise :class:`AveragingError` naming ``member_id`` and the first bad key."""
+        self.check_layout({k: (tuple(v.shape), v.dtype) for k, v in state.items()}, member_id)
+        for key in self.fixed:
+            self.check_fixed(key, state[key], member_id)
+
+    def check_layout(self, layout: Mapping[str, Tuple[Tuple[int, ...], torch.dtype]],
+                     member_id: str) -> None:
+        """Keys, shapes and dtype kinds of a member (``key -> (shape, dtype)``)."""
         ref = self.member_id
-        missing = self.layout.keys() - state.keys()
-        extra = state.keys() - self.layout.keys()
+        missing = self.layout.keys() - layout.keys()
+        extra = layout.keys() - self.layout.keys()
         if missing or extra:
             parts = ([f"missing {_keys_text(missing)}"] if missing else []) + (
                 [f"unexpected {_keys_text(extra)}"] if extra else [])
@@ -89,24 +114,28 @@ class MemberSpec:
                 f"member {member_id!r} has other keys than {ref!r}: {'; '.join(parts)}. "
                 "Only runs of the same algorithm and architecture can be averaged")
         for key, (shape, dtype) in self.layout.items():
-            value = state[key]
-            if tuple(value.shape) != shape:
-                if is_head_param(key) and len(shape) == value.dim() and \
-                        tuple(value.shape[1:]) == shape[1:]:
+            value_shape, value_dtype = layout[key]
+            value_shape = tuple(value_shape)
+            if value_shape != shape:
+                if is_head_param(key) and len(shape) == len(value_shape) and \
+                        value_shape[1:] == shape[1:]:
                     raise AveragingError(
-                        f"member {member_id!r} predicts {value.shape[0]} classes but {ref!r} "
+                        f"member {member_id!r} predicts {value_shape[0]} classes but {ref!r} "
                         f"predicts {shape[0]} (key {key!r}); average only runs trained on "
                         "the same target dataset")
                 raise AveragingError(
-                    f"member {member_id!r}: key {key!r} has shape {tuple(value.shape)} but "
+                    f"member {member_id!r}: key {key!r} has shape {value_shape} but "
                     f"{ref!r} has {shape}; only runs of the same architecture can be averaged")
-            if dtype_kind(value.dtype) != dtype_kind(dtype):
+            if dtype_kind(value_dtype) != dtype_kind(dtype):
                 raise AveragingError(
-                    f"member {member_id!r}: key {key!r} is {dtype_kind(value.dtype)} "
-                    f"({value.dtype}) but {dtype_kind(dtype)} ({dtype}) in {ref!r}")
-            fixed = self.fixed.get(key)
-            if fixed is not None and not torch.equal(value.to(fixed.device, fixed.dtype), fixed):
-                raise AveragingError(self._fixed_mismatch(key, member_id))
+                    f"member {member_id!r}: key {key!r} is {dtype_kind(value_dtype)} "
+                    f"({value_dtype}) but {dtype_kind(dtype)} ({dtype}) in {ref!r}")
+
+    def check_fixed(self, key: str, value: torch.Tensor, member_id: str) -> None:
+        """A tensor that must equal the first member's (integer tensor, frozen BN stat)."""
+        fixed = self.fixed[key]
+        if not torch.equal(value.to(fixed.device, fixed.dtype), fixed):
+            raise AveragingError(self._fixed_mismatch(key, member_id))
 
     def _fixed_mismatch(self, key: str, member_id: str) -> str:
         if is_bn_stat(key):

@@ -13,8 +13,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 import torch
 
 from domainbed_aux.averaging.accumulator import DEFAULT_ACCUM_DTYPE, StateAccumulator
-from domainbed_aux.averaging.base import (WEIGHT_SELECTIONS, AveragingError, Members,
-                                          SoupResult, StateDict, as_members, load_member)
+from domainbed_aux.averaging.base import (AveragingError, Members, SoupResult, StateDict,
+                                          as_members, load_member)
 from domainbed_aux.averaging.checks import check_bn_options, recompute_bn_stats
 
 GREEDY_RULES = ("paper", "strict")
@@ -102,21 +102,3 @@ def greedy_soup(members: Members, val_acc_of_member: ValAcc,
                       members=kept, n_candidates=len(pairs), trace=trace, val_acc=soup_acc,
                       bn_recomputed=allow_live_bn)
 
-
-def _require(name, value):
-    if value is None:
-        raise AveragingError(f"weight selection {name!r} needs val_acc_of_member and "
-                             "evaluate_average (the ID-validation accuracy of a state dict)")
-    return value
-
-
-@WEIGHT_SELECTIONS.register("greedy")
-def _select_greedy(members, val_acc_of_member=None, evaluate_average=None, **options):
-    return greedy_soup(members, _require("greedy", val_acc_of_member),
-                       _require("greedy", evaluate_average), rule="paper", **options)
-
-
-@WEIGHT_SELECTIONS.register("greedy_strict")
-def _select_greedy_strict(members, val_acc_of_member=None, evaluate_average=None, **options):
-    return greedy_soup(members, _require("greedy_strict", val_acc_of_member),
-                       _require("greedy_strict", evaluate_average), rule="strict", **options)

@@ -5,8 +5,8 @@ from typing import Any, Mapping
 import torch
 
 from domainbed_aux.averaging.accumulator import DEFAULT_ACCUM_DTYPE, StateAccumulator
-from domainbed_aux.averaging.base import (WEIGHT_SELECTIONS, AveragingError, Members,
-                                          SoupResult, as_members, load_member)
+from domainbed_aux.averaging.base import (AveragingError, Members, SoupResult, as_members,
+                                          load_member)
 from domainbed_aux.averaging.checks import check_bn_options, recompute_bn_stats
 
 
@@ -44,17 +44,3 @@ def dagger_soup(runs_by_trial: Mapping[Any, Members], **options: Any) -> SoupRes
     result.rule = "dagger"
     return result
 
-
-@WEIGHT_SELECTIONS.register("uniform")
-def _select_uniform(members, val_acc_of_member=None, evaluate_average=None, **options):
-    return uniform_soup(members, **options)
-
-
-@WEIGHT_SELECTIONS.register("dagger")
-def _select_dagger(members, val_acc_of_member=None, evaluate_average=None, **options):
-    # a flat list of every trial's runs, or a mapping trial -> runs
-    if isinstance(members, Mapping) and all(isinstance(v, (list, tuple)) for v in members.values()):
-        return dagger_soup(members, **options)
-    result = uniform_soup(members, **options)
-    result.rule = "dagger"
-    return result

@@ -30,12 +30,13 @@ class Table1Rows:
 
     def __init__(self, runs: Sequence[RunInfo], evaluators: Optional[EvaluatorCache] = None,
                  cache: Optional[EvaluationCache] = None, full_domain: bool = False,
-                 progress: bool = False):
+                 progress: bool = False, extra_rows: Sequence[Table1Row] = ()):
         self.runs = [r for r in runs if len(r.test_envs) == 1 and r.test_envs[0] >= 0]
         self.evaluators = evaluators if evaluators is not None else EvaluatorCache()
         self.cache = cache if cache is not None else EvaluationCache(None)
         self.split = "test_full" if full_domain else "test_in"
         self.progress = progress
+        self.extra_rows = list(extra_rows)  # rows of this report only (report --rules)
         self.counts = {"computed": 0, "cached": 0}
         self.details: Dict[str, Any] = {}  # "<dataset>/<row>/env<k>/<trial>" -> result
         self.skipped: Dict[str, str] = {}  # "<dataset>/<row>" -> why the row is left out
@@ -85,8 +86,9 @@ class Table1Rows:
         """(row name, row, runs by env) of the rows with runs, in table order."""
         groups = self._groups(dataset)
         todo = []
+        rows = sorted(table1_rows() + self.extra_rows, key=lambda r: r.position)
         for robust in (False, True):
-            for row in table1_rows():
+            for row in rows:
                 by_env = groups.get((row.family, robust))
                 if by_env is None:
                     continue

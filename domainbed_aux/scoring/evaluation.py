@@ -22,6 +22,7 @@ import torch
 from domainbed.errors import DomainBedError
 from domainbed.lib import misc
 from domainbed.lib.weights import read_metadata
+from domainbed_aux.merging.contract import TrainingData
 from domainbed_aux.scoring.runs import RunInfo, algorithm_class
 
 log = logging.getLogger(__name__)
@@ -243,3 +244,28 @@ class EvaluatorCache:
             self._data[identity] = (evaluator.dataset, evaluator.splits)
             self._evaluators[key] = evaluator
         return self._evaluators[key]
+
+
+class TrainingDomainData(TrainingData):
+    """Training-domain data of a run's splits for data-aware merge rules (Fisher, RegMean):
+    the training envs' ``in`` splits through the un-augmented view (never the test domain,
+    never a validation split), ``n_examples`` of them drawn once with a fixed seed; the
+    network of a state dict is the evaluator's model."""
+
+    SEED = 0
+
+    def __init__(self, evaluator: RunEvaluator, batch_size: int = EVAL_BATCH_SIZE):
+        self.evaluator = evaluator
+        self.batch_size = batch_size
+
+    def batches(self, n_examples: int):
+        from torch.utils.data import ConcatDataset, Subset
+        sets = [dataset for _, dataset, _ in self.evaluator.eval_sets("train_in")]
+        pooled = ConcatDataset(sets)
+        order = torch.randperm(len(pooled), generator=torch.Generator().manual_seed(self.SEED))
+        chosen = Subset(pooled, order[:max(0, int(n_examples))].tolist())
+        for x, y in self.evaluator._loader(chosen):
+            yield x, y
+
+    def model(self, state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+        return self.evaluator.model(state)

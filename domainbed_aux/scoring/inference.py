@@ -6,7 +6,21 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from domainbed.errors import DomainBedError
 
-SELECTIONS = ("uniform", "greedy", "greedy_strict", "ensemble")
+ENSEMBLE = "ensemble"
+
+
+def selections() -> Tuple[str, ...]:
+    """What ``--weight_selection`` accepts: every merge rule of one trial seed's runs (the
+    registry's; the dagger soup is ``uniform`` with ``--trial_seed -1``) and ``ensemble``."""
+    from domainbed_aux.merging import get_rule
+    from domainbed_aux.scoring.soups import soup_rules
+    return tuple(n for n in soup_rules() if not get_rule(n).pooled) + (ENSEMBLE,)
+
+
+def __getattr__(name: str):
+    if name == "SELECTIONS":  # derived from the registry, never a second list of names
+        return selections()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _recycled(run) -> bool:
@@ -37,15 +51,16 @@ def check_one_family(runs) -> None:
 
 def resolve_rule(weight_selection: str, trial_seed: int) -> str:
     """The rule of ``--weight_selection`` for ``--trial_seed`` (-1 with uniform: dagger)."""
-    if weight_selection not in SELECTIONS:
+    known = selections()
+    if weight_selection not in known:
         raise DomainBedError(f"unknown --weight_selection {weight_selection!r}; known: "
-                             f"{', '.join(SELECTIONS)}")
+                             f"{', '.join(known)}")
     if trial_seed == -1 and weight_selection == "uniform":
         return "dagger"
-    if trial_seed == -1 and weight_selection != "ensemble":
+    if trial_seed == -1 and weight_selection != ENSEMBLE:
         raise DomainBedError(f"--trial_seed -1 (every trial) works with uniform (the dagger "
-                             f"soup) or ensemble, not {weight_selection!r}: greedy selection "
-                             "needs one trial's validation split; pick a trial seed")
+                             f"soup) or ensemble, not {weight_selection!r}: a merge rule "
+                             "chooses on one trial's validation split; pick a trial seed")
     return weight_selection
 
 
@@ -69,9 +84,12 @@ def select_runs(dataset: str, test_env: int, input_dirs: List[str], trial_seed: 
 def infer(dataset: str, test_env: int, input_dirs: List[str], weight_selection: str,
           trial_seed: int, data_dir: Optional[str] = None, full_domain: bool = False,
           algorithms: Optional[List[str]] = None, device=None, progress: bool = True,
-          weights: str = "best", evaluators=None) -> Tuple[Dict[str, Any], Any, list]:
+          weights: str = "best", evaluators=None, checks: bool = False, **merge: Any
+          ) -> Tuple[Dict[str, Any], Any, list]:
     """``(run_inference's dict, the averaged state dict or None for an ensemble, the
-    runs)``."""
+    runs)``; ``merge``: ``hparams``, ``greedy``, ``probe``, ``probe_dir``, ``seed`` of
+    ``scoring.soups.average_runs``; ``checks``: add the checks before merging
+    (``scoring.checks``) under ``checks``."""
     from domainbed_aux.scoring.ensembles import ensemble
     from domainbed_aux.scoring.evaluation import EvaluatorCache
     from domainbed_aux.scoring.soups import soup_and_weights
@@ -80,11 +98,19 @@ def infer(dataset: str, test_env: int, input_dirs: List[str], weight_selection: 
     splits = ["test_in", "id_val"] + (["test_full"] if full_domain else [])
     if evaluators is None:
         evaluators = EvaluatorCache(data_dir=data_dir, device=device)
+    before = None
+    if checks and rule != ENSEMBLE and trial_seed != -1:
+        from domainbed_aux.scoring.checks import check_runs_before_merging
+        before = check_runs_before_merging(runs, evaluators, merge.get("probe"),
+                                           merge.get("probe_dir"))
     state = None
-    if rule == "ensemble":
+    if rule == ENSEMBLE:
         result = ensemble(runs, evaluators, splits, progress=progress)
     else:
-        result, state = soup_and_weights(runs, rule, evaluators, splits, progress=progress)
+        result, state = soup_and_weights(runs, rule, evaluators, splits, progress=progress,
+                                         **merge)
+    if before is not None:
+        result["checks"] = before
     result.update({"weight_selection": weight_selection, "trial_seed": trial_seed,
                    "input_dirs": list(input_dirs), "n_runs": len(runs),
                    "algorithm": runs[0].algorithm})

@@ -147,15 +147,33 @@ def soup_merge(result: Mapping[str, Any], runs: Sequence[RunInfo],
     test_env = runs[0].test_envs[0]
     trace = [dict(step, member=refs.get(real(step["member"]), step["member"]))
              for step in result.get("trace") or []]
-    return {"rule": result["rule"], "algorithm": runs[0].algorithm,
-            "selection": dict(selection, input_dirs=list(input_dirs)),
-            "members": [refs[real(m)] for m in result["members"]],
-            "runs": [run_entry(r, input_dirs, real(r.run_dir) in kept) for r in runs],
-            "trace": trace, "soup_id_val_acc": result.get("val_acc"),
-            "scores": split_scores(result.get("per_trial") or {}, test_env,
-                                   _env_name(evaluators(runs[0]), test_env)),
-            "weights": result.get("weights"), "bn": result.get("bn"),
-            "training": _training(runs[0])}
+    merge = {"rule": result["rule"], "algorithm": runs[0].algorithm,
+             "selection": dict(selection, input_dirs=list(input_dirs)),
+             "members": [refs[real(m)] for m in result["members"]],
+             "runs": [run_entry(r, input_dirs, real(r.run_dir) in kept) for r in runs],
+             "trace": trace, "soup_id_val_acc": result.get("val_acc"),
+             "scores": split_scores(result.get("per_trial") or {}, test_env,
+                                    _env_name(evaluators(runs[0]), test_env)),
+             "weights": result.get("weights"), "bn": result.get("bn"),
+             "training": _training(runs[0])}
+    details = dict(result.get("details") or {})
+    theta_0 = details.pop("theta_0", None)
+    if "hparams" in result:  # a rule beyond uniform and greedy: how it was chosen
+        merge["hparams"] = result["hparams"]
+        merge["rule_details"] = details
+    if theta_0:
+        merge["theta_0"] = _file_ref(theta_0)
+    if result.get("checks"):
+        checks = dict(result["checks"])
+        if checks.get("theta_0"):
+            checks["theta_0"] = _file_ref(checks["theta_0"])
+        merge["checks"] = checks
+    return merge
+
+
+def _file_ref(path: str) -> Dict[str, Any]:
+    """A file by name and hash (its folder is where it happens to be on this machine)."""
+    return {"file": os.path.basename(path), "sha256": sha256_file(path)}
 
 
 def save_soup(output_dir: str, result: Mapping[str, Any], state: Mapping[str, torch.Tensor],
@@ -211,14 +229,15 @@ def save_table1_models(provider, output_dir: str, input_dirs: Sequence[str]) -> 
     report): ``<output_dir>/<dataset>/test<k>/<row>/trial<t>`` (dagger rows: ``all``;
     ``folder:NAME`` datasets: ``folder-NAME``). Each
     re-averages the cell's members in the order the cell kept them (the same arithmetic,
-    hence the same weights) and records the cell's scores; returns the folders."""
+    hence the same weights; a merge rule's row: the rule at the hyperparameters the cell
+    chose) and records the cell's scores; returns the folders."""
     from domainbed_aux.averaging import uniform_soup
+    from domainbed_aux.scoring.soups import average_runs, soup_rules
     # a cached cell names its runs as the report that computed it found them
     by_dir = {os.path.realpath(r.run_dir): r for r in provider.runs}
     written = []
     for key, detail in sorted(provider.details.items()):
-        if not isinstance(detail, dict) or detail.get("rule") not in (
-                "uniform", "greedy", "greedy_strict", "dagger"):
+        if not isinstance(detail, dict) or detail.get("rule") not in soup_rules():
             continue  # an ensemble or an ID-val row: no averaged network
         dataset, row, env, trial = key.split("/")
         runs = [by_dir[os.path.realpath(d)] for d in detail.get("candidates")
@@ -226,9 +245,14 @@ def save_table1_models(provider, output_dir: str, input_dirs: Sequence[str]) -> 
         members = [by_dir[os.path.realpath(d)] for d in detail["members"]]
         reference = provider.evaluators(members[0])
         live = reference.live_bn
-        averaged = uniform_soup([(r.run_dir, r.model_path) for r in members],
-                                allow_live_bn=live,
-                                recompute_bn=reference.recompute_bn if live else None)
+        if "hparams" in detail:  # a merge rule's row: the cell's rule at its chosen values
+            theta_0 = (detail.get("details") or {}).get("theta_0")
+            averaged = average_runs(members, detail["rule"], provider.evaluators,
+                                    hparams=detail["hparams"], probe=theta_0)[0]
+        else:
+            averaged = uniform_soup([(r.run_dir, r.model_path) for r in members],
+                                    allow_live_bn=live,
+                                    recompute_bn=reference.recompute_bn if live else None)
         folder = os.path.join(output_dir, dataset.replace(":", "-"), f"test{env[3:]}",
                               slug(row), f"trial{trial}" if trial.isdigit() else trial)
         selection = {"dataset": dataset, "test_env": int(env[3:]), "table1_row": row,

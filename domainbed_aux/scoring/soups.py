@@ -17,15 +17,26 @@ import logging
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from domainbed.errors import DomainBedError
-from domainbed_aux.averaging import select_weights
 from domainbed_aux.averaging.base import load_member
 from domainbed_aux.report.registry import Table1Row, register
-from domainbed_aux.scoring.evaluation import SPLITS, EvaluatorCache, split_identity
+from domainbed_aux.scoring.base_weights import theta_0_path
+from domainbed_aux.scoring.evaluation import (SPLITS, EvaluatorCache, TrainingDomainData,
+                                              split_identity)
 from domainbed_aux.scoring.runs import RunInfo
 
 log = logging.getLogger(__name__)
 
-SOUP_RULES = ("uniform", "greedy", "greedy_strict", "dagger")
+def soup_rules() -> Tuple[str, ...]:
+    """Every rule a soup of runs may use: the registered merge rules
+    (``domainbed_aux.merging``), read when asked (a rule registered later is included)."""
+    from domainbed_aux.merging import rule_names
+    return tuple(rule_names())
+
+
+def __getattr__(name: str):
+    if name == "SOUP_RULES":  # derived from the registry, never a second list of names
+        return soup_rules()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_runs(runs: Sequence[RunInfo], what: str, single_trial: bool) -> None:
@@ -72,7 +83,7 @@ def score_per_trial(state_dict, runs: Sequence[RunInfo], evaluators: EvaluatorCa
     return result
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: Optional[int], desc: str, enabled: bool):
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, unit="run")
 
@@ -84,69 +95,86 @@ def _load_counted(path: str, member_id: str, bar) -> Dict[str, Any]:
 
 
 def average_runs(runs: Sequence[RunInfo], rule: str,
-                 evaluators: Optional[EvaluatorCache] = None, progress: bool = False):
+                 evaluators: Optional[EvaluatorCache] = None, progress: bool = False,
+                 hparams: Optional[Dict[str, Any]] = None, greedy: Optional[str] = None,
+                 probe: Optional[str] = None, probe_dir: Optional[str] = None,
+                 seed: int = 0):
     """``(SoupResult, runs in averaging order, reference evaluator, live_bn)``: the weights
-    of ``runs`` averaged with ``rule`` (see ``soup``), not yet scored."""
-    if rule not in SOUP_RULES:
-        raise DomainBedError(f"unknown weight selection {rule!r}; known: {', '.join(SOUP_RULES)}")
-    check_runs(runs, f"{rule} soup", single_trial=rule != "dagger")
+    of ``runs`` merged with ``rule`` (see ``soup``), not yet scored. Hyperparameters not in
+    ``hparams``, and the members of a ``greedy`` ("paper" / "strict") merge, are chosen on
+    the pooled ID-validation split, and nothing else is read: the test domain never."""
+    from domainbed_aux.merging import MergeInputs, get_rule, merge_with
+    if rule not in soup_rules():
+        raise DomainBedError(f"unknown weight selection {rule!r}; known: "
+                             f"{', '.join(soup_rules())}")
+    merge_rule = get_rule(rule)
+    check_runs(runs, f"{rule} soup", single_trial=not merge_rule.pooled)
     evaluators = evaluators if evaluators is not None else EvaluatorCache()
     runs = sorted(runs, key=lambda r: r.order_key)
     reference = evaluators(runs[0])
-
-    options: Dict[str, Any] = {}
-    if rule.startswith("greedy"):  # ties in ID-validation accuracy: the runs' order
-        options["tie_order"] = [r.run_dir for r in runs]
     live_bn = reference.live_bn
-    if live_bn:
-        options = {"allow_live_bn": True, "recompute_bn": reference.recompute_bn}
-    bar = _progress(len(runs), f"{rule} soup", progress)
-    members = [(r.run_dir, functools.partial(_load_counted, r.model_path, r.run_dir, bar))
-               for r in runs]
-    val_accs = {r.run_dir: r.id_val_acc for r in runs}
-
-    def evaluate_average(state_dict) -> float:
-        return reference.accuracy(state_dict, "id_val")
-
+    # ties in ID-validation accuracy: the runs' order
+    inputs = MergeInputs(members=[], val_acc_of_member={r.run_dir: r.id_val_acc for r in runs},
+                         tie_order=[r.run_dir for r in runs], allow_live_bn=live_bn,
+                         recompute_bn=reference.recompute_bn if live_bn else None, seed=seed,
+                         evaluate=lambda state: reference.accuracy(state, "id_val"))
+    if "theta_0" in merge_rule.needs:
+        inputs.theta_0 = theta_0_path(runs, probe, probe_dir)
+    if "train_data" in merge_rule.needs:
+        inputs.data = TrainingDomainData(reference)
+    whole = merge_rule.in_table1 or merge_rule.name == "greedy_strict"
+    bar = _progress(len(runs) if whole else None, f"{rule} soup", progress)
+    if whole:  # loaded whole, each once, as they always were
+        inputs.members = [(r.run_dir, functools.partial(_load_counted, r.model_path, r.run_dir,
+                                                        bar)) for r in runs]
+    else:  # read tensor by tensor from disk, as many passes as the rule makes
+        inputs.members = [(r.run_dir, r.model_path) for r in runs]
+        inputs.on_open = lambda _: bar.update(1)
     try:
-        result = select_weights(rule, members, val_acc_of_member=val_accs,
-                                evaluate_average=evaluate_average, **options)
+        result = merge_with(merge_rule, inputs, hparams, greedy)
     finally:
         bar.close()
+    if inputs.theta_0 is not None:
+        result.details = dict(result.details, theta_0=inputs.theta_0)
     return result, runs, reference, live_bn
 
 
 def soup(runs: Sequence[RunInfo], rule: str, evaluators: Optional[EvaluatorCache] = None,
-         splits: Sequence[str] = ("test_in",), progress: bool = False) -> Dict[str, Any]:
-    """Average ``runs`` with ``rule`` (uniform, greedy, greedy_strict, dagger) and score it.
+         splits: Sequence[str] = ("test_in",), progress: bool = False,
+         **merge: Any) -> Dict[str, Any]:
+    """Merge ``runs`` with ``rule`` (any of ``soup_rules()``) and score the result.
 
     Returns a JSON-ready dict: ``rule``, ``dataset``, ``test_env``, ``trial_seeds``,
     ``candidates`` (run dirs, in the order tried), ``members`` (kept run dirs, in order),
     ``trace`` (greedy: one entry per candidate), ``val_acc`` (greedy: pooled ID-validation
     accuracy of the final soup), ``accuracies`` (``{split: mean over trial seeds}``),
     ``per_trial`` (``{split: {trial_seed: acc}}``), ``bn`` (how batch-norm statistics were
-    handled) and ``bn_recomputed``. Memory is one running sum plus one member.
+    handled) and ``bn_recomputed``; rules with hyperparameters add ``hparams`` (chosen on ID
+    validation) and ``details`` (the grid searched, theta_0...). ``merge``: see
+    ``soup_and_weights``. Scores on ``splits`` are computed after the merge is made.
     """
-    return soup_and_weights(runs, rule, evaluators, splits, progress)[0]
+    return soup_and_weights(runs, rule, evaluators, splits, progress, **merge)[0]
 
 
 def soup_and_weights(runs: Sequence[RunInfo], rule: str,
                      evaluators: Optional[EvaluatorCache] = None,
                      splits: Sequence[str] = ("test_in",),
-                     progress: bool = False) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """``soup``'s dict and the averaged state dict it scored."""
+                     progress: bool = False, **merge: Any
+                     ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """``soup``'s dict and the averaged state dict it scored (``merge``: ``hparams``,
+    ``greedy``, ``probe``, ``probe_dir``, ``seed`` of ``average_runs``)."""
     for split in splits:
         if split not in SPLITS:
             raise DomainBedError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
     evaluators = evaluators if evaluators is not None else EvaluatorCache()
-    result, runs, reference, live_bn = average_runs(runs, rule, evaluators, progress)
+    result, runs, reference, live_bn = average_runs(runs, rule, evaluators, progress, **merge)
     val_accs = {r.run_dir: r.id_val_acc for r in runs}
     per_trial = score_per_trial(result.state_dict, runs, evaluators, splits)
     summary = result.summary()
     candidates = ([t["member"] for t in summary["trace"]] if summary["trace"]
                   else [r.run_dir for r in runs])
-    return {
-        "rule": rule,
+    out = {
+        "rule": result.rule if merge.get("greedy") else rule,
         "dataset": runs[0].dataset,
         "test_env": runs[0].test_envs[0] if len(runs[0].test_envs) == 1 else runs[0].test_envs,
         "trial_seeds": sorted({r.trial_seed for r in runs}),
@@ -161,7 +189,21 @@ def soup_and_weights(runs: Sequence[RunInfo], rule: str,
         "weights": weights_text(runs),
         "bn": _bn_text(reference, live_bn),
         "bn_recomputed": bool(summary["bn_recomputed"]),
-    }, result.state_dict
+    }
+    if result.hparams or result.details:  # rules beyond uniform and greedy
+        out["hparams"] = dict(result.hparams)
+        out["details"] = _json_ready(result.details)
+    return out, result.state_dict
+
+
+def _json_ready(value):
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 def weights_text(runs: Sequence[RunInfo]) -> str:
@@ -185,6 +227,43 @@ def _bn_text(evaluator, live_bn: bool) -> str:
 
 
 # ----------------------------------------------------------------------------- Table 1 rows
+
+# the families averaged in Table 1: a merge rule adds its row beside their soups (report --rules)
+RULE_ROW_FAMILIES = {"erm": ("Model soups", 10.0), "inter": ("Ratatouille", 16.0)}
+
+
+def rule_rows(rules: Sequence[str], probe: Optional[str] = None,
+              probe_dir: Optional[str] = None) -> List[Table1Row]:
+    """A Table 1 row per merge rule and soup family (``RULE_ROW_FAMILIES``), after that
+    family's soups: "<family's soups> <rule's title>"; each cell merges the runs of one trial
+    seed with hyperparameters chosen on its ID validation. A rule that cannot merge a cell
+    (no theta_0 recorded, one run for SLERP) leaves its row out with a note."""
+    from domainbed_aux.merging import get_rule
+    rows = []
+    for k, name in enumerate(dict.fromkeys(rules)):
+        rule = get_rule(name)
+        if rule.in_table1:
+            raise DomainBedError(f"--rules {name}: already a row of Table 1; give other rules "
+                                 "(e.g. ties, task_arithmetic, model_stock)")
+        for family, (prefix, position) in RULE_ROW_FAMILIES.items():
+            rows.append(Table1Row(f"{prefix} {rule.title}", family, position + 0.01 * (k + 1),
+                                  _rule_cell(name, probe, probe_dir), pooled=rule.pooled,
+                                  optional=True))
+    return rows
+
+
+def _rule_cell(name: str, probe: Optional[str], probe_dir: Optional[str]):
+    from domainbed_aux.merging import get_rule
+    rule = get_rule(name)
+    key = f"{name}@{rule.version}" + (f"|probe={probe}" if probe else "")
+
+    def score(table, runs: Sequence[RunInfo], method):
+        result = table.cached("soup", key, runs, lambda: soup(
+            runs, name, table.evaluators, [table.split], progress=table.progress,
+            probe=probe, probe_dir=probe_dir))
+        return result["accuracies"][table.split], result
+    return score
+
 
 def _table1_cell(rule: str):
     """The Table 1 cell of a ``rule`` soup of the runs of a cell (see ``report.registry``)."""

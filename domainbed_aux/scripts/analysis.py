@@ -217,19 +217,24 @@ def run_ablations(args) -> Dict[str, Any]:
         raise DomainBedError(f"the runs use {len(identities)} different splits (datasets, test "
                              "envs or trial seeds); narrow them with --dataset, --test_env and "
                              "--trial_seed")
-    evaluator = RunEvaluator(runs[0], args.data_dir)
+    from domainbed_aux.scoring.evaluation import EvaluatorCache
+    evaluators = EvaluatorCache(data_dir=args.data_dir)
+    evaluator = evaluators(runs[0]) if args.rule != "uniform" else \
+        RunEvaluator(runs[0], args.data_dir)
     check_split(evaluator, args.split)
-    score = SoupScorer(lambda state: evaluator.accuracy(state, args.split))
+    score = SoupScorer(lambda state: evaluator.accuracy(state, args.split), args.rule,
+                       evaluators)
     result = ablate(runs, args.ablation, score, seed=args.seed, n_repeats=args.n_repeats,
                     n_total=args.n_total)
-    result.update({"split": args.split, "n_runs_found": len(runs)})
+    result.update({"split": args.split, "n_runs_found": len(runs), "rule": args.rule})
     return result
 
 
 def plot_ablations(result: Dict[str, Any], path: str):
     from domainbed_aux.analysis.ablations import AXIS_LABELS
     from domainbed_aux.analysis.plots import plot_curves
-    return plot_curves(result["values"], {"uniform soup": result["accuracies"]}, path=path,
+    label = f"{result.get('rule', 'uniform')} soup"
+    return plot_curves(result["values"], {label: result["accuracies"]}, path=path,
                        xlabel=AXIS_LABELS[result["ablation"]],
                        ylabel=f"accuracy on {result['split']} (%)",
                        title=f"Ablation: {AXIS_LABELS[result['ablation']]}")
@@ -293,6 +298,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n_repeats", type=int, default=1)
     p.add_argument("--n_total", type=int, default=None, help="aux_share: runs per soup")
+    from domainbed_aux.scoring.soups import soup_rules
+    p.add_argument("--rule", default="uniform", choices=soup_rules(),
+                   help="the merge rule of each subset (default uniform; hyperparameters "
+                        "chosen on the subset's ID validation)")
     return parser.parse_args(argv)
 
 

@@ -1,7 +1,13 @@
 """Average (or ensemble) finished runs and score them: the paper code's ``inference`` command.
 
 ``python -m domainbed_aux.scripts.inference --dataset D --test_env k --input_dir DIR[,DIR...]
---weight_selection uniform|greedy|greedy_strict|ensemble --trial_seed t``
+--weight_selection RULE|ensemble --trial_seed t``
+
+``RULE`` is any registered merge rule (``domainbed_aux.merging``: uniform, greedy,
+greedy_strict, task_arithmetic, ties, dare_linear, dare_ties, model_stock, slerp,
+slerp_tangent, fisher, regmean, and any rule a plugin adds); its hyperparameters are chosen
+on ID validation unless fixed (``--rule_hparams``), ``--greedy`` selects the runs greedily
+over it. The checks before merging are printed (and written in the JSON) first.
 
 Runs considered: finished runs (``done`` and ``model.safetensors``) under the input dirs
 with that dataset, ``test_envs == [k]`` and trial seed ``t`` (default 0 as in the paper's
@@ -24,15 +30,25 @@ from typing import Any, Dict
 
 from domainbed.errors import DomainBedError, one_line
 from domainbed.lib.misc import atomic_write_text, show_progress
-from domainbed_aux.scoring.inference import SELECTIONS, infer
+from domainbed_aux.merging.options import add_merge_arguments, merge_kwargs
+from domainbed_aux.scoring.inference import infer, selections
 
 log = logging.getLogger("domainbed_aux.inference")
 
 def format_summary(result: Dict[str, Any]) -> str:
     """A few human-readable lines about an inference result."""
-    lines = [f"{result['rule']} of {result['dataset']}, test env {result['test_env']}, "
-             f"trial seeds {result['trial_seeds']}: {len(result['members'])} of "
-             f"{result['n_runs']} runs used"]
+    lines = []
+    if result.get("checks"):
+        from domainbed_aux.merging.premerge import format_checks
+        lines += format_checks(result["checks"])
+    lines.append(f"{result['rule']} of {result['dataset']}, test env {result['test_env']}, "
+                 f"trial seeds {result['trial_seeds']}: {len(result['members'])} of "
+                 f"{result['n_runs']} runs used")
+    if result.get("hparams"):
+        from domainbed_aux.merging.selection import selected_text
+        grid = ((result.get("details") or {}).get("selection") or {}).get("grid") or []
+        how = f"chosen on ID validation among {len(grid)}" if grid else "given or default"
+        lines.append(f"  hyperparameters ({how}): {selected_text(result['hparams'])}")
     for step in result.get("trace") or []:
         lines.append(f"  {'kept ' if step['kept'] else 'skip '} val {step['val_acc']:.4f} "
                      f"soup val {step['soup_acc']:.4f} n={step['n_in_soup']}  {step['member']}")
@@ -49,6 +65,17 @@ def format_summary(result: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot_checks(result: Dict[str, Any], output: str):
+    """Draw the checks' pairwise matrices next to the JSON (``<stem>_checks.png``)."""
+    if not result.get("checks"):
+        log.warning("--plot: no checks to draw (an ensemble, every trial, or --no_checks)")
+        return None
+    from domainbed_aux.merging.premerge import plot_checks as draw
+    path = os.path.splitext(output)[0] + "_checks.png"
+    draw(result["checks"], path)
+    return path
+
+
 def default_output(args) -> str:
     name = (f"inference_{args.dataset}_env{args.test_env}_{args.weight_selection}_"
             f"trial{args.trial_seed}.json")
@@ -60,7 +87,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dataset", required=True)
     p.add_argument("--test_env", type=int, required=True)
     p.add_argument("--input_dir", required=True, help="sweep folder(s), comma-separated")
-    p.add_argument("--weight_selection", default="uniform", choices=SELECTIONS)
+    add_merge_arguments(p, selections())
     p.add_argument("--trial_seed", type=int, default=0,
                    help="trial seed of the runs (default 0, as the paper's code); -1 = every "
                         "trial (uniform: the dagger soup)")
@@ -95,7 +122,8 @@ def main(argv=None) -> int:
                                     args.weight_selection, args.trial_seed,
                                     full_domain=args.full_domain, algorithms=args.algorithms,
                                     progress=show_progress(args.no_progress),
-                                    weights=args.weights, evaluators=evaluators)
+                                    weights=args.weights, evaluators=evaluators,
+                                    checks=not args.no_checks, **merge_kwargs(args))
         if args.save:
             from domainbed_aux.scoring.save import save_soup
             save_soup(args.save, result, state, runs, input_dirs, evaluators,
@@ -104,12 +132,15 @@ def main(argv=None) -> int:
                        "weights": args.weights, "weight_selection": args.weight_selection})
         output = args.output or default_output(args)
         atomic_write_text(output, json.dumps(result, indent=2) + "\n")
+        plot = plot_checks(result, output) if args.plot else None
     except DomainBedError as exc:
         message = one_line(exc, last=False)
         print(f"inference: error: {message}", file=sys.stderr)
         return 1
     print(format_summary(result))
     print(f"written: {output}")
+    if plot:
+        print(f"plot: {plot}")
     if args.save:
         print(f"model folder: {args.save}")
     return 0

@@ -1,7 +1,10 @@
 """Average finished runs into one model and save it as a model folder.
 
 ``python -m domainbed_aux.scripts.merge --dataset D --test_env k --input_dir DIR[,DIR...]
---weight_selection uniform|greedy|greedy_strict|dagger|best_run --output_dir OUT``
+--weight_selection RULE|best_run --output_dir OUT``
+
+``RULE`` is any registered merge rule (``domainbed_aux.merging``; see ``--help``), with
+``inference``'s options (``--rule_hparams``, ``--greedy``, ``--probe``, ``--output_dir_lp``).
 
 The runs are ``inference``'s (same flags: ``--trial_seed``, ``--algorithms``, ``--weights``);
 ``dagger`` averages every trial seed; ``best_run`` saves the single run that
@@ -14,12 +17,20 @@ The same inputs give the same bytes. Use it with ``domainbed.load_model`` or
 
 import argparse
 import logging
+import os
 import sys
 
 from domainbed.errors import DomainBedError, one_line
 from domainbed.lib.misc import show_progress
+from domainbed_aux.merging.options import add_merge_arguments, merge_kwargs
 
-RULES = ("uniform", "greedy", "greedy_strict", "dagger", "best_run")
+BEST_RUN = "best_run"
+
+
+def choices():
+    """``--weight_selection``: every registered merge rule, and ``best_run``."""
+    from domainbed_aux.scoring.soups import soup_rules
+    return soup_rules() + (BEST_RUN,)
 
 log = logging.getLogger("domainbed_aux.merge")
 
@@ -30,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dataset", help="dataset of the runs")
     p.add_argument("--test_env", type=int, help="test environment of the runs")
     p.add_argument("--input_dir", help="sweep folder(s) holding the runs, comma-separated")
-    p.add_argument("--weight_selection", default="uniform", choices=RULES)
+    add_merge_arguments(p, choices())
     p.add_argument("--trial_seed", type=int, default=0,
                    help="trial seed of the runs (default 0); -1 with uniform = dagger")
     p.add_argument("--algorithms", nargs="+", default=None,
@@ -48,9 +59,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _selection(args) -> dict:
-    return {"dataset": args.dataset, "test_env": args.test_env,
-            "trial_seed": args.trial_seed, "algorithms": args.algorithms,
-            "weights": args.weights, "weight_selection": args.weight_selection}
+    selection = {"dataset": args.dataset, "test_env": args.test_env,
+                 "trial_seed": args.trial_seed, "algorithms": args.algorithms,
+                 "weights": args.weights, "weight_selection": args.weight_selection}
+    if args.rule_hparams or args.greedy:  # only what changes the weights
+        selection.update(rule_hparams=args.rule_hparams, greedy=args.greedy)
+    return selection
 
 
 def merge(args) -> dict:
@@ -73,7 +87,7 @@ def merge(args) -> dict:
     if missing:
         raise DomainBedError(f"merge needs {', '.join(missing)} (or --run_dir RUN to save "
                              "one run)")
-    if args.weight_selection == "best_run":
+    if args.weight_selection == BEST_RUN:
         runs = select_runs(args.dataset, args.test_env, input_dirs, args.trial_seed,
                            args.algorithms, args.weights)
         if len({r.trial_seed for r in runs}) > 1:
@@ -87,8 +101,18 @@ def merge(args) -> dict:
                                 trial_seed, full_domain=args.full_domain,
                                 algorithms=args.algorithms,
                                 progress=show_progress(args.no_progress),
-                                weights=args.weights, evaluators=evaluators)
+                                weights=args.weights, evaluators=evaluators,
+                                checks=not args.no_checks, **merge_kwargs(args))
+    if result.get("checks"):
+        from domainbed_aux.merging.premerge import format_checks
+        for line in format_checks(result["checks"]):
+            print(line)
     save_soup(args.output_dir, result, state, runs, input_dirs, evaluators, _selection(args))
+    if args.plot and result.get("checks"):  # beside the folder: it holds the model only
+        from domainbed_aux.merging.premerge import plot_checks
+        path = os.path.normpath(args.output_dir) + "_checks.png"
+        plot_checks(result["checks"], path)
+        print(f"plot: {path}")
     return result
 
 
@@ -102,6 +126,10 @@ def main(argv=None) -> int:
         return 1
     n = len(result.get("members") or [])
     print(f"{result['rule']}: {n} run{'s' if n != 1 else ''} averaged")
+    if result.get("hparams"):
+        from domainbed_aux.merging.selection import selected_text
+        print(f"  hyperparameters (chosen on ID validation unless given): "
+              f"{selected_text(result['hparams'])}")
     for split, acc in sorted((result.get("accuracies") or {}).items()):
         print(f"  {split}: {100 * acc:.2f}%")
     print(f"model folder: {args.output_dir}")

@@ -4,7 +4,10 @@ Rows: vanilla fine-tuning, LP-FT, CORAL, SWAD, MA, WiSE-FT, Ensemble*, model sou
 greedy, dagger), inter-training, its Ensemble*, fusing, ratatouille (uniform, greedy, dagger)
 and their robust variants (the rows whose runs exist), per
 dataset and test domain, scored on ``env{test}_in`` (``--full_domain``: the whole test
-domain). Text by default, or ``--markdown``, ``--latex``, ``--json``.
+domain). Text by default, or ``--markdown``, ``--latex``, ``--json``. ``--rules ties,...``
+(or ``all``) adds a row per merge rule (``domainbed_aux.merging``) beside each family's
+soups, its hyperparameters chosen on ID validation per cell; a section after the tables
+gives the checks before merging of every averaged cell (``--no_checks`` skips them).
 """
 
 import argparse
@@ -14,6 +17,8 @@ import sys
 from domainbed.errors import DomainBedError, one_line
 from domainbed.lib.misc import show_progress
 from domainbed.reports.writers import add_format_arguments
+
+log = logging.getLogger("domainbed_aux.report")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,7 +50,43 @@ def parse_args(argv=None) -> argparse.Namespace:
     regime.add_argument("--probe_dir", default=None,
                         help="the linear probes' run folders (e.g. <lp>/runs)")
     regime.add_argument("--aux_dir", default=None, help="the auxiliary sweeps' folder")
+    merging = p.add_argument_group(
+        "merge rules", "rows beyond uniform and greedy soups, and the checks before merging")
+    merging.add_argument("--rules", default=None, metavar="RULE[,RULE...]|all",
+                         help="add a row per merge rule for the runs of each averaged family "
+                              "(model soups, ratatouille), hyperparameters chosen on ID "
+                              "validation per cell; 'all': every rule not already in Table 1 "
+                              "(known: %s)" % ", ".join(rule_choices()))
+    merging.add_argument("--probe", default=None, metavar="FILE",
+                         help="theta_0 for rules on task vectors (default: found from the "
+                              "runs' records)")
+    merging.add_argument("--output_dir_lp", default=None, metavar="DIR",
+                         help="where the runs' linear probes are (the sweep's --output_dir_lp; "
+                              "default: found from the runs' records)")
+    merging.add_argument("--no_checks", action="store_true",
+                         help="skip the checks before merging (per cell: pairwise cosines and "
+                              "distances, midpoint of the most distant pair, collapse warning)")
     return p.parse_args(argv)
+
+
+def rule_choices() -> list:
+    """The rules ``--rules`` takes: every registered rule that is not a row already."""
+    from domainbed_aux.merging import get_rule, rule_names
+    return [n for n in rule_names() if not get_rule(n).in_table1]
+
+
+def parse_rules(value) -> list:
+    """``--rules``: names (comma-separated) or ``all``; an unknown name is a one-line error."""
+    if not value:
+        return []
+    known = rule_choices()
+    names = known if value.strip() == "all" else [n.strip() for n in value.split(",")
+                                                  if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise DomainBedError(f"--rules: unknown rule {unknown[0]!r}; known: {', '.join(known)} "
+                             "(or all)")
+    return names
 
 
 def _folders(value) -> list:
@@ -63,6 +104,28 @@ def regime_text(regime, fmt: str) -> str:
     return text
 
 
+def checks_text(checks, fmt: str) -> str:
+    """The checks-before-merging section in the report's format (LaTeX: comment lines)."""
+    from domainbed_aux.report.checks import render_checks
+    text = render_checks(checks, markdown=fmt == "markdown")
+    if not text:
+        return ""
+    text = "\n" + text
+    if fmt == "latex":
+        return "".join(f"% {line}\n" if line else "%\n" for line in text.splitlines())
+    return text
+
+
+def rule_details(provider) -> dict:
+    """``{cell: {"rule", "hparams", "selection"}}`` of the rows of merge rules (JSON)."""
+    out = {}
+    for key, detail in sorted(provider.details.items()):
+        if isinstance(detail, dict) and "hparams" in detail:
+            out[key] = {"rule": detail.get("rule"), "hparams": detail["hparams"],
+                        "selection": (detail.get("details") or {}).get("selection")}
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -76,7 +139,15 @@ def main(argv=None) -> int:
         report, provider = build_table1(
             [d for d in args.input_dir.split(",") if d], args.data_dir, args.full_domain,
             None if args.no_cache else args.cache_dir, progress=show_progress(args.no_progress),
-            device=get_device(), weights=args.weights)
+            device=get_device(), weights=args.weights, rules=parse_rules(args.rules),
+            probe=args.probe, probe_dir=args.output_dir_lp)
+        checks = {}
+        if not args.no_checks:
+            from domainbed_aux.report.checks import premerge_cells
+            checks = premerge_cells(provider, args.probe, args.output_dir_lp)
+            for cell, found in checks.items():
+                if found.get("warning"):
+                    log.warning("%s: %s", cell, found["warning"])
         stages = [_folders(args.foundation_dir), _folders(args.probe_dir),
                   _folders(args.aux_dir)]
         regime = check_regime(provider.runs, *(read_curves(f) for f in stages),
@@ -87,9 +158,12 @@ def main(argv=None) -> int:
             import json
             data = json.loads(text)
             data["regime"] = regime_to_dict(regime)
+            data["checks"] = checks
+            data["rules"] = rule_details(provider)
             text = json.dumps(data, indent=2) + "\n"
         else:
             text += regime_text(regime, args.fmt)
+            text += checks_text(checks, args.fmt)
         if args.output:
             atomic_write_text(args.output, text)
         if args.save_models:

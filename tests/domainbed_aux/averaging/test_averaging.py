@@ -8,9 +8,9 @@ import torch
 import domainbed_aux.averaging.base as averaging_base
 from domainbed.errors import DomainBedError
 from domainbed.lib.weights import save_weights
-from domainbed_aux.averaging import (WEIGHT_SELECTIONS, StateAccumulator, dagger_soup,
-                                     get_weight_selection, greedy_soup, interpolate,
-                                     select_weights, uniform_soup, weighted_average)
+from domainbed_aux.averaging import (StateAccumulator, dagger_soup, greedy_soup, interpolate,
+                                     uniform_soup, weighted_average)
+from domainbed_aux.merging import get_rule, rule_names, select_weights
 
 
 class TinyNet(torch.nn.Module):
@@ -310,13 +310,14 @@ def test_interpolate_and_weighted_average():
 # ----------------------------------------------------------------------- registry
 
 def test_rules_are_registered_by_name():
-    assert {"uniform", "greedy", "greedy_strict", "dagger"} <= set(WEIGHT_SELECTIONS.names())
+    # the merge-rule registry (domainbed_aux.merging) runs them by name
+    assert {"uniform", "greedy", "greedy_strict", "dagger"} <= set(rule_names())
     members = {"a": scalar_member(1), "b": scalar_member(3)}
     assert select_weights("uniform", members).state_dict["w"].item() == pytest.approx(2.0)
     result = select_weights("greedy_strict", members, {"a": 1.0, "b": 0.0}, lambda s: 0.5)
     assert result.members == ["a"]
-    with pytest.raises(DomainBedError, match=r"unknown weight selection 'best'; known: .*greedy"):
-        get_weight_selection("best")
+    with pytest.raises(DomainBedError, match=r"unknown merge rule 'best'; known: .*greedy"):
+        get_rule("best")
 
 
 def test_zero_members_and_single_state_dict_are_errors():
