@@ -35,7 +35,7 @@ def test_a_recycling_algorithm_added_in_one_file_is_listed_planned_and_reported(
     assert out.splitlines()[0].startswith("8 jobs: 0 done")
     out = _python("from domainbed_aux import sweep_plugin\n"
                   "from domainbed_aux.report.registry import families\n"
-                  "from domainbed.sweep.spec import make_spec\n"
+                  "from domainbed.sweep.options import make_spec\n"
                   "spec = make_spec('out', aux_dir='aux')\n"
                   "print(sweep_plugin.init_kind({'algorithm': 'ToyRecycler', "
                   "'test_envs': [0]}, spec))\n"

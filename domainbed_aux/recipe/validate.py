@@ -102,12 +102,12 @@ def train_extra_problems(extra: Dict[str, Any]) -> List[str]:
 def test_env_problems(recipe: Dict[str, Any]) -> List[str]:
     """``target.test_envs`` within each target dataset's environments (known without data)."""
     from domainbed.datasets.registry import known_environment_count
-    from domainbed_aux.recipe.spec import per_dataset
+    from domainbed_aux.recipe.schema import dataset_value
     wanted_all = _section(recipe, "target").get("test_envs")
     problems = []
     for dataset in _strings(recipe.get("datasets")):
         n_envs = known_environment_count(dataset)
-        wanted = per_dataset(wanted_all, dataset)
+        wanted = dataset_value(wanted_all, dataset)
         if n_envs is None or wanted is None:
             continue
         for env in wanted if isinstance(wanted, list) else [wanted]:
