@@ -284,6 +284,12 @@ class Registry(Generic[T]):
             return obj
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Forget what was registered as ``name`` at run time (a test's or a plugin's toy);
+        indexed names stay in the index."""
+        self._items.pop(name, None)
+        self._runtime.pop(name, None)
+
     def get(self, name: str) -> T:
         """The object registered as ``name``, its module imported when needed."""
         if name in self._items:
