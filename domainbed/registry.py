@@ -13,7 +13,8 @@ a registration is a decorator with literal arguments on a top-level class or fun
 The index finds it by reading ``domainbed_aux/algorithms.py`` (no torch); ``get("Ratatouille")``
 imports that module, whose decorator registers the class. Extensions add modules to a
 registry's search from their torch-free entry point (``domainbed.sweep_plugins``), so that
-their names are indexed like the core's. A registry with a ``marker`` instead indexes the
+their names are indexed like the core's: ``registry.search(...)``, or ``search(kind, ...)``
+here for a registry whose package imports torch. A registry with a ``marker`` instead indexes the
 modules whose source mentions it and loads them all when its names are asked for (rows of a
 table registered in loops, where no name is a literal).
 
@@ -146,6 +147,20 @@ def mentions(path: str, marker: str) -> bool:
 
 # the registries ``python -m domainbed.scripts.names`` lists, by the plural it shows
 LISTED: Dict[str, "Registry"] = {}
+# every registry by kind, and the searches asked for a kind before its registry existed
+_BY_KIND: Dict[str, "Registry"] = {}
+_PENDING_SEARCH: Dict[str, List[str]] = {}
+
+
+def search(kind: str, *modules: str) -> None:
+    """Index ``modules`` in the registry of ``kind`` (e.g. ``"Table-1 row"``) too, whether
+    or not the module that defines that registry was imported: an extension's torch-free
+    entry point adds its packages to a registry whose own package imports torch."""
+    registry = _BY_KIND.get(kind)
+    if registry is not None:
+        registry.search(*modules)
+    else:
+        _PENDING_SEARCH.setdefault(kind, []).extend(modules)
 
 
 class Registry(Generic[T]):
@@ -178,6 +193,8 @@ class Registry(Generic[T]):
         self._marked: List[str] = []
         if listed_as:
             LISTED[listed_as] = self
+        _BY_KIND[kind] = self
+        self.search(*_PENDING_SEARCH.pop(kind, []))
 
     # -- the index
     def search(self, *modules: str) -> None:

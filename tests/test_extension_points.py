@@ -1,5 +1,5 @@
-"""Where each kind of thing is added, one file each: a toy recycling algorithm and a toy
-dataset, each in its own module of ``tests/fixtures/toys``, registered from there (the toys'
+"""Where each kind of thing is added, one file each: a toy recycling algorithm, a toy
+dataset and a toy Table-1 row, each in its own module of ``tests/fixtures/toys``, registered from there (the toys'
 torch-free entry point only adds that package to the registries' search), and the
 commands list and use them (without torch where the command lists or reads records)."""
 
@@ -76,3 +76,30 @@ def test_a_dataset_added_in_one_file_declares_its_environments_once(tmp_path):
     assert code == 0 and heavy == []
     assert "Dataset: ToyShapes" in out
     assert any(l.split()[1:4] == ["red", "green", "blue"] for l in out.splitlines()), out
+
+
+ROW_PROBE = """
+from types import SimpleNamespace
+from domainbed_aux.report import registry
+from domainbed_aux.report.provider import Table1Rows
+print(registry.row_names(families=["inter"])[-1])
+toy = registry._ROWS["Toy count of runs"]
+registry._ROWS = {toy.name: toy}  # score the toy row alone (the others need real runs)
+runs = [SimpleNamespace(run_dir=str(i), algorithm=a, dataset="Debug28", test_envs=[0],
+                        trial_seed=0, robust=False)
+        for i, a in enumerate(["ToyRecycler", "ToyRecycler", "Ratatouille", "ERM"])]
+print(Table1Rows(runs)([], "Debug28", None))
+"""
+
+
+def test_a_table1_row_added_in_one_file_is_registered_in_order_and_scores_its_family():
+    out = _python(ROW_PROBE).splitlines()
+    # after the family's own rows; its cell counts the inter-training family's runs (the toy
+    # recycler's by its declared family, and Ratatouille's), not ERM's
+    assert out == ["Toy count of runs", "[('Toy count of runs', {0: {0: 3.0}})]"]
+    env = dict(os.environ, PYTHONPATH=REPO)
+    env.pop("DOMAINBED_PLUGINS", None)
+    without = subprocess.run([sys.executable, "-c", "from domainbed_aux.report.registry "
+                              "import row_names\nprint('Toy count of runs' in row_names())"],
+                             capture_output=True, text=True, env=env, cwd=REPO, check=True)
+    assert without.stdout.strip() == "False"

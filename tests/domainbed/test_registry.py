@@ -147,3 +147,18 @@ def test_a_marker_registry_indexes_the_modules_that_mention_it(tmp_path, monkeyp
     finally:
         for name in [m for m in sys.modules if m == "rows" or m.startswith("rows.")]:
             del sys.modules[name]
+
+
+def test_a_search_asked_for_a_kind_before_its_registry_exists_is_applied_when_it_is_made(
+        tmp_path, monkeypatch):
+    from domainbed import registry as registry_module
+    monkeypatch.setattr(registry_module, "_BY_KIND", {})
+    monkeypatch.setattr(registry_module, "_PENDING_SEARCH", {})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _package(tmp_path, "early", {"a": "@register_widget()\nclass Early: pass\n"})
+    _package(tmp_path, "late", {"a": "@register_widget()\nclass Late: pass\n"})
+    registry_module.search("gadget", "early")  # no gadget registry yet
+    gadgets = Registry("gadget", decorator="register_widget")
+    assert gadgets.names() == ["Early"]
+    registry_module.search("gadget", "late")  # the registry exists now: added at once
+    assert gadgets.names() == ["Early", "Late"]
