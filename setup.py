@@ -31,7 +31,7 @@ setup(
         # the core finds extensions here and never imports them by name
         "domainbed.plugins": ["aux = domainbed_aux.plugin"],
         # the torch-free part: sweep options and hooks for listing jobs and reading records
-        "domainbed.sweep_plugins": ["aux = domainbed_aux.sweep_hooks"],
+        "domainbed.sweep_plugins": ["aux = domainbed_aux.hooks"],
         # the modules a recipe's report stage may run (a recipe file names no other code)
         "domainbed.report_providers": ["ratatouille = domainbed_aux.scripts.report"],
     },

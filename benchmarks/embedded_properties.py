@@ -441,18 +441,19 @@ def _format_connectivity(conn: Dict[str, Any]) -> List[str]:
 
 def apply_recipe(settings: Settings, path: str, explicit: argparse.Namespace) -> None:
     """Take a recipe file's settings (those the command line did not give explicitly)."""
-    from domainbed_aux.recipe.spec import load_recipe, per_dataset
+    from domainbed_aux.recipe.schema import dataset_value
+    from domainbed_aux.recipe.spec import load_recipe
     recipe = load_recipe(path)
     first = recipe["datasets"][0]
     pretrain = recipe.get("pretrain") or {}
     if explicit.pretrain_steps is None and pretrain.get("steps") is not None:
         settings.pretrain_steps = int(pretrain["steps"])
     settings.pretrain_hparams = dict(pretrain.get("hparams") or {})
-    freq = per_dataset(recipe.get("checkpoint_freq"), pretrain.get("dataset", ""))
+    freq = dataset_value(recipe.get("checkpoint_freq"), pretrain.get("dataset", ""))
     settings.pretrain_checkpoint_freq = int(freq) if freq else None
-    if explicit.steps is None and per_dataset(recipe.get("steps"), first) is not None:
-        settings.steps = int(per_dataset(recipe["steps"], first))
-    freq = per_dataset(recipe.get("checkpoint_freq"), first)
+    if explicit.steps is None and dataset_value(recipe.get("steps"), first) is not None:
+        settings.steps = int(dataset_value(recipe["steps"], first))
+    freq = dataset_value(recipe.get("checkpoint_freq"), first)
     settings.checkpoint_freq = int(freq) if freq else None
     if explicit.hparams is None:
         settings.hparams = dict(recipe.get("hparams") or {})

@@ -13,7 +13,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Set, Tuple
 import numpy as np
 
 from domainbed.errors import DomainBedError
-from domainbed.lib.misc import seed_hash
+from domainbed.lib.seeds import seed_hash
 from domainbed.registry import Registry
 
 # upstream's list; used when the dataset class is unknown
@@ -66,18 +66,18 @@ def _to_python(value):
 
 
 def is_small_images(dataset: str) -> bool:
-    from domainbed import datasets
+    from domainbed.datasets.registry import get_dataset_class
     try:
-        shape = datasets.get_dataset_class(dataset).INPUT_SHAPE
+        shape = get_dataset_class(dataset).INPUT_SHAPE
     except KeyError:
         return dataset in SMALL_IMAGES
     return shape is not None and (len(shape) == 1 or shape[-1] < 224)
 
 
 def _dataset_backbone(dataset: str):
-    from domainbed import datasets
+    from domainbed.datasets.registry import get_dataset_class
     try:
-        return getattr(datasets.get_dataset_class(dataset), "DEFAULT_BACKBONE", None)
+        return getattr(get_dataset_class(dataset), "DEFAULT_BACKBONE", None)
     except KeyError:
         return None
 
@@ -141,8 +141,8 @@ def _mild_space(dataset: str, hp: _Declarations, small: bool) -> None:
 
 def _declarations(algorithm: str, dataset: str, seed: int, space: str,
                   kind: type = _Declarations) -> _Declarations:
-    from domainbed import algorithms
-    algorithm_class = algorithms.get_algorithm_class(algorithm)
+    from domainbed.algorithms.registry import get_algorithm_class
+    algorithm_class = get_algorithm_class(algorithm)
     space_fn = HPARAM_SPACES.get(space)
     small = is_small_images(dataset)
     hp = kind(seed)
@@ -185,9 +185,9 @@ def register_known_hparams(names: Iterable[str], owner: str) -> None:
 def known_hparams(dataset: str, extra_known: Iterable[str] = ()) -> Set[str]:
     """Every name some algorithm, space, dataset or registered reader knows, for ``dataset``
     and for both image-size branches (a name declared only for small images still counts)."""
-    from domainbed import algorithms
+    from domainbed.algorithms.registry import algorithm_names
     names = set(KNOWN_HPARAMS) | set(extra_known)
-    for algorithm in algorithms.ALGORITHMS:
+    for algorithm in algorithm_names():
         for ds in dict.fromkeys([dataset, "Debug28", "Debug224"]):
             for space in HPARAM_SPACES:
                 names.update(_declarations(algorithm, ds, 0, space, _Names).values)

@@ -60,7 +60,7 @@ class _FrozenFeaturizerMixin:
         self.reset_optimizer(self.network.parameters())
 
 
-@register_algorithm()
+@register_algorithm(init="pool", family="inter")
 class InterTraining(_FrozenFeaturizerMixin, ERM):
     """ERM from ``(w_lp, phi_aux_i)``; featurizer frozen for the first ``lp_steps`` updates
     when the init featurizer is an auxiliary (or fused) one."""
@@ -104,12 +104,12 @@ class InterTraining(_FrozenFeaturizerMixin, ERM):
             self._freeze_featurizer()
 
 
-@register_algorithm()
+@register_algorithm(init="pool", family="inter")
 class Ratatouille(InterTraining):
     """The runs of model ratatouille: inter-training runs, averaged at report time."""
 
 
-@register_algorithm()
+@register_algorithm(init="fused", family="fusing")
 class Fusing(InterTraining):
     """Inter-training from a fused init ``sum_i lambda_i phi_i`` (composed by the sweep)."""
 
@@ -140,7 +140,7 @@ class LinearProbe(_FrozenFeaturizerMixin, ERM):
         return {"loss": loss.item()}
 
 
-@register_algorithm()
+@register_algorithm(init="probe", family="lpft")
 class LPFT(ERM):
     """LP-FT: fine-tune every parameter, starting from a linear probe (``--init_from``)."""
 

@@ -1,3 +1,4 @@
-"""The full extension: the ratatouille family's algorithms and sweep options."""
+"""The full extension (``domainbed.plugins``, see setup.py): the torch-free hooks and the
+ratatouille family's algorithms."""
 
-from domainbed_aux import algorithms, sweep_hooks  # noqa: F401  (registrations)
+from domainbed_aux import algorithms, hooks  # noqa: F401  (registrations)

@@ -35,6 +35,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from domainbed.algorithms.registry import init_kind as declared_init
 from domainbed.sweep import hooks
 from domainbed.sweep.validate import register_sweep_rule
 from domainbed.validation import Rule
@@ -45,10 +46,10 @@ if TYPE_CHECKING:  # the modules below import torch: loaded when a job needs the
 
 log = logging.getLogger(__name__)
 
-RECYCLING_ALGORITHMS = ("InterTraining", "Ratatouille", "Fusing")
-LP_FT_ALGORITHM = "LPFT"
-FUSING_ALGORITHM = "Fusing"
-ROBUST_AUX_ALGORITHM = "MA"
+# the defaults of --algorithms (the paper code's): with --fusing_range r >= 0, with
+# --aux_dir, with --output_dir_lp
+DEFAULT_FUSING, DEFAULT_RECYCLING, DEFAULT_PROBED = "Fusing", "Ratatouille", "ERM"
+ROBUST_AUX_ALGORITHM = "MA"  # --aux_pool_kind robust: the pool of the MA auxiliary runs
 POOL_KINDS = ("standard", "robust")
 NO_POOL = ("", "none", "None")
 
@@ -59,11 +60,11 @@ class _DefaultAlgorithms(list):
 
 def _default_algorithms(ns: argparse.Namespace) -> Optional[List[str]]:
     if getattr(ns, "fusing_range", -1) is not None and getattr(ns, "fusing_range", -1) >= 0:
-        return [FUSING_ALGORITHM]
+        return [DEFAULT_FUSING]
     if getattr(ns, "aux_dir", None) not in (None,) + NO_POOL:
-        return ["Ratatouille"]
+        return [DEFAULT_RECYCLING]
     if getattr(ns, "output_dir_lp", None):
-        return ["ERM"]
+        return [DEFAULT_PROBED]
     return None
 
 
@@ -137,20 +138,22 @@ def init_kind(train_args: Dict[str, Any], sweep_args) -> Optional[str]:
 
     - ``"probe"``: ``(w_lp, phi_pt)``, the shared linear probe file itself. Every target job
       of an algorithm that does not recycle (ERM, LPFT, CORAL, MA, SWAD, any other) once the
-      sweep gives ``--aux_dir`` or ``--output_dir_lp``; LPFT always; auxiliary jobs
-      (``--test_envs -1``) given ``--output_dir_lp`` (a probe of phi_pt on their own dataset,
-      every domain, as the paper's aux stage).
-    - ``"pool"``: InterTraining / Ratatouille / Fusing in such a sweep: a member of the pool
-      (or a fused featurizer) with the probe, composed into one file.
+      sweep gives ``--aux_dir`` or ``--output_dir_lp``; an algorithm that declares
+      ``init="probe"`` (LPFT) always; auxiliary jobs (``--test_envs -1``) given
+      ``--output_dir_lp`` (a probe of phi_pt on their own dataset, every domain, as the
+      paper's aux stage).
+    - ``"pool"``: the algorithms that declare ``init="pool"`` or ``"fused"`` (InterTraining,
+      Ratatouille, Fusing) in such a sweep: a member of the pool (or a fused featurizer)
+      with the probe, composed into one file.
     """
-    algorithm = train_args["algorithm"]
     if list(train_args.get("test_envs") or []) == [-1]:
         return "probe" if getattr(sweep_args, "output_dir_lp", None) else None
-    if algorithm == LP_FT_ALGORITHM:
-        return "probe"  # LP-FT always starts from the shared linear probe
+    declared = declared_init(train_args["algorithm"])
+    if declared == "probe":
+        return "probe"  # e.g. LP-FT: always from the shared linear probe
     if not engaged(sweep_args):
         return None
-    return "pool" if algorithm in RECYCLING_ALGORITHMS else "probe"
+    return "pool" if declared in ("pool", "fused") else "probe"
 
 
 def needs_init(train_args: Dict[str, Any], sweep_args) -> bool:
@@ -260,7 +263,7 @@ def _request(train_args: Dict[str, Any], sweep_args):
     from domainbed_aux.init.probe import probe_path
     spec = probe_spec(train_args, sweep_args)
     pool = get_pool(sweep_args, train_args["dataset"])
-    fusing = train_args["algorithm"] == FUSING_ALGORITHM
+    fusing = declared_init(train_args["algorithm"]) == "fused"
     r = sweep_args.fusing_range if sweep_args.fusing_range >= 0 else DEFAULT_FUSING_RANGE
     request = plan_init(pool, spec.key(), probe_path(spec, lp_root(sweep_args)),
                         train_args["hparams_seed"], train_args["trial_seed"], fusing=fusing,

@@ -12,11 +12,9 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from domainbed.algorithms.registry import (ALGORITHM_REGISTRY,  # noqa: F401  (re-exported)
+                                           register_algorithm)
 from domainbed.lib.upstream_misc import random_pairs_of_minibatches  # noqa: F401  (re-exported)
-from domainbed.registry import Registry
-
-ALGORITHM_REGISTRY: Registry = Registry("algorithm")
-register_algorithm = ALGORITHM_REGISTRY.register
 
 Minibatches = List[Tuple[torch.Tensor, torch.Tensor]]
 

@@ -9,7 +9,7 @@ from domainbed.algorithms.base import (Algorithm, concat_minibatches, make_optim
                                        register_algorithm)
 
 
-@register_algorithm()
+@register_algorithm(family="erm")
 class ERM(Algorithm):
     """Minimise the average loss over all training domains."""
 

@@ -6,7 +6,7 @@ from domainbed.algorithms.base import register_algorithm
 from domainbed.algorithms.live_average import LiveAndAveraged, paired_state
 
 
-@register_algorithm()
+@register_algorithm(family="ma")
 class MA(LiveAndAveraged):
     """Moving average (Arpit et al.): ERM plus the uniform average of the weights after
     every update from step ``ma_start_iter`` on (steps counted from 0, as in records).

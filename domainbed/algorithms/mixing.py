@@ -87,7 +87,7 @@ class _FeatureMatching(ERM):
         return {"loss": objective.item(), "penalty": penalty.item()}
 
 
-@register_algorithm()
+@register_algorithm(family="coral")
 class CORAL(_FeatureMatching):
     """Match the means and covariances of the domains' features."""
 

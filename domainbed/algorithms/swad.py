@@ -14,7 +14,7 @@ from domainbed.algorithms.swad_valley import LossValley
 log = logging.getLogger(__name__)
 
 
-@register_algorithm()
+@register_algorithm(family="swad")
 class SWAD(LiveAndAveraged):
     """SWAD (Cha et al.): dense averaging (every step) over a window of the trajectory that
     the loss-valley selector (:class:`domainbed.algorithms.swad_valley.LossValley`) picks

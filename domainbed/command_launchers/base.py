@@ -15,7 +15,17 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Type
 from domainbed.errors import DomainBedError
 from domainbed.registry import Registry
 
-REGISTRY: Registry = Registry("command launcher")
+# capabilities a backend declares where it registers (``register_launcher``):
+# "lists_only": it only lists the jobs (the sweep prepares and writes nothing);
+# "queue": it answers ``queued_job_ids`` (jobs submitted but not started);
+# "dependencies": ``submit(jobs, after=ids)`` queues jobs that start once earlier ones
+# succeeded, so it runs a multi-stage plan by submitting every stage at once
+CAPABILITIES = ("lists_only", "queue", "dependencies")
+
+REGISTRY: Registry = Registry("command launcher", decorator="register_launcher",
+                              search=["domainbed.command_launchers"],
+                              fields={"capabilities": ()}, extensible=True,
+                              listed_as="launchers")
 
 # file, inside a job's directory, that receives the stdout/stderr of local runs
 LAUNCHER_LOG = "launcher.log"
@@ -52,7 +62,12 @@ class Launcher(ABC):
     """Runs or submits jobs. Subclasses set ``name`` and implement ``launch``."""
 
     name: str = ""
-    dry_run: bool = False  # True: only lists the jobs (the sweep prepares and writes nothing)
+    capabilities: frozenset = frozenset()  # set by ``register_launcher``
+
+    @property
+    def dry_run(self) -> bool:
+        """Whether it only lists the jobs (the sweep prepares and writes nothing)."""
+        return "lists_only" in self.capabilities
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Add this backend's command-line options (prefixed with the backend's name)."""
@@ -77,11 +92,19 @@ class Launcher(ABC):
         return f"<{type(self).__name__} {self.name!r}>"
 
 
-def register_launcher(name: str) -> Callable[[Type[Launcher]], Type[Launcher]]:
-    """Class decorator: register one instance of the launcher class under ``name``."""
+def register_launcher(name: str, capabilities: Sequence[str] = ()
+                      ) -> Callable[[Type[Launcher]], Type[Launcher]]:
+    """Class decorator: register one instance of the launcher class under ``name``, with
+    its ``capabilities`` (see ``CAPABILITIES``)."""
+    unknown = [c for c in capabilities if c not in CAPABILITIES]
+    if unknown:
+        raise ValueError(f"launcher {name!r}: unknown capability {unknown[0]!r}; known: "
+                         f"{', '.join(CAPABILITIES)}")
+
     def decorator(cls: Type[Launcher]) -> Type[Launcher]:
         cls.name = name
-        REGISTRY.register(name)(cls())
+        cls.capabilities = frozenset(capabilities)
+        REGISTRY.register(name, capabilities=capabilities)(cls())
         return cls
     return decorator
 

@@ -7,11 +7,9 @@ from typing import Any, List, Optional, Sequence, TextIO
 from domainbed.command_launchers.base import Launcher, as_task, register_launcher
 
 
-@register_launcher("dummy")
+@register_launcher("dummy", capabilities=("lists_only",))
 class DummyLauncher(Launcher):
     """Writes one shell-quoted command line per job; creates no file and starts nothing."""
-
-    dry_run = True  # the sweep lists its jobs without preparing anything (no file written)
 
     def launch(self, jobs: Sequence[Any], stream: Optional[TextIO] = None,
                **options: Any) -> List[None]:

@@ -26,7 +26,7 @@ import warnings
 from typing import Dict, Iterator, List, Optional, Sequence
 
 from domainbed.command_launchers.base import Task
-from domainbed.command_launchers.local import open_launcher_log
+from domainbed.command_launchers.process import open_launcher_log
 from domainbed.lib import run_dir
 
 log = logging.getLogger(__name__)

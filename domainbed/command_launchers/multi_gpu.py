@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from domainbed.command_launchers.base import Launcher, as_task, register_launcher
 from domainbed.command_launchers.failures import record_failures
-from domainbed.command_launchers.local import thread_overrides
+from domainbed.command_launchers.process import thread_overrides
 from domainbed.command_launchers.parallel import Slot, run_tasks
 # visible_gpus lives with the other machine facts; this module's name for it is kept
 from domainbed.command_launchers.resources import visible_gpus

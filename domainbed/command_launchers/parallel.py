@@ -9,11 +9,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
-from domainbed.command_launchers import local as _local
+from domainbed.command_launchers import process as _process
+from domainbed.command_launchers import resources
 from domainbed.command_launchers.base import Task
-from domainbed.command_launchers.local import StepProgress, describe_exit, start_task
+from domainbed.command_launchers.process import (StepProgress, describe_exit, start_task,
+                                                 thread_overrides)
 from domainbed.lib import run_dir
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,21 @@ class Slot:
 
     env: Dict[str, str] = field(default_factory=dict)
     label: str = ""
+
+
+def parallel_slots(n_parallel: int, threads_per_job: Optional[int] = None
+                   ) -> Tuple[List[Any], Dict[str, str]]:
+    """The slots of ``n_parallel`` concurrent jobs (their thread variables and, with GPUs
+    and several jobs, one GPU each, round robin), and the thread variables alone."""
+    threads = thread_overrides(n_parallel, threads_per_job)
+    gpus = resources.visible_gpus() if n_parallel > 1 else []
+    slots = []
+    for s in range(n_parallel):
+        env = dict(threads)
+        if gpus:  # several jobs at once: spread them over the GPUs, not all on GPU 0
+            env["CUDA_VISIBLE_DEVICES"] = gpus[s % len(gpus)]
+        slots.append(Slot(env, f"GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else ""))
+    return slots, threads
 
 
 class _Run:
@@ -150,7 +167,7 @@ def run_tasks(tasks: Sequence[Task], slots: Sequence[Slot], tty: Optional[bool] 
                 running[s] = starter(i, tasks[i], s, wake) if starter \
                     else _Run(i, tasks[i], slots[s], wake)
             # wakes at once when a child exits, else after POLL_SECONDS to show progress
-            wake.wait(timeout=_local.POLL_SECONDS)
+            wake.wait(timeout=_process.POLL_SECONDS)
             wake.clear()
             for s, run in list(running.items()):
                 if run.code is None:

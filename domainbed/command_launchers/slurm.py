@@ -149,7 +149,7 @@ def explain_sbatch_error(text: str) -> str:
     return f"SLURM refused the jobs: {message} -> check the --slurm_* options"
 
 
-@register_launcher("slurm")
+@register_launcher("slurm", capabilities=("queue", "dependencies"))
 class SlurmLauncher(Launcher):
     """Submits all jobs as one SLURM job array through submitit."""
 

@@ -2,16 +2,16 @@
 
 from typing import List, Optional, Sequence
 
-from domainbed.registry import Registry
-
-DATASET_REGISTRY: Registry = Registry("dataset")
-register_dataset = DATASET_REGISTRY.register
+from domainbed.datasets.registry import (DATASET_REGISTRY,  # noqa: F401  (re-exported)
+                                         register_dataset)
 
 
 class MultipleDomainDataset:
     """A list of per-environment torch datasets plus the facts a training run needs.
 
-    Subclasses set ``ENVIRONMENTS``, ``INPUT_SHAPE``, and in ``__init__`` fill
+    Subclasses declare their environments where they register (``@register_dataset(
+    environments=(...))``, which sets ``ENVIRONMENTS``), set ``INPUT_SHAPE``, and in
+    ``__init__`` fill
     ``self.datasets`` (one torch dataset per environment, same order as ENVIRONMENTS),
     ``self.input_shape`` and ``self.num_classes``.
     """

@@ -10,7 +10,6 @@ class _DebugDataset(MultipleDomainDataset):
     N_STEPS = 5001
     CHECKPOINT_FREQ = 100
     N_WORKERS = 0
-    ENVIRONMENTS = ["0", "1", "2"]
     N_EXAMPLES = 16
 
     def __init__(self, root, test_envs, hparams):
@@ -26,11 +25,11 @@ class _DebugDataset(MultipleDomainDataset):
             self.datasets.append(TensorDataset(x, y))
 
 
-@register_dataset()
+@register_dataset(environments=("0", "1", "2"))
 class Debug28(_DebugDataset):
     INPUT_SHAPE = (3, 28, 28)
 
 
-@register_dataset()
+@register_dataset(environments=("0", "1", "2"))
 class Debug224(_DebugDataset):
     INPUT_SHAPE = (3, 224, 224)

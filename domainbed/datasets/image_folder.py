@@ -193,8 +193,9 @@ class MultipleEnvironmentImageFolder(MultipleDomainDataset):
     CHECKPOINT_FREQ = 300
     N_WORKERS = 8
     INPUT_SHAPE = (3, 224, 224)
-    # label (upstream's ENVIRONMENTS) -> domain folder on disk; None: labels are the folders
-    ENVIRONMENT_FOLDERS: Optional[Dict[str, str]] = None
+    # the domain folder on disk of each environment, in ENVIRONMENTS order; None: the
+    # environment names are the folders
+    ENVIRONMENT_FOLDERS: Optional[Sequence[str]] = None
 
     def __init__(self, root, test_envs, hparams, loader: Optional[ImageLoader] = None):
         super().__init__()
@@ -256,9 +257,10 @@ class MultipleEnvironmentImageFolder(MultipleDomainDataset):
     @classmethod
     def environment_folders(cls, root=None) -> List[str]:
         """The domain folder on disk of each environment, in ``ENVIRONMENTS`` order
-        (``ENVIRONMENT_FOLDERS`` maps upstream's short labels to the folder names)."""
-        table = cls.ENVIRONMENT_FOLDERS or {}
-        return [table.get(label, label) for label in cls.environments(root)]
+        (``ENVIRONMENT_FOLDERS`` names the folders of upstream's short labels)."""
+        if cls.ENVIRONMENT_FOLDERS is not None:
+            return list(cls.ENVIRONMENT_FOLDERS)
+        return cls.environments(root)
 
     @classmethod
     def dataset_dir(cls, root) -> str:
@@ -279,56 +281,48 @@ class MultipleEnvironmentImageFolder(MultipleDomainDataset):
         return f"download it with `{command}`"
 
 
-@register_dataset()
+@register_dataset(environments=("C", "L", "S", "V"))
 class VLCS(MultipleEnvironmentImageFolder):
     SUBDIR = "VLCS"
     DOWNLOAD_NAME = "VLCS"
-    ENVIRONMENT_FOLDERS = {"C": "Caltech101", "L": "LabelMe", "S": "SUN09", "V": "VOC2007"}
-    ENVIRONMENTS = list(ENVIRONMENT_FOLDERS)
+    ENVIRONMENT_FOLDERS = ("Caltech101", "LabelMe", "SUN09", "VOC2007")
 
 
-@register_dataset()
+@register_dataset(environments=("A", "C", "P", "S"))
 class PACS(MultipleEnvironmentImageFolder):
     SUBDIR = "PACS"
     DOWNLOAD_NAME = "PACS"
-    ENVIRONMENT_FOLDERS = {"A": "art_painting", "C": "cartoon", "P": "photo", "S": "sketch"}
-    ENVIRONMENTS = list(ENVIRONMENT_FOLDERS)
+    ENVIRONMENT_FOLDERS = ("art_painting", "cartoon", "photo", "sketch")
 
 
-@register_dataset()
+@register_dataset(environments=("A", "C", "P", "R"))
 class OfficeHome(MultipleEnvironmentImageFolder):
     SUBDIR = "office_home"
     DOWNLOAD_NAME = "OfficeHome"
-    ENVIRONMENT_FOLDERS = {"A": "Art", "C": "Clipart", "P": "Product", "R": "Real World"}
-    ENVIRONMENTS = list(ENVIRONMENT_FOLDERS)
+    ENVIRONMENT_FOLDERS = ("Art", "Clipart", "Product", "Real World")
 
 
-@register_dataset()
+@register_dataset(environments=("L100", "L38", "L43", "L46"))
 class TerraIncognita(MultipleEnvironmentImageFolder):
     SUBDIR = "terra_incognita"
     DOWNLOAD_NAME = "TerraIncognita"
-    ENVIRONMENT_FOLDERS = {"L100": "location_100", "L38": "location_38", "L43": "location_43",
-                           "L46": "location_46"}
-    ENVIRONMENTS = list(ENVIRONMENT_FOLDERS)
+    ENVIRONMENT_FOLDERS = ("location_100", "location_38", "location_43", "location_46")
 
 
-@register_dataset()
+@register_dataset(environments=("clip", "info", "paint", "quick", "real", "sketch"))
 class DomainNet(MultipleEnvironmentImageFolder):
     SUBDIR = "domain_net"
     DOWNLOAD_NAME = "DomainNet"
     N_STEPS = 5001
     CHECKPOINT_FREQ = 1000
-    ENVIRONMENT_FOLDERS = {"clip": "clipart", "info": "infograph", "paint": "painting",
-                           "quick": "quickdraw", "real": "real", "sketch": "sketch"}
-    ENVIRONMENTS = list(ENVIRONMENT_FOLDERS)
+    ENVIRONMENT_FOLDERS = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")
 
 
-@register_dataset("ImageFolder")
+@register_dataset("ImageFolder", environments_from_data=True)
 class ImageFolder(MultipleEnvironmentImageFolder):
     """The user's own data: ``--data_dir`` is ``<data_dir>/<domain>/<class>/<image>``."""
 
     SUBDIR = ""
-    ENVIRONMENTS = None
 
     @classmethod
     def environments(cls, root=None) -> List[str]:
@@ -337,23 +331,3 @@ class ImageFolder(MultipleEnvironmentImageFolder):
         if not domains:
             raise DataError(f"ImageFolder: no domain folders in {root!r}; {cls._fix(root)}")
         return domains
-
-
-_FOLDER_CLASSES: Dict[str, type] = {}
-
-
-def folder_dataset_class(name: str) -> type:
-    """The ``ImageFolder`` of ``folder:NAME`` (``folder:NAME=PATH`` names the same class):
-    the user's image folders under their own name, read from the job's ``--data_dir``
-    (``PATH`` in sweeps and recipes). Two names are two datasets: a target and its
-    auxiliary datasets can all be image folders (see docs/datasets.md)."""
-    from domainbed.catalogue import split_dataset_root
-    try:
-        name, _ = split_dataset_root(name)
-    except ValueError as exc:
-        raise DataError(str(exc)) from None
-    if name not in _FOLDER_CLASSES:
-        _FOLDER_CLASSES[name] = type(name, (ImageFolder,), {
-            "__doc__": f"The image folders of {name}: <data_dir>/<domain>/<class>/<image>.",
-            "__module__": __name__, "__qualname__": name})
-    return _FOLDER_CLASSES[name]

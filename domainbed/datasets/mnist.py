@@ -17,7 +17,7 @@ from torch.utils.data import TensorDataset
 
 from domainbed.datasets.base import MultipleDomainDataset, register_dataset
 from domainbed.errors import DataError
-from domainbed.lib.misc import seed_hash
+from domainbed.lib.seeds import seed_hash
 
 MNIST_SPLITS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -115,11 +115,10 @@ class MultipleEnvironmentMNIST(MultipleDomainDataset):
         raise NotImplementedError
 
 
-@register_dataset()
+@register_dataset(environments=("0", "15", "30", "45", "60", "75"))
 class RotatedMNIST(MultipleEnvironmentMNIST):
     """Environment ``i`` is its shard rotated by ``ENVIRONMENTS[i]`` degrees; 10 classes."""
 
-    ENVIRONMENTS = ["0", "15", "30", "45", "60", "75"]
     INPUT_SHAPE = (1, 28, 28)
 
     def __init__(self, root, test_envs, hparams):
@@ -138,7 +137,7 @@ class RotatedMNIST(MultipleEnvironmentMNIST):
         return MNISTEnvironment(x, labels.clone())
 
 
-@register_dataset()
+@register_dataset(environments=("+90%", "+80%", "-90%"))
 class ColoredMNIST(MultipleEnvironmentMNIST):
     """Binary label ``digit < 5`` flipped with probability 0.25; colour = label XOR
     Bernoulli(p_env); the channel that is not the colour is zeroed. 2 classes.
@@ -146,7 +145,6 @@ class ColoredMNIST(MultipleEnvironmentMNIST):
     Unlike upstream (2 x 14 x 14), the images keep their 28 x 28 resolution.
     """
 
-    ENVIRONMENTS = ["+90%", "+80%", "-90%"]
     INPUT_SHAPE = (2, 28, 28)
     COLOR_FLIP_PROBS = {"+90%": 0.1, "+80%": 0.2, "-90%": 0.9}
     LABEL_FLIP_PROB = 0.25

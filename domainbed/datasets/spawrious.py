@@ -50,7 +50,6 @@ class SpawriousBenchmark(MultipleDomainDataset):
     """Base of the six Spawrious classes: ``GROUP``, ``TEST`` (locations in ``BREEDS``
     order), ``FILLER`` (O2O only) and ``ONE_TO_ONE`` define a dataset."""
 
-    ENVIRONMENTS = ["Test", "SC_group_1", "SC_group_2"]
     INPUT_SHAPE = (3, 224, 224)
     CHECKPOINT_FREQ = 100
     N_WORKERS = 8
@@ -122,24 +121,52 @@ class SpawriousBenchmark(MultipleDomainDataset):
         return [tests, group_1, group_2]
 
 
-def _spawrious(name: str, group: Sequence[str], test: Sequence[str], filler: str = ""):
-    cls = type(name, (SpawriousBenchmark,), {
-        "GROUP": tuple(group), "TEST": tuple(test), "FILLER": filler,
-        "ONE_TO_ONE": bool(filler), "__module__": __name__,
-        "__doc__": f"Spawrious {name[9:]}: groups {list(group)}, test {list(test)}"
-                   + (f", filler {filler}" if filler else "")})
-    return register_dataset()(cls)
+def _doc(cls) -> type:
+    cls.__doc__ = (f"Spawrious {cls.__name__[9:]}: groups {list(cls.GROUP)}, test "
+                   f"{list(cls.TEST)}" + (f", filler {cls.FILLER}" if cls.FILLER else ""))
+    return cls
 
 
-SpawriousO2O_easy = _spawrious("SpawriousO2O_easy", ["desert", "jungle", "dirt", "snow"],
-                               ["dirt", "snow", "desert", "jungle"], "beach")
-SpawriousO2O_medium = _spawrious("SpawriousO2O_medium", ["mountain", "beach", "dirt", "jungle"],
-                                 ["jungle", "dirt", "beach", "snow"], "desert")
-SpawriousO2O_hard = _spawrious("SpawriousO2O_hard", ["jungle", "mountain", "snow", "desert"],
-                               ["mountain", "snow", "desert", "jungle"], "beach")
-SpawriousM2M_easy = _spawrious("SpawriousM2M_easy", ["desert", "mountain", "dirt", "jungle"],
-                               ["dirt", "jungle", "mountain", "desert"])
-SpawriousM2M_medium = _spawrious("SpawriousM2M_medium", ["beach", "snow", "mountain", "desert"],
-                                 ["desert", "mountain", "beach", "snow"])
-SpawriousM2M_hard = _spawrious("SpawriousM2M_hard", ["dirt", "jungle", "snow", "beach"],
-                               ["snow", "beach", "dirt", "jungle"])
+@register_dataset(environments=("Test", "SC_group_1", "SC_group_2"))
+@_doc
+class SpawriousO2O_easy(SpawriousBenchmark):
+    GROUP, TEST = ("desert", "jungle", "dirt", "snow"), ("dirt", "snow", "desert", "jungle")
+    FILLER = "beach"
+
+
+@register_dataset(environments=("Test", "SC_group_1", "SC_group_2"))
+@_doc
+class SpawriousO2O_medium(SpawriousBenchmark):
+    GROUP, TEST = ("mountain", "beach", "dirt", "jungle"), ("jungle", "dirt", "beach", "snow")
+    FILLER = "desert"
+
+
+@register_dataset(environments=("Test", "SC_group_1", "SC_group_2"))
+@_doc
+class SpawriousO2O_hard(SpawriousBenchmark):
+    GROUP, TEST = ("jungle", "mountain", "snow", "desert"), ("mountain", "snow", "desert",
+                                                             "jungle")
+    FILLER = "beach"
+
+
+@register_dataset(environments=("Test", "SC_group_1", "SC_group_2"))
+@_doc
+class SpawriousM2M_easy(SpawriousBenchmark):
+    GROUP, TEST = ("desert", "mountain", "dirt", "jungle"), ("dirt", "jungle", "mountain",
+                                                             "desert")
+    ONE_TO_ONE = False
+
+
+@register_dataset(environments=("Test", "SC_group_1", "SC_group_2"))
+@_doc
+class SpawriousM2M_medium(SpawriousBenchmark):
+    GROUP, TEST = ("beach", "snow", "mountain", "desert"), ("desert", "mountain", "beach",
+                                                            "snow")
+    ONE_TO_ONE = False
+
+
+@register_dataset(environments=("Test", "SC_group_1", "SC_group_2"))
+@_doc
+class SpawriousM2M_hard(SpawriousBenchmark):
+    GROUP, TEST = ("dirt", "jungle", "snow", "beach"), ("snow", "beach", "dirt", "jungle")
+    ONE_TO_ONE = False

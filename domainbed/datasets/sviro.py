@@ -8,10 +8,9 @@ from domainbed.datasets.base import register_dataset
 from domainbed.datasets.image_folder import MultipleEnvironmentImageFolder
 
 
-@register_dataset()
+@register_dataset(environments=("aclass", "escape", "hilux", "i3", "lexus", "tesla", "tiguan",
+                                "tucson", "x5", "zoe"))
 class SVIRO(MultipleEnvironmentImageFolder):
     SUBDIR = "sviro"
     DOWNLOAD_NAME = "SVIRO"
     CHECKPOINT_FREQ = 300
-    ENVIRONMENTS = ["aclass", "escape", "hilux", "i3", "lexus", "tesla", "tiguan", "tucson",
-                    "x5", "zoe"]

@@ -147,10 +147,10 @@ def _int(value: str) -> int:
     return int(float(value))
 
 
-@register_dataset()
+@register_dataset(environments=("hospital_0", "hospital_1", "hospital_2", "hospital_3",
+                                "hospital_4"), environments_from_data=True)
 class WILDSCamelyon(WILDSDataset):
     FOLDER, VERSION, DOWNLOAD_NAME = "camelyon17_v1.0", "1.0", "WILDSCamelyon"
-    ENVIRONMENTS = ["hospital_0", "hospital_1", "hospital_2", "hospital_3", "hospital_4"]
     DOMAIN_PREFIX = "hospital_"
     N_CLASSES = 2
 
@@ -165,11 +165,11 @@ class WILDSCamelyon(WILDSDataset):
         return out
 
 
-@register_dataset()
+@register_dataset(environments=("region_0", "region_1", "region_2", "region_3", "region_4",
+                                "region_5"), environments_from_data=True)
 class WILDSFMoW(WILDSDataset):
     FOLDER, VERSION, DOWNLOAD_NAME = "fmow_v1.1", "1.1", "WILDSFMoW"
     METADATA = "rgb_metadata.csv"
-    ENVIRONMENTS = [f"region_{i}" for i in range(6)]
     DOMAIN_PREFIX = "region_"
     N_CLASSES = len(FMOW_CATEGORIES)
 
@@ -194,10 +194,9 @@ class WILDSFMoW(WILDSDataset):
         return out
 
 
-@register_dataset()
+@register_dataset(environments=("HEPG2", "HUVEC", "RPE", "U2OS"), environments_from_data=True)
 class WILDSRxRx1(WILDSDataset):
     FOLDER, VERSION, DOWNLOAD_NAME = "rxrx1_v1.0", "1.0", "WILDSRxRx1"
-    ENVIRONMENTS = ["HEPG2", "HUVEC", "RPE", "U2OS"]
     N_CLASSES = 1139
 
     @classmethod
@@ -208,10 +207,9 @@ class WILDSRxRx1(WILDSDataset):
                 for row in read_csv(os.path.join(folder, cls.METADATA))]
 
 
-@register_dataset()
+@register_dataset(environments_from_data=True)  # one per camera trap: read from the metadata
 class WILDSiWildCam(WILDSDataset):
     FOLDER, VERSION, DOWNLOAD_NAME = "iwildcam_v2.0", "2.0", "WILDSiWildCam"
-    ENVIRONMENTS = None  # one per camera trap: read from the metadata
     DOMAIN_PREFIX = "location_"
 
     @classmethod

@@ -6,13 +6,15 @@ augmentation. A run resumed at step N therefore sees exactly the batches an unin
 run sees, whatever the number of workers, with no sampler state to checkpoint.
 """
 
-import sys
+import weakref
 from typing import Callable, Iterator, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 
-from domainbed.lib.misc import _SplitDataset, seed_hash
+from domainbed.lib.misc import _SplitDataset
+from domainbed.lib.seeds import seed_hash
 
 
 class StepBatchSampler(Sampler):
@@ -167,41 +169,54 @@ def split_for_batches(dataset) -> Tuple[object, Optional[Callable]]:
     return dataset, None
 
 
-def _no_other_users(tensor: torch.Tensor) -> bool:
-    """True when no view, ``.data``, numpy array or autograd graph shares ``tensor`` or its
-    memory (torch's private use counts; without them False: nothing is reused)."""
-    use_count = getattr(tensor, "_use_count", None)
-    storage_count = getattr(torch._C, "_storage_Use_Count", None)
-    if use_count is None or storage_count is None:
-        return False
-    # the storage wrapper made here holds one use of the storage
-    return use_count() == 1 and storage_count(tensor.untyped_storage()._cdata) <= 2
+def _aligned_empty(shape, dtype: np.dtype, alignment: int = 64) -> np.ndarray:
+    """An uninitialised array of ``shape`` whose data starts on an ``alignment``-byte
+    boundary (as torch's CPU allocator places a tensor's)."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + alignment, dtype=np.uint8)
+    start = (-raw.ctypes.data) % alignment
+    return raw[start:start + nbytes].view(dtype).reshape(tuple(shape))
+
+
+def _never_handed_out() -> None:
+    return None
 
 
 class BufferRing:
-    """Output buffers handed out again once every user has dropped them (no Python
-    reference but the ring's, ``_no_other_users``): a consumer drops batch t before it
-    asks for batch t + 2, so two buffers per loader spare writing fresh pages (page faults)
-    for every batch. A buffer still in use is never handed out: a new one is made."""
+    """Output buffers handed out again once nothing uses them any more: a consumer drops
+    batch t before it asks for batch t + 2, so two buffers per loader spare writing fresh
+    pages (page faults) for every batch. A buffer still in use is never handed out: a new
+    one is made.
+
+    How the ring knows, with public APIs only: a buffer's memory is a numpy array the ring
+    keeps; each batch is ``torch.from_numpy`` of a fresh view of that array, so the batch's
+    storage holds the view for as long as the storage lives, i.e. while anything shares the
+    batch's memory (the batch, its views, ``.data``, ``.numpy()`` arrays, an autograd graph
+    that saved it). The ring keeps only a weak reference to the view: once it is dead,
+    nothing can reach the memory through the batch any more, and the buffer is free."""
 
     def __init__(self, size: int = 2):
         self.size = size
-        self.buffers: List[torch.Tensor] = []
-        self.baseline = 0  # sys.getrefcount of a buffer nobody else holds
+        # (memory, weak reference to the view the last batch over it holds)
+        self.buffers: List[Tuple[np.ndarray, Callable[[], object]]] = []
 
     def take(self, shape, dtype: torch.dtype) -> torch.Tensor:
         """A free buffer of ``shape`` and ``dtype`` (contents undefined), reused or new."""
-        shape = torch.Size(shape)
-        for i in range(len(self.buffers)):
-            if (sys.getrefcount(self.buffers[i]) == self.baseline
-                    and self.buffers[i].shape == shape and self.buffers[i].dtype == dtype
-                    and _no_other_users(self.buffers[i])):
-                return self.buffers[i]
+        shape = tuple(torch.Size(shape))
+        np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+        for i, (memory, in_use) in enumerate(self.buffers):
+            if in_use() is None and memory.shape == shape and memory.dtype == np_dtype:
+                return self._hand_out(i)
         if len(self.buffers) == self.size:
             self.buffers.pop(0)
-        self.buffers.append(torch.empty(shape, dtype=dtype))
-        self.baseline = sys.getrefcount(self.buffers[-1])
-        return self.buffers[-1]
+        self.buffers.append((_aligned_empty(shape, np_dtype), _never_handed_out))
+        return self._hand_out(len(self.buffers) - 1)
+
+    def _hand_out(self, i: int) -> torch.Tensor:
+        memory = self.buffers[i][0]
+        view = memory[...]  # a new array object over the same memory
+        self.buffers[i] = (memory, weakref.ref(view))
+        return torch.from_numpy(view)
 
 
 class _Finished:

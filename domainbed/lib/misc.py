@@ -1,6 +1,5 @@
 """Small helpers with upstream DomainBed's names: seeding, splits, accuracy, class weights."""
 
-import hashlib
 import json
 import random
 from collections import Counter
@@ -10,12 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from domainbed.lib.seeds import seed_hash  # noqa: F401  (upstream's name; torch-free there)
 from domainbed.lib.text_rows import format_row
-
-
-def seed_hash(*args: Any) -> int:
-    """Derive an integer seed from the arguments: md5 of ``str(args)`` mod 2**31."""
-    return int(hashlib.md5(str(args).encode("utf-8")).hexdigest(), 16) % (2 ** 31)
 
 
 def seed_everything(seed: int) -> None:

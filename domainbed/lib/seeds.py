@@ -1,5 +1,6 @@
-"""``seed_hash``, torch-free: the sweep derives job seeds with it without importing torch
-(``domainbed.lib.misc.seed_hash`` is the same function; misc imports torch)."""
+"""``seed_hash``: every seed the package derives comes from this one function (torch-free,
+so that the sweep derives job seeds without importing torch; ``domainbed.lib.misc`` re-exports
+it under upstream's name)."""
 
 import hashlib
 from typing import Any

@@ -49,7 +49,7 @@ def _dataset_class(name: str):
     """The class of dataset ``name``: the core's without loading any extension (so predict
     on a core dataset imports nothing from them), else through the plugins."""
     from domainbed import datasets
-    from domainbed.catalogue import is_folder_dataset
+    from domainbed.datasets.registry import is_folder_dataset
     from domainbed.datasets.base import DATASET_REGISTRY
     if not is_folder_dataset(name) and name in DATASET_REGISTRY:
         return DATASET_REGISTRY.get(name)

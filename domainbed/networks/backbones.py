@@ -1,7 +1,7 @@
 """The backbone registry, plus the small backbones: MLP and CNNs for 28x28 / 32x32 inputs.
 
-A backbone is built by name: ``build_backbone(name, input_shape, hparams)``. Names are
-registered where each backbone is defined (this module, ``resnet``, ``wide_resnet``,
+A backbone is built by name: ``featurizer.build_backbone(name, input_shape, hparams)``. Names
+are registered where each backbone is defined (this module, ``resnet``, ``wide_resnet``,
 ``timm_backbones``); ``timm:<model name>`` builds any timm model. Every backbone maps a batch
 of inputs to ``(batch, n_outputs)`` features.
 """
@@ -44,22 +44,6 @@ def feature_dropout(hparams, n_features: int, key: str = "resnet_dropout") -> fl
 
 class BackboneError(DomainBedError):
     """An unknown backbone name, or a backbone that cannot be built here."""
-
-
-def known_backbones() -> str:
-    return ", ".join(BACKBONES.names() + [TIMM_PREFIX + "<timm model name>"])
-
-
-def build_backbone(name: str, input_shape, hparams) -> nn.Module:
-    """The backbone ``name`` for inputs of ``input_shape``; unknown names raise BackboneError."""
-    if name.startswith(TIMM_PREFIX):
-        from domainbed.networks.timm_backbones import build_timm_backbone
-        return build_timm_backbone(name[len(TIMM_PREFIX):], input_shape, hparams)
-    if name not in BACKBONES:
-        raise BackboneError(
-            f"unknown backbone {name!r}; known backbones: {known_backbones()}; fix the "
-            "'backbone' entry of --hparams")
-    return BACKBONES.get(name)(input_shape, hparams)
 
 
 class MLP(nn.Module):

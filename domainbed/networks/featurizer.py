@@ -2,7 +2,23 @@
 
 import torch.nn as nn
 
-from domainbed.networks.backbones import BackboneError, build_backbone, known_backbones
+from domainbed.networks.backbones import BACKBONES, TIMM_PREFIX, BackboneError
+
+
+def known_backbones() -> str:
+    return ", ".join(BACKBONES.names() + [TIMM_PREFIX + "<timm model name>"])
+
+
+def build_backbone(name: str, input_shape, hparams) -> nn.Module:
+    """The backbone ``name`` for inputs of ``input_shape``; unknown names raise BackboneError."""
+    if name.startswith(TIMM_PREFIX):
+        from domainbed.networks.timm_backbones import build_timm_backbone
+        return build_timm_backbone(name[len(TIMM_PREFIX):], input_shape, hparams)
+    if name not in BACKBONES:
+        raise BackboneError(
+            f"unknown backbone {name!r}; known backbones: {known_backbones()}; fix the "
+            "'backbone' entry of --hparams")
+    return BACKBONES.get(name)(input_shape, hparams)
 
 
 def backbone_name(input_shape, hparams) -> str:

@@ -16,7 +16,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from domainbed import catalogue
+from domainbed.algorithms.registry import algorithm_names
+from domainbed.datasets import registry as dataset_registry
 from domainbed.lib.query import Q
 from domainbed.lib.reporting import LoadReport, get_grouped_records, record_n_envs
 from domainbed.model_selection import (IIDAccuracySelectionMethod, LeaveOneOutSelectionMethod,
@@ -119,23 +120,22 @@ class Report:
     notes: List[str] = field(default_factory=list)
 
 
-def _registered_algorithms(needed: Iterable[str] = ()) -> Optional[List[str]]:
-    """``ALGORITHMS`` as far as ``needed`` goes (``domainbed.catalogue``: torch-free for core
-    names), or None when the registry is needed and cannot be imported."""
+def _registered_algorithms() -> Optional[List[str]]:
+    """``ALGORITHMS`` (torch-free: the registry's index), or None when it cannot be read."""
     try:
-        return catalogue.algorithm_names(needed)
+        return algorithm_names()
     except Exception as exc:  # missing or half-written module: degrade to alphabetical rows
-        log.warning("cannot import domainbed.algorithms (%s); algorithm rows sorted by name",
+        log.warning("cannot read the algorithm registry (%s); algorithm rows sorted by name",
                     exc)
         return None
 
 
-def _registered_datasets(needed: Iterable[str] = ()) -> Optional[List[str]]:
-    """``DATASETS`` as far as ``needed`` goes (see ``_registered_algorithms``)."""
+def _registered_datasets() -> Optional[List[str]]:
+    """``DATASETS`` (see ``_registered_algorithms``)."""
     try:
-        return catalogue.dataset_names(needed)
+        return dataset_registry.dataset_names()
     except Exception as exc:  # as above: tables still come out, with env{i} column names
-        log.warning("cannot import domainbed.datasets (%s); environments named env0, env1, ...",
+        log.warning("cannot read the dataset registry (%s); environments named env0, env1, ...",
                     exc)
         return None
 
@@ -150,10 +150,9 @@ def _environment_names(dataset: str, n_envs: int, known: Optional[List[str]],
                      f"environment columns are named env0..env{n_envs - 1}")
         return fallback
     try:
-        names = catalogue.declared_environments(dataset)
-        if names is None:  # the class reads them from disk: ask it (imports the registry)
-            from domainbed.datasets import get_dataset_class
-            names = get_dataset_class(dataset).environments()
+        names = dataset_registry.declared_environments(dataset)
+        if names is None:  # the class reads them from disk: ask it (imports it)
+            names = dataset_registry.get_dataset_class(dataset).environments()
     except Exception as exc:  # e.g. environments read from a data_dir we do not have
         notes.append(f"environment names of {dataset!r} unavailable ({exc}): columns are "
                      "named env0, env1, ...")
@@ -222,12 +221,12 @@ def build_report(records, selection_methods: Sequence[type] = DEFAULT_SELECTION_
     for group in grouped:
         by_dataset.setdefault(group["dataset"], []).append(group)
 
-    known_datasets = _registered_datasets(set(by_dataset) - {None})
-    known_algorithms = _registered_algorithms({g["algorithm"] for g in grouped})
+    known_datasets = _registered_datasets()
+    known_algorithms = _registered_algorithms()
     datasets = ordered_names(by_dataset, known_datasets)
     for module, known in (("algorithms", known_algorithms), ("datasets", known_datasets)):
         if known is None:
-            notes.append(f"domainbed.{module} could not be imported: rows and columns are "
+            notes.append(f"the {module[:-1]} registry could not be read: rows and columns are "
                          "sorted by name and environments are named env0, env1, ...")
     context = ReportContext(records, grouped, datasets, known_algorithms, cache, notes)
     for provider in providers:

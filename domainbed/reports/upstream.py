@@ -14,7 +14,8 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from domainbed import catalogue
+from domainbed.algorithms.registry import algorithm_names
+from domainbed.datasets.registry import dataset_names, declared_environments
 from domainbed.lib.query import Q
 from domainbed.lib.reporting import get_grouped_records, record_n_envs, sweep_accs
 from domainbed.lib.text_rows import format_row
@@ -100,10 +101,10 @@ def print_table(table: List[list], header_text: str, row_labels: Sequence[str],
 
 def _algorithm_order(records) -> List[str]:
     """Every algorithm of the records: ``ALGORITHMS`` order, then unknown ones first seen
-    first (the names come from ``domainbed.catalogue``: no torch import for core names)."""
+    first (the names come from the registry's index: no torch import)."""
     seen = list(dict.fromkeys(_args(r)["algorithm"] for r in records
                               if "algorithm" in _args(r)))
-    known = catalogue.algorithm_names(seen)
+    known = algorithm_names()
     known_set = set(known)
     return [a for a in known if a in seen] + [a for a in seen if a not in known_set]
 
@@ -111,7 +112,7 @@ def _algorithm_order(records) -> List[str]:
 def _environment_labels(dataset: str, records) -> List[str]:
     """The dataset class's ``ENVIRONMENTS``; for a dataset that reads its domains from disk
     (``ImageFolder``) the count comes from the records (``env0``, ``env1``, ...)."""
-    labels = catalogue.declared_environments(dataset)
+    labels = declared_environments(dataset)
     if labels is not None:
         return [str(label) for label in labels]
     n_envs = max(record_n_envs(r) for r in records if _args(r).get("dataset") == dataset)
@@ -150,10 +151,9 @@ def results_tables_lines(records, selection_method, latex: bool,
     grouped = scored_groups(records, selection_method, grouped, cache)
     algorithms = _algorithm_order(records)
     seen_datasets = set(_args(r).get("dataset") for r in records)
-    dataset_names = [d for d in catalogue.dataset_names(seen_datasets - {None})
-                     if d in seen_datasets]
+    shown = [d for d in dataset_names() if d in seen_datasets]
     lines: List[str] = []
-    for dataset in dataset_names:
+    for dataset in shown:
         if latex:
             lines += ["", "\\subsubsection{{{}}}".format(dataset)]
         labels = _environment_labels(dataset, records)
@@ -172,10 +172,10 @@ def results_tables_lines(records, selection_method, latex: bool,
 
     if latex:
         lines += ["", "\\subsubsection{Averages}"]
-    table = [[None] * (len(dataset_names) + 1) for _ in algorithms]
+    table = [[None] * (len(shown) + 1) for _ in algorithms]
     for i, algorithm in enumerate(algorithms):
         means = []
-        for j, dataset in enumerate(dataset_names):
+        for j, dataset in enumerate(shown):
             trial_means = grouped.filter(
                 lambda g: (g["algorithm"], g["dataset"]) == (algorithm, dataset)
             ).group("trial_seed").map(lambda trial_seed, group: group.select("sweep_acc").mean())
@@ -183,7 +183,7 @@ def results_tables_lines(records, selection_method, latex: bool,
             means.append(mean)
         table[i][-1] = _avg_text(means)
     header = "Averages, model selection method: {}".format(selection_method.name)
-    lines += table_lines(table, header, algorithms, ["Algorithm", *dataset_names, "Avg"],
+    lines += table_lines(table, header, algorithms, ["Algorithm", *shown, "Avg"],
                          colwidth=25, latex=latex)
     return lines
 

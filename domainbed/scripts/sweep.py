@@ -19,8 +19,7 @@ from domainbed.errors import DomainBedError
 from domainbed.scripts.cli import exit_on_interrupt, os_error_line, print_errors
 from domainbed.sweep import actions, memory, plan
 from domainbed.sweep.jobs import all_test_env_combinations
-from domainbed.sweep.options import build_parser, list_jobs
-from domainbed.sweep.spec import from_namespace
+from domainbed.sweep.options import build_parser, from_namespace, list_jobs
 from domainbed.sweep.upstream import Job, ask_for_confirmation, make_args_list
 from domainbed.sweep.validate import launcher_problems, sweep_problems
 from domainbed.validation import error_lines, raise_if_any

@@ -14,8 +14,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
-from domainbed import catalogue
-from domainbed.lib.seeds import seed_hash  # torch-free (lib.misc imports torch)
+from domainbed.algorithms.registry import algorithm_names
+from domainbed.datasets.registry import dataset_names, num_environments, split_dataset_root
+from domainbed.lib.seeds import seed_hash
 
 TRAIN_MODULE = "domainbed.scripts.train"
 PATH_ARGS = ("data_dir", "output_dir")  # never part of a job's hash
@@ -121,25 +122,19 @@ class Job:
 
 def _n_environments(dataset: str, data_dir: Optional[str]) -> int:
     try:
-        return catalogue.num_environments(dataset, data_dir)
+        return num_environments(dataset, data_dir)
     except KeyError:
-        from domainbed import datasets
         raise DomainBedError(
             f"unknown dataset {dataset!r}; choose --datasets from: "
-            f"{', '.join(datasets.DATASETS)}") from None
+            f"{', '.join(dataset_names())}") from None
 
 
 def check_algorithms(algorithms: Iterable[str]) -> None:
-    """Fail with the known names when an algorithm is not registered."""
-    if catalogue.knows_algorithms(algorithms):
-        return  # core algorithms: registered, no need to import the registry (torch)
-    try:
-        from domainbed import algorithms as algorithms_module
-    except ImportError:  # the algorithm package is optional for listing/launching commands
-        return
-    known = list(getattr(algorithms_module, "ALGORITHMS", []))
+    """Fail with the known names when an algorithm is not registered (torch-free)."""
+    algorithms = list(algorithms)
+    known = algorithm_names()
     unknown = [a for a in algorithms if a not in known]
-    if known and unknown:
+    if unknown:
         raise DomainBedError(f"unknown algorithm {unknown[0]!r}; choose --algorithms from: "
                              f"{', '.join(known)}")
 
@@ -188,7 +183,7 @@ def make_args_list(n_trials: int, dataset_names: Sequence[str], algorithms: Sequ
     data_dirs = {}
     for entry in dataset_names:
         try:
-            name, root = catalogue.split_dataset_root(entry)
+            name, root = split_dataset_root(entry)
         except ValueError as exc:
             raise DomainBedError(f"{exc} (--datasets)") from None
         data_dirs[name] = root or data_dir

@@ -5,6 +5,7 @@ Upstream DomainBed's flags are kept; the paper's code words ``--dataset D`` and
 """
 
 import argparse
+import difflib
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -12,7 +13,10 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from domainbed.errors import DomainBedError
 from domainbed.sweep import hooks
 from domainbed.sweep.jobs import Job, make_args_list, make_jobs
-from domainbed.sweep.spec import TASKS, SweepSpec, from_namespace
+from domainbed.sweep.spec import TASKS, SweepSpec, spec_fields
+
+# options of the command line that describe neither the jobs nor an extension's planning
+_NOT_SPEC = ("command", "skip_confirmation", "command_launcher", "stage", "only")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +112,44 @@ def parse_train_extra(text: Union[None, str, Dict[str, Any]]) -> Dict[str, Any]:
     if not isinstance(value, dict):
         raise DomainBedError(f"--train_extra must be a JSON object of flag: value, got {text!r}")
     return value
+
+
+def extension_defaults(parser: argparse.ArgumentParser) -> Dict[str, Any]:
+    """The defaults of the options the parser has beyond the spec's fields (extensions',
+    launchers')."""
+    known = set(spec_fields()) | {"dataset"} | set(_NOT_SPEC)
+    return {a.dest: a.default for a in parser._actions
+            if a.dest not in known and a.dest != "help" and a.default is not argparse.SUPPRESS}
+
+
+def from_namespace(ns: argparse.Namespace, mode: str = "launch") -> SweepSpec:
+    """The spec of a parsed ``sweep`` command line (``--dataset D`` = ``--datasets D``)."""
+    values = vars(ns)
+    fields = set(spec_fields())
+    core = {k: values[k] for k in fields if k in values}
+    core["datasets"] = datasets_of(ns, default=None)
+    core["train_extra"] = parse_train_extra(values.get("train_extra"))
+    if core.get("algorithms") is not None:
+        core["algorithms"] = list(core["algorithms"])
+    options = {k: v for k, v in values.items()
+               if k not in fields and k not in _NOT_SPEC and k != "dataset"}
+    return SweepSpec(mode=mode, options=options, **core)
+
+
+def make_spec(output_dir: str, **values: Any) -> SweepSpec:
+    """A spec from typed values, extensions' options filled with their defaults; an unknown
+    name is an error naming the closest option."""
+    defaults = extension_defaults(build_parser())
+    fields = set(spec_fields()) | {"mode"}
+    unknown = [k for k in values if k not in fields and k not in defaults]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(fields | set(defaults)), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise DomainBedError(f"unknown sweep option {unknown[0]!r}{hint}")
+    options = dict(defaults)
+    options.update({k: v for k, v in values.items() if k not in fields})
+    return SweepSpec(output_dir=output_dir, options=options,
+                     **{k: v for k, v in values.items() if k in fields})
 
 
 def _as_spec(spec: Union[SweepSpec, argparse.Namespace]) -> SweepSpec:

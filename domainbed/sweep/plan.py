@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
-from domainbed.catalogue import split_dataset_root
+from domainbed.datasets.registry import split_dataset_root
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
 from domainbed.sweep import actions, hooks, memory

@@ -8,11 +8,12 @@ by a library (a recipe stage) without any argv.
 ``mode`` says what the job list is for: ``"launch"`` (extensions may prepare what the jobs
 need), ``"list"`` (the dummy launcher: full commands, nothing written) or ``"ids"``
 (``status`` and ``delete_incomplete``: job ids only, extensions plan nothing).
+
+A spec is made from typed values with ``options.make_spec`` (extensions' options filled with
+their defaults) or from a parsed command line with ``options.from_namespace``.
 """
 
-import argparse
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -20,10 +21,6 @@ from domainbed.errors import DomainBedError
 
 MODES = ("launch", "list", "ids")
 TASKS = ("domain_generalization", "domain_adaptation")
-
-# options of the command line that describe neither the jobs nor an extension's planning
-_NOT_SPEC = ("command", "skip_confirmation", "command_launcher", "stage", "only")
-
 
 @dataclass
 class SweepSpec:
@@ -77,43 +74,3 @@ class SweepSpec:
 
 def spec_fields() -> List[str]:
     return [f.name for f in dataclasses.fields(SweepSpec) if f.name not in ("mode", "options")]
-
-
-def extension_defaults(parser: argparse.ArgumentParser) -> Dict[str, Any]:
-    """The defaults of the options the parser has beyond the spec's fields (extensions',
-    launchers')."""
-    known = set(spec_fields()) | {"dataset"} | set(_NOT_SPEC)
-    return {a.dest: a.default for a in parser._actions
-            if a.dest not in known and a.dest != "help" and a.default is not argparse.SUPPRESS}
-
-
-def from_namespace(ns: argparse.Namespace, mode: str = "launch") -> SweepSpec:
-    """The spec of a parsed ``sweep`` command line (``--dataset D`` = ``--datasets D``)."""
-    from domainbed.sweep.options import datasets_of, parse_train_extra
-    values = vars(ns)
-    fields = set(spec_fields())
-    core = {k: values[k] for k in fields if k in values}
-    core["datasets"] = datasets_of(ns, default=None)
-    core["train_extra"] = parse_train_extra(values.get("train_extra"))
-    if core.get("algorithms") is not None:
-        core["algorithms"] = list(core["algorithms"])
-    options = {k: v for k, v in values.items()
-               if k not in fields and k not in _NOT_SPEC and k != "dataset"}
-    return SweepSpec(mode=mode, options=options, **core)
-
-
-def make_spec(output_dir: str, **values: Any) -> SweepSpec:
-    """A spec from typed values, extensions' options filled with their defaults; an unknown
-    name is an error naming the closest option."""
-    from domainbed.sweep.options import build_parser
-    defaults = extension_defaults(build_parser())
-    fields = set(spec_fields()) | {"mode"}
-    unknown = [k for k in values if k not in fields and k not in defaults]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(fields | set(defaults)), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise DomainBedError(f"unknown sweep option {unknown[0]!r}{hint}")
-    options = dict(defaults)
-    options.update({k: v for k, v in values.items() if k not in fields})
-    return SweepSpec(output_dir=output_dir, options=options,
-                     **{k: v for k, v in values.items() if k in fields})

@@ -89,18 +89,14 @@ def launcher_problems(args: argparse.Namespace) -> List[str]:
 def name_problems(spec: SweepSpec) -> List[str]:
     """Unknown datasets or algorithms, each with the closest known name (torch-free for the
     core's names)."""
-    from domainbed import catalogue
+    from domainbed.algorithms.registry import algorithm_names
+    from domainbed.datasets.registry import accepted_dataset_names
     problems = []
-    for kind, given, lister in (("dataset", spec.datasets, catalogue.dataset_names),
-                                ("algorithm", spec.algorithms, catalogue.algorithm_names)):
+    for kind, given, lister in (("dataset", spec.datasets, accepted_dataset_names),
+                                ("algorithm", spec.algorithms, algorithm_names)):
         if not given:
             continue
-        known = lister(given)
-        if set(given) - set(known) and kind == "dataset":
-            from domainbed.plugins import load_plugins
-            load_plugins()
-            from domainbed import datasets
-            known = list(datasets.DATASETS)
+        known = lister()
         for name in given:
             if name not in known:
                 near = closest(name, known)

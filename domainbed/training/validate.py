@@ -67,31 +67,32 @@ def _name_problem(kind: str, name: str, known: List[str]) -> str:
 
 
 def name_problems(config: TrainConfig) -> List[str]:
-    """Unknown dataset or algorithm names (imports the registries)."""
-    from domainbed import algorithms, datasets
-    from domainbed.plugins import load_plugins
-    load_plugins()
-    from domainbed import catalogue
+    """Unknown dataset or algorithm names (the registries' indexes: nothing imported); a
+    malformed ``folder:NAME`` is named with the accepted form."""
+    from domainbed.algorithms.registry import algorithm_names
+    from domainbed.datasets.registry import (accepted_dataset_names, is_folder_dataset,
+                                             split_dataset_root)
     problems = []
-    if catalogue.is_folder_dataset(config.dataset):  # the user's folder under its own name
+    datasets = accepted_dataset_names()
+    if is_folder_dataset(config.dataset):  # the user's folder under its own name
         try:
-            catalogue.split_dataset_root(config.dataset)
+            split_dataset_root(config.dataset)
         except ValueError as e:
             problems.append(f"--dataset: {e}")
-    elif config.dataset not in datasets.DATASETS:
-        problems.append(_name_problem("dataset", config.dataset, list(datasets.DATASETS)))
-    if config.algorithm not in algorithms.ALGORITHMS:
-        problems.append(_name_problem("algorithm", config.algorithm, list(algorithms.ALGORITHMS)))
+    elif config.dataset not in datasets:
+        problems.append(_name_problem("dataset", config.dataset, list(datasets)))
+    algorithms = algorithm_names()
+    if config.algorithm not in algorithms:
+        problems.append(_name_problem("algorithm", config.algorithm, algorithms))
     return problems
 
 
 def test_env_problems(config: TrainConfig) -> List[str]:
     """Test environments out of the dataset's range, when the count is known without data."""
-    from domainbed import catalogue
-    if catalogue.CORE_DATASETS.get(config.dataset) is None or \
-            config.dataset in catalogue.ENVIRONMENTS_FROM_DATA:
+    from domainbed.datasets.registry import known_environment_count
+    n_envs = known_environment_count(config.dataset)
+    if n_envs is None:
         return []
-    n_envs = len(catalogue.CORE_DATASETS[config.dataset])
     return [f"--test_envs {env} is out of range: {config.dataset} has {n_envs} environments "
             f"(0..{n_envs - 1}); use -1 for no test environment"
             for env in config.test_envs if isinstance(env, int) and env >= n_envs]

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 import torch
 
-from domainbed.lib.misc import seed_hash
+from domainbed.lib.seeds import seed_hash
 from domainbed_aux.pool.members import AuxPool, PoolError, PoolMember
 
 DEFAULT_FUSING_RANGE = 4.0

@@ -28,7 +28,7 @@ def register_rule(cls: Type) -> Type:
 
 def unregister_rule(name: str) -> None:
     """Forget a rule (a plugin's or a test's)."""
-    MERGE_RULES._items.pop(name, None)  # Registry has no removal of its own
+    MERGE_RULES.unregister(name)
 
 
 def discover() -> None:

@@ -41,7 +41,7 @@ def _store(pool_root: str, member: PoolMember, featurizer: Mapping[str, torch.Te
            stem: str, sink: Sink = _write) -> PoolMember:
     """Give ``member`` its featurizer-only file (file, path, hash, arch, size); the file's
     bytes go to ``sink``."""
-    # a plain name, or the user's image folders ``folder:NAME`` (catalogue.FOLDER_PREFIX)
+    # a plain name, or the user's image folders ``folder:NAME`` (datasets.registry.FOLDER_PREFIX)
     if member.dataset is not None and not re.fullmatch(
             r"(folder:)?[A-Za-z0-9][A-Za-z0-9_.+-]*", member.dataset):
         raise PoolError(f"dataset name {member.dataset!r} is not a plain name (letters, "

@@ -8,7 +8,7 @@ name (a per-dataset map's keys too, besides ``"default"``).
 """
 
 import dataclasses
-from typing import Dict
+from typing import Any, Dict
 
 from domainbed.validation import Rule
 
@@ -23,6 +23,14 @@ def per_dataset(rule: Rule) -> Rule:
     one = dataclasses.replace(rule, nullable=True)
     return dataclasses.replace(one, alternatives=rule.alternatives + (
         Rule("map", keys=("default",), names="dataset", items=one),))
+
+
+def dataset_value(value: Any, dataset: str) -> Any:
+    """The value for ``dataset`` of a key that may be given per dataset (``{"default": v,
+    "VLCS": w}``, built with ``per_dataset(rule)``), else the value itself."""
+    if isinstance(value, dict):
+        return value.get(dataset, value.get("default"))
+    return value
 
 
 # free-form maps checked elsewhere: hyperparameters (hparams_checks), training flags

@@ -68,13 +68,6 @@ def load_recipe(path: str, data_dir: Optional[str] = None,
     return recipe
 
 
-def per_dataset(value: Any, dataset: str) -> Any:
-    """A recipe value that may be given per dataset (``{"default": v, "VLCS": w}``)."""
-    if isinstance(value, dict):
-        return value.get(dataset, value.get("default"))
-    return value
-
-
 def root(recipe: Dict[str, Any], *parts: str) -> str:
     """A path under the recipe's output root (absolute)."""
     return os.path.join(os.path.abspath(recipe["output_root"]), *parts)

@@ -6,10 +6,12 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
-from domainbed.catalogue import split_dataset_root
-from domainbed.sweep.spec import SweepSpec, make_spec
+from domainbed.datasets.registry import num_environments, split_dataset_root
+from domainbed.sweep.options import make_spec
+from domainbed.sweep.spec import SweepSpec
 
-from domainbed_aux.recipe.spec import RecipeError, per_dataset, root
+from domainbed_aux.recipe.schema import dataset_value
+from domainbed_aux.recipe.spec import RecipeError, root
 
 
 def _common(recipe: Dict[str, Any], dataset: str,
@@ -22,7 +24,7 @@ def _common(recipe: Dict[str, Any], dataset: str,
     if merged:
         values["hparams"] = json.dumps(merged, sort_keys=True)
     for key in ("steps", "checkpoint_freq"):
-        value = per_dataset(recipe.get(key), dataset_name(dataset))
+        value = dataset_value(recipe.get(key), dataset_name(dataset))
         if value is not None:
             values[key] = int(value)
     if recipe.get("train_extra"):  # training flags of every job, e.g. {"full_evaluation": true}
@@ -112,12 +114,10 @@ def aux_sweeps(recipe: Dict[str, Any]) -> List[SweepSpec]:
 
 
 def _test_envs(recipe: Dict[str, Any], dataset: str) -> List[int]:
-    wanted = per_dataset((recipe.get("target") or {}).get("test_envs"), dataset_name(dataset))
+    wanted = dataset_value((recipe.get("target") or {}).get("test_envs"), dataset_name(dataset))
     if wanted is not None:
         return [int(t) for t in (wanted if isinstance(wanted, list) else [wanted])]
-    from domainbed import catalogue
-    return list(range(catalogue.num_environments(dataset_name(dataset),
-                                                 data_dir_of(recipe, dataset))))
+    return list(range(num_environments(dataset_name(dataset), data_dir_of(recipe, dataset))))
 
 
 def target_sweeps(recipe: Dict[str, Any]) -> List[SweepSpec]:

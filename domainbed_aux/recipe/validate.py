@@ -6,7 +6,7 @@ then what the schema cannot say: ``hparams`` keys and values for every job they 
 ``train_extra`` flags, test environments in range, and the report provider.
 """
 
-from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
+from typing import Any, Dict, List, Sequence, Set, Tuple
 
 from domainbed.validation import check_object
 
@@ -40,23 +40,11 @@ def mentioned_datasets(recipe: Dict[str, Any]) -> Set[str]:
     return names
 
 
-def _dataset_names(needed: Iterable[str]) -> List[str]:
-    """Registered dataset names (torch-free when every needed name is a core dataset)."""
-    from domainbed import catalogue
-    needed = set(needed)
-    if needed <= set(catalogue.CORE_DATASETS):
-        return catalogue.dataset_names(needed)
-    from domainbed.plugins import load_plugins
-    load_plugins()
-    from domainbed import datasets
-    return list(datasets.DATASETS)
-
-
 def _folder_problem(entry: str) -> str:
     """The problem of a ``folder:NAME[=PATH]`` entry ('' when well formed)."""
-    from domainbed import catalogue
+    from domainbed.datasets.registry import split_dataset_root
     try:
-        catalogue.split_dataset_root(entry)
+        split_dataset_root(entry)
     except ValueError as e:
         return str(e)
     return ""
@@ -64,23 +52,29 @@ def _folder_problem(entry: str) -> str:
 
 def folder_problems(recipe: Dict[str, Any]) -> List[str]:
     """Malformed ``folder:NAME[=PATH]`` dataset entries, with the accepted form."""
-    from domainbed import catalogue
+    from domainbed.datasets.registry import is_folder_dataset
     return [f"recipe: {_folder_problem(name)}" for name in sorted(mentioned_datasets(recipe))
-            if catalogue.is_folder_dataset(name) and _folder_problem(name)]
+            if is_folder_dataset(name) and _folder_problem(name)]
+
+
+def _recipe_dataset_names() -> List[str]:
+    """The registered names; every ``folder:`` entry passes (a malformed one is reported by
+    ``folder_problems`` with the accepted form, not as an unknown dataset)."""
+    from domainbed.datasets.registry import AcceptedNames, dataset_names, is_folder_dataset
+
+    class _Names(AcceptedNames):
+        def __contains__(self, name: object) -> bool:
+            return is_folder_dataset(name) or AcceptedNames.__contains__(self, name)
+
+    return _Names(dataset_names())
 
 
 def known_names(recipe: Dict[str, Any]) -> Dict[str, Sequence[str]]:
     """The names each ``Rule.names`` kind accepts, for this recipe."""
-    from domainbed import catalogue
+    from domainbed.algorithms.registry import algorithm_names
     from domainbed.hparams_registry import HPARAM_SPACES
-    algorithms = set(_strings(_section(recipe, "target").get("algorithms")))
-    algorithms |= set(_strings(_section(recipe, "aux").get("algorithm")))
-    algorithms |= set(_strings(_section(recipe, "pretrain").get("algorithm")))
-    mentioned = mentioned_datasets(recipe)
-    folders = {name for name in mentioned if catalogue.is_folder_dataset(name)}
-    # folder:NAME[=PATH] entries are the user's folders; a malformed one is folder_problems'
-    return {"dataset": _dataset_names(mentioned - folders) + sorted(folders),
-            "algorithm": catalogue.algorithm_names(algorithms),
+    return {"dataset": _recipe_dataset_names(),
+            "algorithm": algorithm_names(),
             "hparams_space": HPARAM_SPACES.names(),
             "report provider": list(providers.report_providers())}
 
@@ -135,19 +129,19 @@ def train_extra_problems(extra: Dict[str, Any]) -> List[str]:
 
 def test_env_problems(recipe: Dict[str, Any]) -> List[str]:
     """``target.test_envs`` within each target dataset's environments (known without data)."""
-    from domainbed import catalogue
-    from domainbed_aux.recipe.spec import per_dataset
+    from domainbed.datasets.registry import known_environment_count
+    from domainbed_aux.recipe.schema import dataset_value
     wanted_all = _section(recipe, "target").get("test_envs")
     problems = []
     for dataset in _strings(recipe.get("datasets")):
-        envs = catalogue.CORE_DATASETS.get(dataset)
-        wanted = per_dataset(wanted_all, dataset)
-        if envs is None or wanted is None or dataset in catalogue.ENVIRONMENTS_FROM_DATA:
+        n_envs = known_environment_count(dataset)
+        wanted = dataset_value(wanted_all, dataset)
+        if n_envs is None or wanted is None:
             continue
         for env in wanted if isinstance(wanted, list) else [wanted]:
-            if isinstance(env, int) and not isinstance(env, bool) and env >= len(envs):
+            if isinstance(env, int) and not isinstance(env, bool) and env >= n_envs:
                 problems.append(f"recipe.target.test_envs: {env} is out of range for {dataset} "
-                                f"({len(envs)} environments: 0..{len(envs) - 1})")
+                                f"({n_envs} environments: 0..{n_envs - 1})")
     return problems
 
 

@@ -35,10 +35,11 @@ report is fast.
 from domainbed_aux.report.build import build_table1
 from domainbed_aux.report.cache import CACHE_DIR_NAME, CACHE_VERSION, EvaluationCache
 from domainbed_aux.report.provider import Table1Rows
-from domainbed_aux.report.registry import (DAGGER_SEED, FAMILIES, ROW_MODULES, Table1Row,
+from domainbed_aux.report.registry import (DAGGER_SEED, TABLE1_ROWS, Table1Row, families,
                                            family_of, register, robust_name, row_names,
                                            table1_rows)
 
-__all__ = ["CACHE_DIR_NAME", "CACHE_VERSION", "DAGGER_SEED", "EvaluationCache", "FAMILIES",
-           "ROW_MODULES", "Table1Row", "Table1Rows", "build_table1", "family_of", "register",
+__all__ = ["CACHE_DIR_NAME", "CACHE_VERSION", "DAGGER_SEED", "EvaluationCache",
+           "TABLE1_ROWS", "Table1Row", "Table1Rows", "build_table1", "families", "family_of",
+           "register",
            "robust_name", "row_names", "table1_rows"]

@@ -8,7 +8,7 @@ from domainbed.lib.query import Q
 
 from domainbed_aux.report.cache import CACHE_DIR_NAME, EvaluationCache
 from domainbed_aux.report.provider import Table1Rows
-from domainbed_aux.report.registry import FAMILIES, family_of
+from domainbed_aux.report.registry import families, family_of
 from domainbed_aux.scoring.evaluation import EvaluatorCache
 from domainbed_aux.scoring.runs import find_runs
 
@@ -36,7 +36,7 @@ def build_table1(input_dirs: Sequence[str], data_dir: Optional[str] = None,
                              f"under {', '.join(input_dirs)}; the report needs the sweep's "
                              "run directories (with `done` and model.safetensors)")
     if not any(family_of(r) for r in runs):
-        known = sorted(a for algs in FAMILIES.values() for a in algs)
+        known = sorted(a for algs in families().values() for a in algs)
         raise DomainBedError(f"no run of the algorithms of Table 1 ({', '.join(known)}) "
                              f"under {', '.join(input_dirs)}")
     if cache_dir == "default":

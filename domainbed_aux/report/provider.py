@@ -1,6 +1,6 @@
 """``Table1Rows``: the row provider of Table 1 over the runs found on disk.
 
-Per dataset, the runs of each family (``registry.FAMILIES``; robust runs apart) are grouped by
+Per dataset, the runs of each family (``registry.families``; robust runs apart) are grouped by
 test environment and trial seed, and every registered row (``registry.table1_rows``) whose
 family has runs is scored cell by cell: one value per trial seed, or one value over every
 trial seed for pooled (dagger) rows, which are left out when the runs hold one trial seed.

@@ -24,9 +24,9 @@ def __getattr__(name: str):
 
 
 def _recycled(run) -> bool:
+    from domainbed.algorithms.registry import recycles
     from domainbed_aux.algorithms import starts_from_auxiliary
-    from domainbed_aux.sweep_plugin import RECYCLING_ALGORITHMS
-    return run.algorithm in RECYCLING_ALGORITHMS or starts_from_auxiliary(run.init)
+    return recycles(run.algorithm) or starts_from_auxiliary(run.init)
 
 
 def check_one_family(runs) -> None:

@@ -19,8 +19,6 @@ from domainbed.scripts.cli import exit_on_interrupt, os_error_line
 from domainbed.validation import error_lines
 from domainbed_aux import recipe as recipe_lib
 
-LAUNCHERS = ("local", "slurm", "dummy")
-
 
 def build_parser() -> argparse.ArgumentParser:
     from domainbed.command_launchers import REGISTRY
@@ -28,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description=__doc__.splitlines()[0])
     p.add_argument("command", choices=["run", "run_stage"])
     p.add_argument("recipe", help="recipe JSON file (see sweeps/)")
-    p.add_argument("--launcher", choices=LAUNCHERS, default="local")
+    p.add_argument("--launcher", choices=REGISTRY.names(), default="local")
     p.add_argument("--dry_run", action="store_true", help="print job counts per stage only")
     p.add_argument("--data_dir", default=None, help="override the recipe's data_dir")
     p.add_argument("--output_root", default=None, help="override the recipe's output_root")

@@ -1,8 +1,9 @@
 """collect_results, list_top_hparams and sweep status run without importing torch.
 
 Each command runs in a fresh interpreter through a ``-c`` wrapper that prints, after the
-command, whether ``torch`` / ``torchvision`` are in ``sys.modules``. The torch-free names come
-from ``domainbed.catalogue``, checked here against the registries themselves.
+command, whether ``torch`` / ``torchvision`` or a module that defines an algorithm or a
+dataset are in ``sys.modules``. The torch-free names come from the registries' indexes, read
+from source; checked here against what the registrations register once imported.
 """
 
 import json
@@ -12,39 +13,11 @@ import sys
 
 import pytest
 
-from domainbed import catalogue
 from domainbed.reports.synthetic import make_record, write_run
 
+from tests.fixtures.commands import run_command
 from tests.fixtures.model_runs import folder_files as _tree  # what a listing must not change
 from tests.fixtures.paths import REPO
-
-# runs a module's main(argv) and reports the heavy modules it left in sys.modules; with
-# NO_PLUGINS the entry-point plugins (domainbed_aux) are not found: the core alone
-WRAPPER = """
-import importlib, json, sys
-if {no_plugins}:
-    from importlib import metadata
-    _entry_points = metadata.entry_points
-    metadata.entry_points = lambda **kw: (
-        [] if kw.get("group") == "domainbed.plugins" else _entry_points(**kw))
-module = importlib.import_module({module!r})
-code = module.main({argv!r})
-heavy = sorted(m for m in ("torch", "torchvision", "domainbed.algorithms",
-                           "domainbed.datasets") if m in sys.modules)
-print("\\nIMPORTED " + json.dumps(heavy))
-sys.exit(code or 0)
-"""
-
-
-def run_command(module, argv, no_plugins=False):
-    """(exit status, the command's stdout, heavy modules imported)."""
-    code = WRAPPER.format(module=module, argv=list(argv), no_plugins=no_plugins)
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=120)
-    out, _, last = proc.stdout.rstrip("\n").rpartition("\n")
-    assert last.startswith("IMPORTED "), proc.stdout + proc.stderr
-    return proc.returncode, out, json.loads(last[len("IMPORTED "):])
 
 
 def write_small_sweep(root, algorithms=("ERM", "CORAL"), dataset="PACS", n_envs=4):
@@ -79,14 +52,16 @@ def test_collect_results_imports_no_torch_and_writes_its_file(tmp_path):
 
 
 def test_collect_results_output_is_the_same_with_the_registries_imported(tmp_path):
-    """The catalogue's names give the bytes the registries give."""
+    """The index's names give the bytes the loaded registries give."""
     write_small_sweep(str(tmp_path), algorithms=("SWAD", "CORAL", "ERM", "MA"),
                       dataset="VLCS")
     _, torch_free, heavy = run_command("domainbed.scripts.collect_results",
                                        ["--input_dir", str(tmp_path), "--no_save"])
     assert heavy == []
-    import domainbed.algorithms  # noqa: F401  (now the registries answer)
-    import domainbed.datasets  # noqa: F401
+    from domainbed.algorithms.registry import ALGORITHM_REGISTRY
+    from domainbed.datasets.registry import DATASET_REGISTRY
+    ALGORITHM_REGISTRY.load()  # every algorithm and dataset class imported and registered
+    DATASET_REGISTRY.load()
     from domainbed.scripts.collect_results import collect_results
     for fmt in ("text", "latex", "markdown", "json"):
         with_registries = collect_results(str(tmp_path), fmt, save=False)
@@ -102,11 +77,11 @@ def test_collect_results_output_is_the_same_with_the_registries_imported(tmp_pat
     assert "C                     L                     S" in torch_free  # VLCS labels
 
 
-def test_a_name_the_catalogue_does_not_list_goes_to_the_registry(tmp_path):
-    write_small_sweep(str(tmp_path), algorithms=("ERM", "NotRegistered"))
+def test_an_unregistered_name_comes_after_the_registered_ones_without_torch(tmp_path):
+    write_small_sweep(str(tmp_path), algorithms=("NotRegistered", "ERM"))
     code, out, heavy = run_command("domainbed.scripts.collect_results",
                                    ["--input_dir", str(tmp_path), "--no_save"])
-    assert code == 0 and "domainbed.algorithms" in heavy
+    assert code == 0 and heavy == []
     rows = [line.split()[0] for line in out.splitlines()
             if line.startswith(("ERM", "NotRegistered"))]
     assert rows[:2] == ["ERM", "NotRegistered"]
@@ -151,7 +126,8 @@ def test_sweep_job_ids_and_seeds_do_not_depend_on_torch_being_imported(tmp_path)
     env = dict(os.environ, PYTHONPATH=REPO)
     lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env=env, cwd=REPO, check=True).stdout.splitlines()
-    import domainbed.datasets  # noqa: F401  (in this process the registries answer)
+    from domainbed.datasets.registry import DATASET_REGISTRY
+    DATASET_REGISTRY.load()  # in this process the classes answer
     from domainbed.lib.misc import seed_hash
     from domainbed.lib.seeds import seed_hash as torch_free_seed_hash
     from domainbed.sweep.options import build_parser, jobs_from_args
@@ -162,36 +138,45 @@ def test_sweep_job_ids_and_seeds_do_not_depend_on_torch_being_imported(tmp_path)
         assert torch_free_seed_hash(*args) == seed_hash(*args)
 
 
-def test_catalogue_lists_the_registries_core_names_in_their_order():
-    from domainbed import algorithms, datasets
-    from domainbed.algorithms.base import ALGORITHM_REGISTRY
-    core = [n for n in algorithms.ALGORITHMS
-            if ALGORITHM_REGISTRY.get(n).__module__.startswith("domainbed.")]
-    assert list(catalogue.CORE_ALGORITHMS) == core, (
-        "a core algorithm was added or moved: update CORE_ALGORITHMS in domainbed/catalogue.py")
-    core_datasets = [n for n in datasets.DATASETS
-                     if datasets.get_dataset_class(n).__module__.startswith("domainbed.")]
-    assert list(catalogue.CORE_DATASETS) == core_datasets, (
-        "a core dataset was added or moved: update CORE_DATASETS in domainbed/catalogue.py")
+def test_the_indexes_list_what_the_registrations_register():
+    """Every indexed name, read from source, is registered by its module with the same
+    metadata; every registered class was indexed; datasets get their declared
+    environments."""
+    from domainbed.algorithms.registry import ALGORITHM_REGISTRY, algorithm_names
     from domainbed.datasets.base import MultipleDomainDataset
-    for name, envs in catalogue.CORE_DATASETS.items():
-        cls = datasets.get_dataset_class(name)
-        assert envs == (None if cls.ENVIRONMENTS is None else tuple(cls.ENVIRONMENTS)), name
+    from domainbed.datasets.registry import DATASET_REGISTRY, dataset_names
+    for registry in (ALGORITHM_REGISTRY, DATASET_REGISTRY):
+        index = dict(registry.index())
+        registry.load()
+        assert set(registry.loaded()) >= set(index)
+        for name, entry in index.items():
+            obj = registry.get(name)
+            assert obj.__module__ == entry.module, name
+    # the indexed names (test modules collected in this process may register more at run time)
+    indexed = [n for n in algorithm_names() if n in ALGORITHM_REGISTRY.index()]
+    assert indexed[-7:] == ["MA", "SWAD", "InterTraining", "Ratatouille", "Fusing",
+                            "LinearProbe", "LPFT"]
+    indexed = [n for n in dataset_names() if n in DATASET_REGISTRY.index()]
+    assert indexed[-3:] == ["ImageFolder", "WILDSRxRx1", "WILDSiWildCam"]
+    for name, entry in DATASET_REGISTRY.index().items():
+        cls = DATASET_REGISTRY.get(name)
+        envs = entry.metadata["environments"]
+        assert (None if envs is None else list(envs)) == cls.ENVIRONMENTS, name
         from_data = cls.environments.__func__ is not MultipleDomainDataset.environments.__func__
-        assert (name in catalogue.ENVIRONMENTS_FROM_DATA) == from_data, name
+        assert entry.metadata["environments_from_data"] == from_data, name
 
 
 @pytest.mark.parametrize("dataset", ["PACS", "WILDSCamelyon", "ImageFolder"])
-def test_catalogue_answers_as_the_registry_once_it_is_imported(dataset, tmp_path):
-    from domainbed import datasets
+def test_the_index_answers_as_the_dataset_class(dataset, tmp_path):
+    from domainbed.datasets import registry
     if dataset == "ImageFolder":
         for domain in ("a", "b"):
             os.makedirs(tmp_path / domain / "cls")
-    assert (catalogue.num_environments(dataset, str(tmp_path))
-            == datasets.num_environments(dataset, str(tmp_path)))
-    assert catalogue.declared_environments(dataset) == (
-        None if datasets.get_dataset_class(dataset).ENVIRONMENTS is None
-        else list(datasets.get_dataset_class(dataset).ENVIRONMENTS))
+    cls = registry.get_dataset_class(dataset)
+    assert registry.num_environments(dataset, str(tmp_path)) == len(
+        cls.environments(str(tmp_path)))
+    assert registry.declared_environments(dataset) == (
+        None if cls.ENVIRONMENTS is None else list(cls.ENVIRONMENTS))
 
 
 def test_sweep_status_of_a_ratatouille_sweep_with_the_plugin_imports_no_torch(tmp_path):
@@ -214,7 +199,7 @@ def test_status_job_ids_equal_the_launch_listing(tmp_path):
     """Planning the init files (launch) and skipping it (status) give the same job ids."""
     from domainbed.lib.weights import save_weights
     from domainbed.sweep.options import build_parser, jobs_from_args, list_jobs
-    from domainbed.sweep.spec import from_namespace
+    from domainbed.sweep.options import from_namespace
     from domainbed import networks
     phi = str(tmp_path / "phi.safetensors")
     save_weights(phi, networks.Featurizer((3, 28, 28), {"backbone": "tiny_cnn"}).state_dict())

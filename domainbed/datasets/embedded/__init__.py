@@ -2,7 +2,9 @@
 
 Five target datasets with their own label sets and domain styles, plus a larger
 pretraining dataset for the shared "foundation" featurizer, so that the whole ratatouille
-recipe runs offline on a laptop CPU. See docs/embedded_benchmark.md.
+recipe runs offline on a laptop CPU. See docs/embedded_benchmark.md. A dataset's domain
+styles are its environments, declared where it registers (``specs`` reads them from the
+registry's index).
 """
 
 from domainbed.datasets.base import register_dataset
@@ -11,32 +13,32 @@ from domainbed.datasets.embedded.dataset import PIXEL_MEAN, PIXEL_STD, EmbeddedD
 from domainbed.datasets.embedded.specs import GENERATOR_VERSION, SPECS, generate
 
 
-@register_dataset()
+@register_dataset(environments=("photo", "cartoon", "sketch", "painting"))
 class EmbeddedShapes(EmbeddedDataset):
     """7 geometric shapes in photo, cartoon, sketch and painting styles."""
 
 
-@register_dataset()
+@register_dataset(environments=("photo", "sketch", "neon", "mosaic"))
 class EmbeddedGlyphs(EmbeddedDataset):
     """10 hand-jittered stroke digits in photo, sketch, neon and mosaic styles."""
 
 
-@register_dataset()
+@register_dataset(environments=("cartoon", "painting", "neon", "clutter"))
 class EmbeddedArrows(EmbeddedDataset):
     """8 arrow directions in cartoon, painting, neon and clutter styles."""
 
 
-@register_dataset()
+@register_dataset(environments=("photo", "sketch", "mosaic", "clutter"))
 class EmbeddedTextures(EmbeddedDataset):
     """7 texture patterns in photo, sketch, mosaic and clutter styles."""
 
 
-@register_dataset()
+@register_dataset(environments=("cartoon", "painting", "neon", "mosaic"))
 class EmbeddedCounts(EmbeddedDataset):
     """How many objects (1 to 5) in cartoon, painting, neon and mosaic styles."""
 
 
-@register_dataset()
+@register_dataset(environments=("plain", "stipple"))
 class EmbeddedPretrain(EmbeddedDataset):
     """36 classes (letters, other shapes, grids) in the plain and stipple styles, which no
     target dataset uses: the pretraining task."""

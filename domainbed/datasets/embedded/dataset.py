@@ -42,9 +42,7 @@ class EmbeddedDataset(MultipleDomainDataset):
         if cls.__name__ in SPECS:
             cls.SPEC_NAME = cls.__name__
         if cls.SPEC_NAME is not None:
-            spec = get_spec(cls.SPEC_NAME)
-            cls.ENVIRONMENTS = list(spec.domains)
-            cls.CLASSES = list(spec.classes)
+            cls.CLASSES = list(get_spec(cls.SPEC_NAME).classes)
 
     def __init__(self, root, test_envs, hparams):
         super().__init__()

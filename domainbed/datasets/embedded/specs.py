@@ -12,44 +12,44 @@ import numpy as np
 
 from domainbed.datasets.embedded import content as c
 from domainbed.datasets.embedded.styles import STYLE_REGISTRY
-from domainbed.lib.misc import seed_hash
+from domainbed.lib.seeds import seed_hash
 
 GENERATOR_VERSION = 2
 
 
 @dataclass(frozen=True)
 class EmbeddedSpec:
-    """One dataset: class names, domain styles (its environments), images per class and domain."""
+    """One dataset: class names, images per class and domain, and how its content is drawn;
+    its domain styles are the environments its dataset class declares (read from the
+    registry's index)."""
     name: str
     classes: Tuple[str, ...]
-    domains: Tuple[str, ...]
     per_class: int
     content: c.ContentFn
+
+    @property
+    def domains(self) -> Tuple[str, ...]:
+        from domainbed.datasets.registry import declared_environments
+        return tuple(declared_environments(self.name))
 
     @property
     def n_per_domain(self) -> int:
         return len(self.classes) * self.per_class
 
 
-def _spec(name, classes, domains, per_class, content) -> EmbeddedSpec:
-    return EmbeddedSpec(name, tuple(classes), tuple(domains), per_class, content)
+def _spec(name, classes, per_class, content) -> EmbeddedSpec:
+    return EmbeddedSpec(name, tuple(classes), per_class, content)
 
 
 _PRETRAIN_CLASSES = [name for names, _ in c.PRETRAIN_PARTS for name in names]
 
 SPECS: Dict[str, EmbeddedSpec] = {s.name: s for s in [
-    _spec("EmbeddedShapes", c.SHAPE_SDFS, ["photo", "cartoon", "sketch", "painting"], 64,
-          c.shapes_content),
-    _spec("EmbeddedGlyphs", ["digit_" + k for k in sorted(c.DIGITS)],
-          ["photo", "sketch", "neon", "mosaic"], 45, c.glyphs_content),
-    _spec("EmbeddedArrows", ["arrow_" + k for k in c.ARROW_DIRECTIONS],
-          ["cartoon", "painting", "neon", "clutter"], 56, c.arrows_content),
-    _spec("EmbeddedTextures", c.TEXTURE_SDFS, ["photo", "sketch", "mosaic", "clutter"], 64,
-          c.textures_content),
-    _spec("EmbeddedCounts", ["count_%d" % k for k in range(1, 6)],
-          ["cartoon", "painting", "neon", "mosaic"], 90, c.counts_content),
-    _spec("EmbeddedPretrain", _PRETRAIN_CLASSES, ["plain", "stipple"], 110,
-          c.pretrain_content),
+    _spec("EmbeddedShapes", c.SHAPE_SDFS, 64, c.shapes_content),
+    _spec("EmbeddedGlyphs", ["digit_" + k for k in sorted(c.DIGITS)], 45, c.glyphs_content),
+    _spec("EmbeddedArrows", ["arrow_" + k for k in c.ARROW_DIRECTIONS], 56, c.arrows_content),
+    _spec("EmbeddedTextures", c.TEXTURE_SDFS, 64, c.textures_content),
+    _spec("EmbeddedCounts", ["count_%d" % k for k in range(1, 6)], 90, c.counts_content),
+    _spec("EmbeddedPretrain", _PRETRAIN_CLASSES, 110, c.pretrain_content),
 ]}
 
 

@@ -77,9 +77,9 @@ for step in range(1, 5):
 
 
 def test_local_shows_the_steps_of_the_running_job(tmp_path, caplog, monkeypatch):
-    from domainbed.command_launchers import local
-    monkeypatch.setattr(local, "POLL_SECONDS", 0.05)
-    monkeypatch.setattr(local, "LOG_EVERY_SECONDS", 0.0)
+    from domainbed.command_launchers import process
+    monkeypatch.setattr(process, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(process, "LOG_EVERY_SECONDS", 0.0)
     monkeypatch.setenv("PYTHONPATH", os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
     job = str(tmp_path / "job")
     with caplog.at_level(logging.INFO, logger="domainbed.command_launchers"):
@@ -92,7 +92,7 @@ def test_local_shows_the_steps_of_the_running_job(tmp_path, caplog, monkeypatch)
 
 
 def test_step_progress_draws_a_bar_on_a_terminal(tmp_path, capsys):
-    from domainbed.command_launchers.local import StepProgress
+    from domainbed.command_launchers.process import StepProgress
     run = tmp_path / "run"
     task = Task(["true"], str(run), "job")
     progress = StepProgress(task, "[2/5]", tty=True)

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from domainbed.command_launchers import LAUNCHER_LOG, REGISTRY, Task, in_process, resources
-from domainbed.command_launchers.local import thread_overrides
+from domainbed.command_launchers.process import thread_overrides
 from domainbed.command_launchers.multi_gpu import gpu_slots
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir

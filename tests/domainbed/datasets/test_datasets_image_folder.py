@@ -37,7 +37,7 @@ def test_benchmark_dataset_builds_from_its_folder(tmp_path, name):
     assert (cls.SUBDIR, cls.ENVIRONMENTS, cls.N_STEPS, cls.CHECKPOINT_FREQ) == (subdir, labels,
                                                                                steps, freq)
     assert cls.environment_folders() == folders
-    assert cls.ENVIRONMENT_FOLDERS == dict(zip(labels, folders))
+    assert list(cls.ENVIRONMENT_FOLDERS) == folders
     assert cls.INPUT_SHAPE == (3, 224, 224) and cls.N_WORKERS == 8
     assert num_environments(name) == len(labels)
     make_image_folder_fixture(str(tmp_path), subdir, folders, ["b_cls", "a_cls"], n_per_class=1)

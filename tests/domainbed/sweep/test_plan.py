@@ -4,7 +4,7 @@ import pytest
 
 from domainbed.sweep import hooks
 from domainbed.sweep import plan as plans
-from domainbed.sweep.spec import make_spec
+from domainbed.sweep.options import make_spec
 
 
 class RecordingLauncher:

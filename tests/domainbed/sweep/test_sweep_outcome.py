@@ -70,7 +70,7 @@ def test_a_plan_stage_with_a_failed_job_names_its_reason(tmp_path, caplog):
 
     from domainbed.command_launchers import REGISTRY
     from domainbed.sweep.plan import PlanError, Stage, run_stage
-    from domainbed.sweep.spec import make_spec
+    from domainbed.sweep.options import make_spec
     missing = str(tmp_path / "missing.safetensors")
     spec = make_spec(str(tmp_path / "sweep"), datasets=["Debug28"], algorithms=["ERM"],
                      n_hparams=1, n_trials=1, test_env=0, data_dir=str(tmp_path),

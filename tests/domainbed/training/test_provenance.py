@@ -11,7 +11,7 @@ from domainbed.lib import run_dir
 from domainbed.lib.provenance import device_name, environment_info, environment_lines
 from domainbed.lib.weights import read_metadata
 from domainbed.sweep.options import list_jobs
-from domainbed.sweep.spec import make_spec
+from domainbed.sweep.options import make_spec
 from tests.fixtures.model_runs import FOLDER_HPARAMS, train_run
 
 

@@ -11,7 +11,7 @@ from domainbed.model_folder.data import dataset_split
 from domainbed.model_folder.predict import predict_dataset
 from domainbed.scripts import sweep as sweep_cli
 from domainbed.sweep.options import list_jobs
-from domainbed.sweep.spec import make_spec
+from domainbed.sweep.options import make_spec
 from domainbed_aux.scripts import merge as merge_cli
 from tests.fixtures.data import make_image_folder_fixture
 

@@ -4,9 +4,9 @@ another module."""
 
 import glob
 import json
-import re
 import logging
 import os
+import re
 import sys
 
 import pytest
