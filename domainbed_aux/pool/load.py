@@ -4,8 +4,9 @@ import json
 import os
 from typing import Any, Dict, Optional
 
+from domainbed.lib.digests import sha256_file
 from domainbed_aux.pool.members import (FORMAT_VERSION, MANIFEST, AuxPool, PoolError,
-                                        PoolMember, sha256_file, sort_key)
+                                        PoolMember, sort_key)
 
 
 def manifest_of(pool: AuxPool) -> Dict[str, Any]:

@@ -87,7 +87,8 @@ def sort_key(member: PoolMember) -> Tuple:
 
 
 def sha256_bytes(data: bytes) -> str:
-    """The same digest as :func:`sha256_file` of a file holding ``data``."""
+    """The same digest as :func:`domainbed.lib.digests.sha256_file` of a file holding
+    ``data``."""
     return hashlib.sha256(data).hexdigest()
 
 
