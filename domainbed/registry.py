@@ -278,6 +278,13 @@ class Registry(Generic[T]):
     def names(self) -> List[str]:
         return [e.name for e in self.entries()]
 
+    def names_in_order(self, first: Sequence[str]) -> List[str]:
+        """The names, those of ``first`` (e.g. upstream's list) first and in its order, then
+        the others in index order."""
+        registered = self.names()
+        known = set(registered)
+        return [n for n in first if n in known] + [n for n in registered if n not in first]
+
     # -- registration and loading
     def register(self, name: Optional[str] = None, **metadata: Any) -> Callable[[T], T]:
         """Decorator: register the object under ``name`` (default: its ``__name__``) with

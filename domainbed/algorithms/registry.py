@@ -38,10 +38,7 @@ UPSTREAM_ALGORITHMS = [
 def algorithm_names() -> List[str]:
     """``domainbed.algorithms.ALGORITHMS``: upstream's names in upstream's order, then the
     others in index order (torch-free)."""
-    registered = ALGORITHM_REGISTRY.names()
-    known = set(registered)
-    return ([n for n in UPSTREAM_ALGORITHMS if n in known]
-            + [n for n in registered if n not in UPSTREAM_ALGORITHMS])
+    return ALGORITHM_REGISTRY.names_in_order(UPSTREAM_ALGORITHMS)
 
 
 def get_algorithm_class(algorithm_name: str):

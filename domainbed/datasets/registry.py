@@ -67,10 +67,7 @@ def split_dataset_root(entry: str) -> Tuple[str, Optional[str]]:
 def dataset_names() -> List[str]:
     """``domainbed.datasets.DATASETS``: upstream's names in upstream's order, then the
     others in index order (torch-free)."""
-    registered = DATASET_REGISTRY.names()
-    known = set(registered)
-    return ([n for n in UPSTREAM_DATASETS if n in known]
-            + [n for n in registered if n not in UPSTREAM_DATASETS])
+    return DATASET_REGISTRY.names_in_order(UPSTREAM_DATASETS)
 
 
 class AcceptedNames(list):
