@@ -209,9 +209,12 @@ class Registry(Generic[T]):
             from domainbed.plugins import PLUGINS, SWEEP_PLUGINS, load_plugins
             load_plugins(PLUGINS if full else SWEEP_PLUGINS)
 
-    def index(self) -> Dict[str, Entry]:
-        """The indexed names (read from source, nothing imported), in search order."""
-        self._load_extensions()
+    def index(self, extensions: bool = True) -> Dict[str, Entry]:
+        """The indexed names (read from source, nothing imported), in search order; with
+        ``extensions`` False, without loading the extensions' torch-free entry points first
+        (what is indexed so far: the core's names, and any extension already loaded)."""
+        if extensions:
+            self._load_extensions()
         if self._index is None:
             index: Dict[str, Entry] = {}
             marked: List[str] = []
@@ -318,7 +321,8 @@ class Registry(Generic[T]):
         """The object registered as ``name``, its module imported when needed."""
         if name in self._items:
             return self._items[name]
-        entry = self.index().get(name)
+        # the core's index first: a core name loads no extension
+        entry = self.index(extensions=False).get(name) or self.index().get(name)
         if entry is None and self.marker is not None:
             self._load_marked()
         if entry is None and name not in self._items:
@@ -340,7 +344,11 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         if name in self._items:
             return True
-        return self.decorator is not None and name in self.index()
+        if self.decorator is None:
+            return False
+        # the core's names first: asking for one loads no extension (predict on a core
+        # dataset imports nothing from domainbed_aux)
+        return name in self.index(extensions=False) or name in self.index()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
