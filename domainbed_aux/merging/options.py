@@ -30,6 +30,21 @@ def rules_help() -> str:
     return "\n".join(lines)
 
 
+def add_base_and_check_arguments(group) -> None:
+    """``--probe`` and ``--output_dir_lp`` (where theta_0 is) and ``--no_checks``: shared by
+    ``inference``, ``merge`` and the report."""
+    group.add_argument("--probe", default=None, metavar="FILE",
+                       help="theta_0 for rules on task vectors: the linear probe the runs "
+                            "started from (default: found from the runs' records)")
+    group.add_argument("--output_dir_lp", default=None, metavar="DIR",
+                       help="where the runs' linear probes are (the sweep's --output_dir_lp; "
+                            "default: found from the runs' records)")
+    group.add_argument("--no_checks", action="store_true",
+                       help="skip the checks before merging (per set of members: pairwise "
+                            "cosines and distances, the midpoint of the most distant pair, "
+                            "the collapse warning)")
+
+
 def add_merge_arguments(parser: argparse.ArgumentParser, choices: Sequence[str],
                         default: str = "uniform") -> None:
     """``--weight_selection`` (``choices``: read from the registry when the parser is
@@ -45,17 +60,9 @@ def add_merge_arguments(parser: argparse.ArgumentParser, choices: Sequence[str],
                        default=None, help="select the members greedily over the rule (add "
                        "runs by ID-validation accuracy while the rule's result does not "
                        "degrade: paper, the default, keeps ties; strict needs an improvement)")
-    group.add_argument("--probe", default=None, metavar="FILE",
-                       help="theta_0 for rules on task vectors: the linear probe the runs "
-                            "started from (default: found from the runs' records)")
-    group.add_argument("--output_dir_lp", default=None, metavar="DIR",
-                       help="where the runs' linear probes are (the sweep's --output_dir_lp; "
-                            "default: found from the runs' records)")
+    add_base_and_check_arguments(group)
     group.add_argument("--merge_seed", type=int, default=0,
                        help="seed of rules that draw (DARE's masks), default 0")
-    group.add_argument("--no_checks", action="store_true",
-                       help="skip the checks before merging (pairwise cosines and distances, "
-                            "the midpoint of the most distant pair, the collapse warning)")
     group.add_argument("--plot", action="store_true",
                        help="also draw the checks' pairwise matrices as a PNG")
     parser.epilog = rules_help()

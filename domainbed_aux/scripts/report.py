@@ -57,15 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                               "(model soups, ratatouille), hyperparameters chosen on ID "
                               "validation per cell; 'all': every rule not already in Table 1 "
                               "(known: %s)" % ", ".join(rule_choices()))
-    merging.add_argument("--probe", default=None, metavar="FILE",
-                         help="theta_0 for rules on task vectors (default: found from the "
-                              "runs' records)")
-    merging.add_argument("--output_dir_lp", default=None, metavar="DIR",
-                         help="where the runs' linear probes are (the sweep's --output_dir_lp; "
-                              "default: found from the runs' records)")
-    merging.add_argument("--no_checks", action="store_true",
-                         help="skip the checks before merging (per cell: pairwise cosines and "
-                              "distances, midpoint of the most distant pair, collapse warning)")
+    from domainbed_aux.merging.options import add_base_and_check_arguments
+    add_base_and_check_arguments(merging)
     return p.parse_args(argv)
 
 
