@@ -1,9 +1,10 @@
 """The one launcher interface, and the registry every backend joins by decorator.
 
-A launcher runs (or submits) a list of training commands. It accepts, for each job, a
-sweep ``Job`` (anything with a ``command`` list and an ``output_dir``), an argument list, or
-a command string (split with ``shlex``, never given to a shell), so upstream code that
-calls ``REGISTRY[name](commands)`` keeps working.
+A launcher runs (or submits) a list of jobs. It accepts, for each job, a sweep ``Job``
+(anything with a ``command`` list, an ``output_dir`` and, optionally, a typed ``call``), an
+argument list, or a command string (split with ``shlex``, never given to a shell), so
+upstream code that calls ``REGISTRY[name](commands)`` keeps working; a command is only ever
+run as a subprocess, a call may run in the launcher's process.
 """
 
 import argparse
@@ -17,7 +18,8 @@ from domainbed.registry import Registry
 
 # capabilities a backend declares where it registers (``register_launcher``):
 # "lists_only": it only lists the jobs (the sweep prepares and writes nothing);
-# "queue": it answers ``queued_job_ids`` (jobs submitted but not started);
+# "queue": it queues jobs and returns before they end (unless told to ``wait``), and answers
+# ``queued_job_ids`` (jobs submitted but not started);
 # "dependencies": ``submit(jobs, after=ids)`` queues jobs that start once earlier ones
 # succeeded, so it runs a multi-stage plan by submitting every stage at once
 CAPABILITIES = ("lists_only", "queue", "dependencies")
@@ -33,11 +35,16 @@ LAUNCHER_LOG = "launcher.log"
 
 @dataclass
 class Task:
-    """What a launcher needs to run one job."""
+    """What a launcher needs to run one job: its ``command`` (the job rendered as a command
+    line, what subprocess and SLURM backends run) and, when the job is a call of our own
+    code, ``call``: a picklable function without arguments that returns the exit status
+    (e.g. ``domainbed.training.job.training_call(config)``), which a backend may run in its
+    own process or a worker instead of the command."""
 
     command: List[str]
     output_dir: Optional[str] = None
     name: str = ""
+    call: Optional[Callable[[], int]] = None
 
     def __str__(self) -> str:
         return self.name or shlex.join(self.command)
@@ -55,7 +62,7 @@ def as_task(job: Any) -> Task:
     if command is None:
         raise TypeError(f"cannot launch {job!r}: expected a Job, an argument list or a string")
     return Task([str(a) for a in command], getattr(job, "output_dir", None),
-                getattr(job, "name", "") or "")
+                getattr(job, "name", "") or "", getattr(job, "call", None))
 
 
 class Launcher(ABC):
@@ -79,6 +86,26 @@ class Launcher(ABC):
     @abstractmethod
     def launch(self, jobs: Sequence[Any], **options: Any) -> List[Any]:
         """Run or submit ``jobs``; one entry per job in the result (backend-specific)."""
+
+    def submit(self, jobs: Sequence[Any], after: Sequence[str] = (), job_name: str = "",
+               **options: Any) -> List[Any]:
+        """Queue ``jobs`` to start once the jobs ``after`` (ids) succeeded; returns one
+        handle per job, with its queue id as ``job_id``. Only backends with the
+        ``dependencies`` capability implement it; they run a multi-stage plan by submitting
+        every stage at once (``domainbed.sweep.plan.submit``), and their ``launch`` takes
+        ``wait=True`` (return once the jobs ended), which a plan's stage job uses."""
+        raise NotImplementedError(f"the {self.name} launcher does not queue jobs with "
+                                  "dependencies")
+
+    def waits(self, options: Dict[str, Any]) -> bool:
+        """Whether ``launch(jobs, **options)`` returns only once the jobs ended (not when it
+        only lists them, or queues them without ``wait``)."""
+        if self.dry_run:
+            return False
+        return "queue" not in self.capabilities or bool(options.get("wait"))
+
+    # how the queue's jobs are called in messages (e.g. "SLURM"); default: the name
+    queue_name: str = ""
 
     def queued_job_ids(self) -> Optional[Set[str]]:
         """Ids of the jobs this backend's queue still holds (the ids recorded with

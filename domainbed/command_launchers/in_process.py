@@ -1,8 +1,8 @@
-"""Run our own training command inside the launcher's process.
+"""Run a job's typed call inside the launcher's process.
 
-A job whose command is ``python -m domainbed.scripts.train ...`` can run as
-``domainbed.scripts.train.main(argv)`` here, so that N short runs pay the import of torch
-once instead of N times. What a run changes in the process is put back afterwards (see
+A job that carries a call (``Task.call``: a sweep's training job carries
+``domainbed.training.job.run_job(config)``) can run here instead of as its command line's
+subprocess, so that N short runs pay the import of torch once instead of N times. What a run changes in the process is put back afterwards (see
 ``isolated``): logging handlers, torch threads, every RNG, cuDNN and matmul flags, grad mode,
 the default dtype, the working directory, the environment, ``sys.argv``, warning filters,
 signal handlers, stdout / stderr. A run that raises is reported like a failed subprocess
@@ -23,7 +23,7 @@ import sys
 import threading
 import traceback
 import warnings
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, Optional
 
 from domainbed.command_launchers.base import Task
 from domainbed.command_launchers.process import open_launcher_log
@@ -31,27 +31,8 @@ from domainbed.lib import run_dir
 
 log = logging.getLogger(__name__)
 
-TRAIN_MODULE = "domainbed.scripts.train"
 _SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2",
                                                     "SIGHUP") if hasattr(signal, name))
-
-
-def train_argv(command: Sequence[str]) -> Optional[List[str]]:
-    """The arguments of ``command`` after ``-m domainbed.scripts.train`` when it is our
-    training entry point run by this interpreter (or a bare ``python``/``python3``); None for
-    any other command (that one runs as a subprocess)."""
-    command = [str(c) for c in command]
-    if len(command) < 3 or command[1:3] != ["-m", TRAIN_MODULE]:
-        return None
-    exe = command[0]
-    if exe not in ("python", "python3"):
-        try:
-            same = os.path.samefile(exe, sys.executable)
-        except OSError:
-            same = False
-        if not same:
-            return None  # another interpreter (another environment): not ours to run here
-    return command[3:]
 
 
 # ------------------------------------------------------------------ process-wide state
@@ -205,26 +186,14 @@ def _write_failure(output_dir: Optional[str], text: str, exc: BaseException) -> 
                                         "traceback": text}, indent=2))
 
 
-def _output_dir(task: Task, argv: Sequence[str]) -> Optional[str]:
-    """The run directory the command trains into (its ``--output_dir``), else the task's."""
-    argv = list(argv)
-    for i, arg in enumerate(argv):
-        if arg == "--output_dir" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--output_dir="):
-            return arg.split("=", 1)[1]
-    return task.output_dir
-
-
-def run_in_process(task: Task, argv: Sequence[str],
-                   env_overrides: Optional[Dict[str, str]] = None,
+def run_in_process(task: Task, env_overrides: Optional[Dict[str, str]] = None,
                    n_threads: Optional[int] = None, how: str = "in-process") -> int:
-    """Run ``domainbed.scripts.train.main(argv)`` here; returns its exit status as the
-    subprocess would have had it (0 done, 2 bad input, 1 crash).
+    """Run ``task.call()`` here; returns its exit status as the subprocess would have had
+    it (0 done, 2 bad input, 1 crash).
 
     Its stdout and stderr are appended to ``<output_dir>/launcher.log`` (as for a
     subprocess), after a header line that ends with ``how``. An exception that escapes
-    ``main`` is written to the run's ``failed`` file and to launcher.log, and gives 1;
+    the call is written to the run's ``failed`` file and to launcher.log, and gives 1;
     ``KeyboardInterrupt`` is raised again (the launcher stops), after the process state has
     been put back.
     """
@@ -238,9 +207,8 @@ def run_in_process(task: Task, argv: Sequence[str],
                 for r in redirect:
                     stack.enter_context(r)
                 try:
-                    from domainbed.scripts import train
-                    return int(train.main(list(argv)) or 0)
-                except SystemExit as exc:  # argparse errors, sys.exit in the run
+                    return int(task.call() or 0)
+                except SystemExit as exc:  # sys.exit in the run
                     code = exc.code
                     if code is None:
                         return 0
@@ -253,7 +221,7 @@ def run_in_process(task: Task, argv: Sequence[str],
                 except BaseException as exc:
                     text = traceback.format_exc()
                     print(text, file=sys.stderr, end="")
-                    _write_failure(_output_dir(task, argv), text, exc)
+                    _write_failure(task.output_dir, text, exc)
                     return 1
     finally:
         if stream is not None:

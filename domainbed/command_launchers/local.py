@@ -91,21 +91,19 @@ def _check_positive(name: str, value: Optional[int]) -> None:
 
 def _launch_in_process(tasks: Sequence[Task], threads_per_job: Optional[int],
                        tty: Optional[bool]) -> List[int]:
-    """One job at a time: our training commands inside this process, others as
-    subprocesses."""
+    """One job at a time: jobs with a call inside this process, others as subprocesses."""
     codes = []
     env = thread_overrides(1, threads_per_job)
     for i, task in enumerate(tasks):
         start = time.monotonic()
         label = f"[{i + 1}/{len(tasks)}]"
-        argv = _in_process.train_argv(task.command)
-        progress = StepProgress(task, label, tty=tty, outside_run=argv is not None)
+        progress = StepProgress(task, label, tty=tty, outside_run=task.call is not None)
         try:
-            if argv is None:
+            if task.call is None:
                 code = run_task(task, env or None, on_poll=progress)
             else:
                 with polling(progress):
-                    code = _in_process.run_in_process(task, argv, env or None,
+                    code = _in_process.run_in_process(task, env or None,
                                                      in_process_threads(threads_per_job))
         finally:
             progress.close()

@@ -153,6 +153,8 @@ def explain_sbatch_error(text: str) -> str:
 class SlurmLauncher(Launcher):
     """Submits all jobs as one SLURM job array through submitit."""
 
+    queue_name = "SLURM"
+
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("slurm launcher")
         group.add_argument("--slurm_partition", default=None)

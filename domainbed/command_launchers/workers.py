@@ -1,11 +1,11 @@
 """In-process runs, several at once: persistent worker processes, one per slot, each of
-which imports torch once and runs many of our training commands in-process.
+which imports torch once and runs the typed calls of many jobs (``Task.call``).
 
 A worker is a fresh interpreter (never a fork of a launcher that holds torch's threads)
 started with the slot's environment (its share of the CPU threads, its GPU); it imports
-torch, then runs each job it is sent with ``in_process.run_in_process``: the same
-isolation per job as one-at-a-time in-process runs (see ``in_process``). Any other command
-runs as a subprocess in the slot, as with ``--no_in_process``. A worker that dies in a run
+torch, then runs each call it is sent with ``in_process.run_in_process``: the same
+isolation per job as one-at-a-time in-process runs (see ``in_process``). A job without a
+call runs as a subprocess in the slot, as with ``--no_in_process``. A worker that dies in a run
 (``os._exit``, a crash of the interpreter, the kernel's OOM killer) is reported like a
 subprocess that died the same way (one that exits 0 without answering: exit 1), and the
 slot's next job gets a fresh worker. Workers
@@ -44,13 +44,13 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 
 def _worker_main(conn: Any, parent_pid: int) -> None:
-    """A worker's life: import torch and the training module once, then run each
-    ``(command, output_dir, name, argv, env_overrides, n_threads)`` it receives and answer
-    its exit status; ``None`` or a closed pipe ends it."""
+    """A worker's life: import torch once, then run each ``(command, output_dir, name,
+    call, env_overrides, n_threads)`` it receives (``call``: the job's pickled typed call)
+    and answer its exit status; ``None`` or a closed pipe ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent(parent_pid)
+    import torch  # noqa: F401  imported once, before the first job
     from domainbed.command_launchers import in_process
-    from domainbed.scripts import train  # noqa: F401  imported once, before the first job
     how = f"in-process (worker pid {os.getpid()})"
     while True:
         try:
@@ -59,10 +59,10 @@ def _worker_main(conn: Any, parent_pid: int) -> None:
             return
         if message is None:
             return
-        command, output_dir, name, argv, env_overrides, n_threads = message
-        task = Task(list(command), output_dir, name)
+        command, output_dir, name, call, env_overrides, n_threads = message
+        task = Task(list(command), output_dir, name, call)
         try:
-            code = in_process.run_in_process(task, argv, env_overrides, n_threads, how=how)
+            code = in_process.run_in_process(task, env_overrides, n_threads, how=how)
         except KeyboardInterrupt:  # only from a run that raised it itself
             code = -int(signal.SIGINT)
         conn.send(int(code))
@@ -93,9 +93,9 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def submit(self, task: Task, argv: Sequence[str], env_overrides: Optional[Dict[str, str]],
+    def submit(self, task: Task, env_overrides: Optional[Dict[str, str]],
                n_threads: Optional[int]) -> None:
-        self.conn.send((list(task.command), task.output_dir, task.name, list(argv),
+        self.conn.send((list(task.command), task.output_dir, task.name, task.call,
                         env_overrides, n_threads))
 
     def result(self) -> int:
@@ -128,14 +128,14 @@ class _WorkerRun:
     for a subprocess."""
 
     def __init__(self, index: int, task: Task, slot: Slot, wake: threading.Event,
-                 worker: Worker, argv: Sequence[str], n_threads: Optional[int]):
+                 worker: Worker, n_threads: Optional[int]):
         self.index = index
         self.task = task
         self.slot = slot
         self.worker = worker
         self.start = time.monotonic()
         self.code: Optional[int] = None
-        worker.submit(task, argv, slot.env or None, n_threads)
+        worker.submit(task, slot.env or None, n_threads)
         self._waiter = threading.Thread(target=self._wait, args=(wake,), daemon=True)
         self._waiter.start()
 
@@ -161,10 +161,8 @@ class WorkerPool:
         self.workers: List[Optional[Worker]] = [None] * len(self.slots)
 
     def start(self, index: int, task: Task, slot_index: int, wake: threading.Event) -> Any:
-        from domainbed.command_launchers import in_process
         slot = self.slots[slot_index]
-        argv = in_process.train_argv(task.command)
-        if argv is None:  # not our training command: a subprocess, as one at a time
+        if task.call is None:  # a command only: a subprocess, as one at a time
             return _Run(index, task, slot, wake)
         worker = self.workers[slot_index]
         if worker is None or not worker.alive():  # first job of the slot, or a dead worker
@@ -172,7 +170,7 @@ class WorkerPool:
                 worker.kill()
             worker = self.workers[slot_index] = Worker(slot.env)
             log.debug("local launcher: worker %d started for slot %d", worker.pid, slot_index)
-        return _WorkerRun(index, task, slot, wake, worker, argv, self.n_threads)
+        return _WorkerRun(index, task, slot, wake, worker, self.n_threads)
 
     def close(self, kill: bool = False) -> None:
         for worker in self.workers:

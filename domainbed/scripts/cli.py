@@ -9,38 +9,13 @@
   in-process launcher stops on it).
 """
 
-import errno
+import argparse
 import sys
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from domainbed.errors import os_error_line, print_errors  # noqa: F401 (the CLIs' helpers)
 
 INTERRUPTED = 130  # the shell's status of a command stopped by SIGINT
-
-
-def os_error_line(exc: OSError, resume_step: Optional[int] = None) -> str:
-    """An ``OSError`` in one line: what failed on which path, and the way out."""
-    where = exc.filename or ""
-    if exc.filename2:
-        where = f"{where} -> {exc.filename2}"
-    what = exc.strerror or type(exc).__name__
-    again = "run the same command again" + (
-        f": it resumes from step {resume_step}" if resume_step is not None else "")
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"no space left on the device ({where or 'writing'}): free space and {again}"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"{what}: {where}: give a path you can write to, or fix its permissions, and " \
-               f"{again}"
-    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
-        return f"{what}: {where}: a file stands where a folder is needed; move it or give " \
-               "another path"
-    if exc.errno == errno.ENOENT:
-        return f"{what}: {where}"
-    return f"{what}: {where}" if where else f"{type(exc).__name__}: {exc}"
-
-
-def print_errors(prog: Optional[str], lines: List[str]) -> None:
-    """Each line as ``<prog>: error: <line>`` on stderr (``error: <line>`` without prog)."""
-    for line in lines:
-        print(f"{prog + ': ' if prog else ''}error: {line}", file=sys.stderr)
 
 
 def exit_on_interrupt(main: Callable[[], Optional[int]],
@@ -57,3 +32,15 @@ def exit_on_interrupt(main: Callable[[], Optional[int]],
         except (OSError, ValueError, AttributeError):
             pass
         return INTERRUPTED
+
+
+def typed_launcher_options(launcher: Any, parser: argparse.ArgumentParser,
+                           args: argparse.Namespace, minimal_argv: Sequence[str]
+                           ) -> Tuple[Dict[str, Any], List[str]]:
+    """The launcher's options of a parsed command line and the names of those the user
+    set (they differ from what ``minimal_argv``, the command without options, gives): a
+    plan's launcher defaults replace only the others."""
+    options = launcher.options_from_args(args)
+    defaults = launcher.options_from_args(parser.parse_args(list(minimal_argv)))
+    return options, [k for k in options if options[k] != defaults.get(k)]
+

@@ -10,7 +10,7 @@ import json
 import os
 import shlex
 import sys
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
@@ -87,6 +87,7 @@ class Job:
     RUNNING = run_dir.RUNNING_STATE
     FAILED = run_dir.FAILED_STATE
     DONE = run_dir.DONE_STATE
+    _ours = False  # set by __init__: the command is our entry point with this interpreter
 
     def __init__(self, train_args: Dict[str, Any], sweep_output_dir: str,
                  train_command: Optional[Sequence[str]] = None, hash_paths: bool = False):
@@ -97,7 +98,23 @@ class Job:
         if self.train_args.get("data_dir"):
             self.train_args["data_dir"] = os.path.abspath(self.train_args["data_dir"])
         prefix = list(train_command) if train_command else default_train_command()
+        # our own entry point with this interpreter: the job is also a typed call
+        self._ours = prefix == default_train_command()
         self.command: List[str] = prefix + train_flags(self.train_args)
+
+    @property
+    def call(self) -> Optional[Callable[[], int]]:
+        """The run as a typed call, ``run_job(config)`` (what in-process launchers run);
+        None when the job's command is another program (a ``train_command`` of the user's)
+        or its arguments are not a training config (its command then says why)."""
+        if not self._ours:
+            return None
+        from domainbed.training.config import TrainConfig
+        from domainbed.training.job import training_call
+        try:
+            return training_call(TrainConfig.from_train_args(self.train_args))
+        except DomainBedError:
+            return None
 
     @property
     def command_str(self) -> str:

@@ -4,21 +4,27 @@ probes, building a pool, writing a report).
 
 An extension turns a file into a plan (``hooks.PLAN_READERS``, e.g. the ratatouille recipe
 of ``domainbed_aux``); the core runs it: locally in order (finished runs are reused), listed
-(the dummy launcher: job counts per stage, nothing written), or submitted to SLURM with
-``afterok`` dependencies between stages.
+(the dummy launcher: job counts per stage, nothing written), or submitted to a launcher
+that queues jobs with dependencies (SLURM: ``afterok`` between stages). ``execute`` is the
+one runner both command lines call; a queued stage job runs ``domainbed.scripts.stage
+SOURCE STAGE``, where SOURCE is the file the plan is read again from.
 """
 
+import hashlib
+import json
 import logging
 import os
+import sys
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from domainbed.datasets.registry import split_dataset_root
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
 from domainbed.sweep import actions, hooks, memory
 from domainbed.sweep.options import check_data_dir, list_jobs
-from domainbed.sweep.spec import SweepSpec
+from domainbed.sweep.spec import SweepSpec, spec_from_dict, spec_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -208,15 +214,69 @@ def run_locally(plan: Plan, launcher, options: Dict[str, Any],
         run_stage(stage, launcher, options)
 
 
-def submit(plan: Plan, slurm, options: Dict[str, Any],
-           stage_command: Callable[[str], List[str]]) -> Dict[str, List[str]]:
-    """Submit every stage to SLURM with ``afterok`` on the previous one; returns the SLURM
-    job ids per stage.
+# ------------------------------------------------------------------ submitted plans
 
-    A stage whose jobs can be listed now (``Stage.listable``) is one job array, without the
-    jobs that are done or still queued from an earlier submission (the next stage waits for
-    those too); any other stage is one small job, ``stage_command(stage name)``, which lists
-    and submits its jobs when it starts, then waits for them."""
+STAGE_JOB_MODULE = "domainbed.scripts.stage"
+SOURCES_DIR = ".plan"  # under the plan's root: what its stage jobs read the plan from
+
+
+def write_source(plan: Plan, spec: SweepSpec, launcher_name: str,
+                 options: Dict[str, Any]) -> str:
+    """Write what a stage job needs to read ``plan`` again and run one of its stages: the
+    sweep spec the plan was read from (paths absolute), the launcher and its options.
+    Returns the file's path, ``<root>/.plan/<md5 of the content>.json`` (a later submission
+    with other options writes another file; queued stage jobs keep reading theirs)."""
+    from domainbed.lib.atomic import atomic_write_text
+    source = {"format": 1, "spec": spec_to_dict(_absolute(spec)), "launcher": launcher_name,
+              "options": {k: v for k, v in options.items() if k != "wait"}}
+    text = json.dumps(source, indent=1, sort_keys=True) + "\n"
+    folder = os.path.join(os.path.abspath(plan.root), SOURCES_DIR)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, hashlib.md5(text.encode()).hexdigest() + ".json")
+    if not os.path.exists(path):
+        atomic_write_text(path, text)
+    return path
+
+
+def read_source(path: str) -> Tuple[SweepSpec, str, Dict[str, Any]]:
+    """(spec, launcher name, launcher options) of a file ``write_source`` wrote."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            source = json.load(f)
+        return spec_from_dict(source["spec"]), str(source["launcher"]), dict(source["options"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PlanError(f"cannot read the plan of a stage job from {path}: {exc}") from None
+
+
+def _absolute(spec: SweepSpec) -> SweepSpec:
+    """``spec`` with its folders and the files its options name as absolute paths (a stage
+    job may start in another working directory)."""
+    changes: Dict[str, Any] = {}
+    for name in ("output_dir", "data_dir"):
+        if getattr(spec, name):
+            changes[name] = os.path.abspath(getattr(spec, name))
+    for name, value in spec.options.items():
+        if isinstance(value, str) and value and os.path.exists(value):
+            changes[name] = os.path.abspath(value)
+    return spec.replace(**changes)
+
+
+def stage_job_command(source: str, stage: str) -> List[str]:
+    """The command of a queued job that runs one stage of a plan: the plan's source file
+    and the stage's name (the one place that renders it)."""
+    return [sys.executable, "-m", STAGE_JOB_MODULE, source, stage]
+
+
+def submit(plan: Plan, launcher, options: Dict[str, Any], source: str
+           ) -> Dict[str, List[str]]:
+    """Submit every stage to a launcher with the ``dependencies`` capability, each stage
+    after the previous one; returns the queue's job ids per stage.
+
+    A stage whose jobs can be listed now (``Stage.listable``) is one submission of its
+    jobs, without those that are done or still queued from an earlier submission (the next
+    stage waits for those too); any other stage is one small job (``stage_job_command``
+    with the plan's ``source`` file), which lists and submits its jobs when it starts, then
+    waits for them."""
     from domainbed.command_launchers.base import Task
     options = {k: v for k, v in options.items() if k != "wait"}
     ids: Dict[str, List[str]] = {}
@@ -231,18 +291,64 @@ def submit(plan: Plan, slurm, options: Dict[str, Any],
                        if j.output_dir in queued]
             jobs = [j for j in jobs if j.output_dir not in queued]
         else:
-            jobs = [Task(stage_command(stage.name), plan.root, f"{plan.name} stage {stage.name}")]
+            jobs = [Task(stage_job_command(source, stage.name), plan.root,
+                         f"{plan.name} stage {stage.name}")]
         if not jobs and not waiting:
             log.info("stage %s: every job is done", stage.name)
             continue
-        submitted = slurm.submit(jobs, after=previous, job_name=f"recipe-{stage.name}",
-                                 **options) if jobs else []
+        submitted = launcher.submit(jobs, after=previous, job_name=f"recipe-{stage.name}",
+                                    **options) if jobs else []
         ids[stage.name] = [s.job_id for s in submitted] + waiting
-        log.info("stage %s: %d SLURM jobs (after %s)%s", stage.name, len(submitted),
+        log.info("stage %s: %d queued jobs (after %s)%s", stage.name, len(submitted),
                  ",".join(previous) or "nothing",
                  f"; {len(waiting)} still queued from an earlier submission" if waiting else "")
         previous = ids[stage.name]
     return ids
+
+
+def execute(plan: Plan, spec: SweepSpec, launcher, options: Dict[str, Any],
+            only: Optional[Sequence[str]] = None) -> List[str]:
+    """Run a plan the way ``launcher`` can (the one plan runner of every command line):
+    list it (``lists_only``: job counts per stage), submit every stage at once
+    (``dependencies``), or run its stages here in order (``only``: these stages).
+    ``spec`` is what the plan was read from (a stage job reads it again). Returns the lines
+    to print."""
+    if launcher.dry_run:
+        return describe(plan)
+    if "dependencies" in launcher.capabilities:
+        if only:
+            raise PlanError("--only runs stages here; a launcher that queues the plan "
+                            "submits every stage (--stage NAME runs one)")
+        source = write_source(plan, spec, launcher.name, options)
+        ids = submit(plan, launcher, options, source)
+        kind = launcher.queue_name or launcher.name
+        return [f"stage {name}: {kind} jobs {','.join(job_ids)}"
+                for name, job_ids in ids.items()]
+    start = time.time()
+    run_locally(plan, launcher, options, only=only)
+    lines = ["", f"{plan.name} finished in {time.time() - start:.0f} s; files are under "
+                 f"{plan.root}"]
+    # announce only what this command wrote
+    return lines + [f"  {output}" for output in plan.outputs if _written_since(output, start)]
+
+
+def execute_stage(plan: Plan, name: str, launcher, options: Dict[str, Any]) -> None:
+    """Run one stage of the plan here (what a stage job runs); a launcher that queues
+    waits for the stage's jobs."""
+    options = dict(options)
+    if "queue" in launcher.capabilities:
+        options["wait"] = True
+    run_stage(plan.stage(name), launcher, options)
+
+
+def _written_since(output: str, start: float) -> bool:
+    """Whether the file an output line names (``"what: PATH"``) was written since
+    ``start``."""
+    path = output.split(": ", 1)[-1]
+    try:
+        return os.path.getmtime(path) >= start - 1
+    except OSError:
+        return False
 
 
 def read_plan(spec: SweepSpec) -> Optional[Plan]:

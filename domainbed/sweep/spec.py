@@ -74,3 +74,27 @@ class SweepSpec:
 
 def spec_fields() -> List[str]:
     return [f.name for f in dataclasses.fields(SweepSpec) if f.name not in ("mode", "options")]
+
+
+def spec_to_dict(spec: SweepSpec) -> Dict[str, Any]:
+    """Every field and extension option of ``spec`` that JSON can hold (what a queued job
+    reads the spec back from)."""
+    import json
+
+    def jsonable(value: Any) -> bool:
+        try:
+            json.dumps(value)
+            return True
+        except (TypeError, ValueError):
+            return False
+    values = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)
+              if f.name != "options"}
+    values["options"] = {k: v for k, v in spec.options.items()
+                         if not k.startswith("_") and jsonable(v)}
+    return values
+
+
+def spec_from_dict(values: Dict[str, Any]) -> SweepSpec:
+    """The spec ``spec_to_dict`` gave ``values`` of."""
+    return SweepSpec(**values)
+

@@ -2,6 +2,7 @@
 the thread split, Ctrl-C, and in-process training runs (same results as a subprocess,
 crashes reported, process state put back)."""
 
+import functools
 import json
 import logging
 import os
@@ -221,23 +222,47 @@ def test_ctrl_c_kills_the_running_children(tmp_path):
 
 # ----------------------------------------------------------------------- in-process runs
 
-def test_train_argv_recognises_only_our_training_command():
-    args = ["--dataset", "Debug28"]
-    assert in_process.train_argv([sys.executable, "-m", "domainbed.scripts.train", *args]) == args
-    assert in_process.train_argv(["python3", "-m", "domainbed.scripts.train"]) == []
-    assert in_process.train_argv(["/no/such/python", "-m", "domainbed.scripts.train"]) is None
-    assert in_process.train_argv([sys.executable, "-m", "domainbed.scripts.sweep"]) is None
-    assert in_process.train_argv([sys.executable, "-c", "print(1)"]) is None
+def test_a_task_without_a_call_runs_as_a_subprocess_even_with_our_command(tmp_path):
+    """A command is only a rendering: without a typed call the job is a subprocess, and
+    the launcher never reads its command line to decide."""
+    run = tmp_path / "run"
+    task = Task([sys.executable, "-m", "domainbed.scripts.train", "--dataset", "Debug28",
+                 "--no_such_flag"], str(run))
+    codes = REGISTRY.get("local")([task], in_process=True, max_parallel=1, tty=False)
+    assert codes == [2]
+    assert "in-process" not in (run / LAUNCHER_LOG).read_text().splitlines()[0]
+
+
+def test_a_sweep_job_carries_its_typed_call_and_its_rendering(tmp_path):
+    from domainbed.sweep.jobs import Job
+    from domainbed.training.config import TrainConfig
+    from domainbed.training.job import run_job
+    job = Job({"dataset": "Debug28", "algorithm": "ERM", "test_envs": [0, 1],
+               "hparams": {"lr": 0.1}, "data_dir": str(tmp_path)}, str(tmp_path / "sweep"))
+    call = job.call
+    assert call.func is run_job
+    (config,) = call.args
+    assert config == TrainConfig.from_train_args(job.train_args)
+    assert config.test_envs == [0, 1] and config.hparams == '{"lr": 0.1}'
+    assert config.output_dir == job.output_dir
+    # the same job with another program as its command has no call
+    other = Job(dict(job.train_args), str(tmp_path / "sweep"), train_command=["my_train"])
+    assert other.call is None and other.command[0] == "my_train"
 
 
 TINY = '{"backbone": "tiny_cnn", "batch_size": 8}'  # fast runs: what matters is the launcher
 
 
 def _train_task(data, out, *extra):
-    command = [sys.executable, "-m", "domainbed.scripts.train", "--dataset", "Debug28",
-               "--data_dir", str(data), "--steps", "5", "--checkpoint_freq", "2",
-               "--seed", "3", "--hparams_seed", "1", "--output_dir", str(out), "--hparams", TINY, *extra]
-    return Task(command, str(out), os.path.basename(str(out)))
+    """A training task whose call is the command line's own entry point (what a test of
+    the launcher may use; sweeps give ``run_job(config)``)."""
+    from domainbed.scripts import train
+    argv = ["--dataset", "Debug28", "--data_dir", str(data), "--steps", "5",
+            "--checkpoint_freq", "2", "--seed", "3", "--hparams_seed", "1", "--output_dir",
+            str(out), "--hparams", TINY, *extra]
+    command = [sys.executable, "-m", "domainbed.scripts.train", *argv]
+    return Task(command, str(out), os.path.basename(str(out)),
+                functools.partial(train.main, argv))
 
 
 def _process_state():
@@ -306,7 +331,7 @@ def test_in_process_run_equals_the_subprocess_run_and_puts_the_process_back(tmp_
 def test_a_crashing_in_process_job_is_reported_and_the_next_one_runs(tmp_path, monkeypatch,
                                                                    caplog):
     from domainbed.algorithms import erm
-    from domainbed.scripts import train
+    from domainbed.training import job
     (tmp_path / "data").mkdir()
     update = erm.ERM.update
 
@@ -315,13 +340,13 @@ def test_a_crashing_in_process_job_is_reported_and_the_next_one_runs(tmp_path, m
             raise RuntimeError("boom in the training loop")
         return update(self, minibatches, unlabeled)
     monkeypatch.setattr(erm.ERM, "update", crashing_update)
-    setup = train._setup_logging
+    setup = job.setup_logging
 
     def broken_setup(output_dir):
         if output_dir.endswith("escapes"):
             raise OSError("cannot open the log files")
         setup(output_dir)
-    monkeypatch.setattr(train, "_setup_logging", broken_setup)
+    monkeypatch.setattr(job, "setup_logging", broken_setup)
     data = tmp_path / "data"
     tasks = [_train_task(data, tmp_path / "loop", "--hparams", '{"lr": 0.0123}'),
              _train_task(data, tmp_path / "escapes"),
@@ -353,17 +378,15 @@ def test_a_crashing_in_process_job_is_reported_and_the_next_one_runs(tmp_path, m
 
 def test_ctrl_c_during_an_in_process_run_stops_the_launcher_and_restores_state(tmp_path,
                                                                              monkeypatch):
-    from domainbed.scripts import train
-
-    def interrupted(argv):
+    def interrupted():
         os.chdir(tmp_path)
         os.environ["SET_BY_RUN"] = "1"
         torch.set_num_threads(1)
         logging.getLogger("domainbed").addHandler(logging.StreamHandler())
         raise KeyboardInterrupt
-    monkeypatch.setattr(train, "main", interrupted)
     before = _process_state()
-    task = Task([sys.executable, "-m", "domainbed.scripts.train"], str(tmp_path / "run"))
+    task = Task([sys.executable, "-m", "domainbed.scripts.train"], str(tmp_path / "run"),
+                call=interrupted)
     with pytest.raises(KeyboardInterrupt):
         REGISTRY.get("local")([task, task], in_process=True, max_parallel=1, tty=False)
     assert _process_state() == before

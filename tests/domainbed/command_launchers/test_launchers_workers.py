@@ -2,6 +2,7 @@
 worker processes give the results of one-at-a-time in-process runs, are reused from job to
 job, are replaced when one dies, and stop with the launcher (Ctrl-C, or a killed launcher)."""
 
+import functools
 import logging
 import os
 import re
@@ -36,10 +37,15 @@ TINY = '{"backbone": "tiny_cnn", "batch_size": 8}'  # fast runs: what matters is
 
 
 def _train_task(data, out, *extra, steps=3):
-    command = [sys.executable, "-m", "domainbed.scripts.train", "--dataset", "Debug28",
-               "--data_dir", str(data), "--steps", str(steps), "--checkpoint_freq", "2",
-               "--hparams_seed", "1", "--output_dir", str(out), "--hparams", TINY, *extra]
-    return Task(command, str(out), os.path.basename(str(out)))
+    """A training task whose call (pickled to the worker) is the command line's entry
+    point."""
+    from domainbed.scripts import train
+    argv = ["--dataset", "Debug28", "--data_dir", str(data), "--steps", str(steps),
+            "--checkpoint_freq", "2", "--hparams_seed", "1", "--output_dir", str(out),
+            "--hparams", TINY, *extra]
+    command = [sys.executable, "-m", "domainbed.scripts.train", *argv]
+    return Task(command, str(out), os.path.basename(str(out)),
+                functools.partial(train.main, argv))
 
 
 def _worker_pid(run):
@@ -142,9 +148,13 @@ _LAUNCHER_SCRIPT = """
 import sys
 from domainbed.command_launchers import REGISTRY, Task
 data, root = sys.argv[1], sys.argv[2]
-tasks = [Task([sys.executable, "-m", "domainbed.scripts.train", "--dataset", "Debug28",
-               "--data_dir", data, "--steps", "100000", "--output_dir", f"{root}/job{i}"],
-              f"{root}/job{i}") for i in range(3)]
+from domainbed.training.config import TrainConfig
+from domainbed.training.job import training_call
+tasks = []
+for i in range(3):
+    config = TrainConfig(dataset="Debug28", data_dir=data, steps=100000,
+                         output_dir=f"{root}/job{i}")
+    tasks.append(Task(["unused"], f"{root}/job{i}", call=training_call(config)))
 REGISTRY.get("local")(tasks, in_process=True, max_parallel=2, threads_per_job=1, tty=False)
 """
 

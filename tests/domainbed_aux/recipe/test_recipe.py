@@ -99,6 +99,7 @@ def test_unknown_recipe_key_is_an_error(tmp_path):
 
 def test_slurm_stages_are_chained_with_afterok(tmp_path, monkeypatch):
     from domainbed.command_launchers import get_launcher
+    from domainbed.sweep.plan import read_source
     path = _tiny_recipe(tmp_path, pretrain={"dataset": "AuxDebugA", "steps": 4})
     calls = []
 
@@ -116,9 +117,13 @@ def test_slurm_stages_are_chained_with_afterok(tmp_path, monkeypatch):
     assert calls[0][2] == [] and len(calls[0][1]) == 1
     for (name, jobs, after), previous in zip(calls[1:], ["1_0", "2_0", "3_0", "4_0", "5_0"]):
         assert after == [previous] and len(jobs) == 1
+        # a stage job receives (the plan's source, the stage), not a rebuilt command line
         command = jobs[0].command
-        assert command[-2:] == ["--stage", name.split("-", 1)[1]]
-        assert "--slurm_partition" in command and "run_stage" in command
+        assert command[1:3] == ["-m", "domainbed.scripts.stage"]
+        assert command[-1] == name.split("-", 1)[1]
+        spec, launcher_name, options = read_source(command[-2])
+        assert launcher_name == "slurm" and options["partition"] == "p1"
+        assert spec.recipe == os.path.abspath(path) and os.path.isabs(spec.output_dir)
 
     # submitted again once the pretraining is done, while one aux job waits in the queue:
     # the aux stage is an array of the job not queued, and the target stage waits for both
@@ -225,10 +230,12 @@ def test_sweep_launch_recipe_forwards_the_launcher_options(tmp_path, monkeypatch
 
 def test_sweep_launch_recipe_on_slurm_submits_stage_jobs_of_the_same_command(tmp_path,
                                                                              monkeypatch):
-    """On SLURM the core submits the stages that cannot be listed yet as stage jobs running
-    the user's command with absolute paths, ``--stage NAME`` and ``--slurm_wait``."""
+    """On SLURM the core submits the stages that cannot be listed yet as stage jobs that
+    receive the plan's source (the user's sweep spec with absolute paths, the launcher and
+    its options) and the stage's name."""
     from domainbed.command_launchers import get_launcher
     from domainbed.scripts import sweep as sweep_cli
+    from domainbed.sweep.plan import read_source
     path = _tiny_recipe(tmp_path)
     calls = []
 
@@ -245,8 +252,7 @@ def test_sweep_launch_recipe_on_slurm_submits_stage_jobs_of_the_same_command(tmp
     assert len(calls[1][1]) == 2  # phi_pt is the core network: the aux jobs are an array
     assert calls[0][3]["partition"] == "p1"
     command = calls[2][1][0].command
-    assert command[1:4] == ["-m", "domainbed.scripts.sweep", "launch"]
-    assert command[-4:] == ["--skip_confirmation", "--slurm_wait", "--stage", "pool"]
-    for flag, value in (("--recipe", path), ("--output_dir", str(tmp_path / "out")),
-                        ("--slurm_partition", "p1"), ("--command_launcher", "slurm")):
-        assert command[command.index(flag) + 1] == value
+    assert command[1:3] == ["-m", "domainbed.scripts.stage"] and command[-1] == "pool"
+    spec, launcher_name, options = read_source(command[-2])
+    assert (spec.recipe, spec.output_dir) == (path, str(tmp_path / "out"))
+    assert launcher_name == "slurm" and options["partition"] == "p1"
