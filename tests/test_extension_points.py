@@ -1,11 +1,14 @@
 """Where each kind of thing is added, one file each: a toy recycling algorithm, a toy
-dataset and a toy Table-1 row, each in its own module of ``tests/fixtures/toys``, registered from there (the toys'
+dataset, a toy Table-1 row and a toy launcher that runs multi-stage plans, each in its own module of ``tests/fixtures/toys``, registered from there (the toys'
 torch-free entry point only adds that package to the registries' search), and the
 commands list and use them (without torch where the command lists or reads records)."""
 
+import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 from domainbed.reports.synthetic import make_record, write_run
 
@@ -103,3 +106,53 @@ def test_a_table1_row_added_in_one_file_is_registered_in_order_and_scores_its_fa
                               "import row_names\nprint('Toy count of runs' in row_names())"],
                              capture_output=True, text=True, env=env, cwd=REPO, check=True)
     assert without.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_a_launcher_added_in_one_file_runs_a_multi_stage_plan(tmp_path, monkeypatch):
+    """The toy queue declares the ``dependencies`` capability: the core submits every stage
+    of a recipe to it at once, stages that cannot be listed yet as stage jobs that receive
+    (the plan's source, the stage); drained in order, the jobs run the whole recipe."""
+    from tests.fixtures.aux_datasets import HPARAMS
+    from tests.fixtures.recipe_runs import prepare_recipe_subprocesses, run_dirs
+    from tests.fixtures.toys.launcher import drain
+    code, out, heavy = run_command("domainbed.scripts.names", ["launchers"], plugins=TOYS)
+    assert code == 0 and heavy == []
+    assert [l.split()[1] for l in out.splitlines() if l.split()[:1] == ["toy_queue"]] == \
+        ["tests.fixtures.toys.launcher"]
+    phi = prepare_recipe_subprocesses(monkeypatch, tmp_path)
+    recipe = {"name": "tiny", "data_dir": str(tmp_path / "data"),
+              "output_root": str(tmp_path / "out"), "datasets": ["Debug28"],
+              "hparams": HPARAMS, "steps": {"default": 3}, "checkpoint_freq": {"default": 2},
+              "pretrained_featurizer": phi,
+              "aux": {"datasets": ["AuxDebugA", "AuxDebugB"], "algorithm": "ERM",
+                      "n_hparams": 1, "n_trials": 1},
+              "target": {"algorithms": ["Ratatouille"], "n_hparams": 2, "n_trials": 1,
+                         "test_envs": [0]},
+              "report": {"module": "domainbed_aux.no_such_report_module"}}
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    (tmp_path / "queue").mkdir()
+    monkeypatch.setenv("TOY_QUEUE_DIR", str(tmp_path / "queue"))
+    env = dict(os.environ, DOMAINBED_PLUGINS=f"tests.fixtures.aux_datasets,{TOYS}")
+    launch = subprocess.run([sys.executable, "-m", "domainbed.scripts.sweep", "launch",
+                             "--recipe", "recipe.json", "--command_launcher", "toy_queue",
+                             "--skip_confirmation"], env=env, cwd=str(tmp_path),
+                            capture_output=True, text=True, timeout=300)
+    assert launch.returncode == 0, launch.stderr
+    # the aux jobs can be listed now (phi_pt is given): submitted as they are; the other
+    # stages wait for earlier ones: one stage job each
+    assert launch.stdout.splitlines() == [
+        "stage linear_probe: toy-queue jobs toy0", "stage aux: toy-queue jobs toy1,toy2",
+        "stage pool: toy-queue jobs toy3", "stage target: toy-queue jobs toy4",
+        "stage report: toy-queue jobs toy5"]
+    ran = drain(env, str(tmp_path))
+    assert [(j["name"], j["after"], j["code"]) for j in ran] == [
+        ("recipe-linear_probe", [], 0), ("recipe-aux", ["toy0"], 0),
+        ("recipe-aux", ["toy0"], 0), ("recipe-pool", ["toy1", "toy2"], 0),
+        ("recipe-target", ["toy3"], 0), ("recipe-report", ["toy4"], 0)]
+    stage_jobs = [j for j in ran if j["name"] != "recipe-aux"]
+    assert all(j["command"][1:3] == ["-m", "domainbed.scripts.stage"] and
+               j["command"][-1] == j["name"].split("-", 1)[1] for j in stage_jobs)
+    finished = run_dirs(str(tmp_path / "out"))
+    assert len([r for r in finished if os.sep + "target" + os.sep in r]) == 2
+    assert len([r for r in finished if os.sep + "aux" + os.sep in r]) == 2
