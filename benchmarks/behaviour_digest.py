@@ -12,21 +12,27 @@ Runs, in WORKDIR (created), with the code importable from the current directory:
 
 It prints one JSON object: for each part an md5 and, for the runs, the per-run digests, so
 that two digests tell where two versions differ. An architecture change that keeps
-behaviour gives the same object. Paths of WORKDIR are replaced by ``<W>`` before hashing.
+behaviour gives the same object. Paths of WORKDIR are replaced by ``<W>`` before hashing,
+and the digest that ends a linear probe's name (it covers the phi_pt file, whose metadata
+holds paths) by ``<H>``; run both versions with the same WORKDIR.
 """
 
 import glob
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
 TIMING_KEYS = ("step_time", "mem_gb", "epoch_time")
+# a probe's name ends with a digest of its phi_pt file, whose metadata holds its run's
+# paths: replaced, as are the init file's path and key in the records
+PROBE_DIGEST = re.compile(r"(lp_[A-Za-z0-9]+_test-?[0-9]+_trial[0-9]+)_[0-9a-f]{12}")
 
 
 def _md5(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()
+    return hashlib.md5(PROBE_DIGEST.sub(r"\1_<H>", text).encode()).hexdigest()
 
 
 def _run(args, work, env=None) -> str:
@@ -54,6 +60,18 @@ def _scaled_recipe(work: str) -> str:
     return path
 
 
+def _without_file_identity(init):
+    """A record's ``init`` block without what names its files (paths, probe keys, the
+    sha256 of files whose metadata holds paths); what the run started from stays (member
+    kinds, indexes, runs, seeds)."""
+    if isinstance(init, dict):
+        return {k: _without_file_identity(v) for k, v in init.items()
+                if k not in ("path", "linear_probe_key", "linear_probe", "sha256")}
+    if isinstance(init, list):
+        return [_without_file_identity(v) for v in init]
+    return init
+
+
 def _records(run: str) -> str:
     out = []
     with open(os.path.join(run, "results.jsonl")) as f:
@@ -64,6 +82,7 @@ def _records(run: str) -> str:
             args = record.get("args", {})
             for key in ("output_dir", "data_dir", "init_from"):
                 args.pop(key, None)
+            record["init"] = _without_file_identity(record.get("init"))
             out.append(json.dumps(record, sort_keys=True))
     return _md5("\n".join(out))
 
@@ -90,7 +109,8 @@ def main() -> None:
     root = os.path.join(work, "recipe")
     runs = sorted(os.path.dirname(p) for p in glob.glob(os.path.join(root, "**", "done"),
                                                          recursive=True))
-    digest["runs"] = {os.path.relpath(r, root): _records(r) for r in runs
+    digest["runs"] = {PROBE_DIGEST.sub(r"\1_<H>", os.path.relpath(r, root)): _records(r)
+                      for r in runs
                       if os.path.isfile(os.path.join(r, "results.jsonl"))}
     with open(os.path.join(root, "report.txt")) as f:
         digest["report"] = _md5(f.read().replace(work, "<W>"))

@@ -83,8 +83,13 @@ def recipe_plan(recipe: Dict[str, Any], allowed_report_modules: Sequence[str] = 
         stages.append(Stage("pool", step=lambda: steps.build_pools(pooled),
                             count=lambda: len(pooled), unit="auxiliary pools"))
     stages.append(_training("target", targets))
-    command = steps.report_command(recipe, [s.output_dir for s in targets])
-    if command is not None:
+    target_dirs = [s.output_dir for s in targets]
+    request = steps.report_request(recipe, target_dirs)
+    command = steps.report_command(recipe, target_dirs)
+    if request is not None:  # our report, called here
+        stages.append(Stage("report", step=lambda: steps.make_report_here(request),
+                            count=lambda: 1, unit="report"))
+    elif command is not None:  # another provider's command line
         allowed = tuple(allowed_report_modules)
         stages.append(Stage("report", step=lambda: steps.run_report(command, allowed),
                             count=lambda: 1, unit=steps.report_note(command)))

@@ -1,5 +1,6 @@
 """The recipe's in-process stages: training the shared linear probes, building the pools,
-and the report command."""
+and the report (a typed call of ``domainbed_aux.report.make`` for the default provider, the
+provider's command otherwise)."""
 
 import contextlib
 import logging
@@ -105,6 +106,48 @@ def report_command(recipe: Dict[str, Any], target_dirs: Sequence[str]) -> Option
     if "args" not in spec and module == DEFAULT_REPORT_MODULE:
         args += regime_args(recipe)
     return [sys.executable, "-m", module] + args
+
+
+def report_request(recipe: Dict[str, Any], target_dirs: Sequence[str]):
+    """The report of a recipe that uses our provider with its default arguments, as a
+    typed ``ReportRequest`` (the stage calls it in this process); None for any other
+    report section (its provider's command runs)."""
+    from domainbed_aux.recipe.providers import provider_module
+    from domainbed_aux.recipe.spec import root
+    from domainbed_aux.report.make import ReportRequest
+    spec = recipe.get("report", {})
+    if spec is None or "args" in spec or provider_module(spec) != DEFAULT_REPORT_MODULE:
+        return None
+    request = ReportRequest(input_dirs=list(target_dirs),
+                            output=os.path.join(os.path.abspath(recipe["output_root"]),
+                                                "report.txt"),
+                            probe_dirs=[root(recipe, "lp", _probe_runs_dir())])
+    if recipe.get("pretrain"):
+        request.foundation_dirs = [root(recipe, "pretrain")]
+    if recipe.get("aux", True) is not None:
+        request.aux_dirs = [root(recipe, "aux")]
+    return request
+
+
+def _probe_runs_dir() -> str:
+    from domainbed_aux.init.probe import RUNS_DIR
+    return RUNS_DIR
+
+
+def make_report_here(request) -> None:
+    """Run the report in this process, with one math thread as every run (the scores of
+    averaged weights then do not depend on the number of cores)."""
+    import torch
+    from domainbed_aux.report.make import make_report
+    log.info("stage report: %s", ", ".join(request.input_dirs))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = make_report(request)
+    finally:
+        torch.set_num_threads(threads)
+    if code != 0:
+        raise RecipeError("stage report: the report failed (see its message above)")
 
 
 def regime_args(recipe: Dict[str, Any]) -> List[str]:

@@ -15,8 +15,9 @@ import logging
 import sys
 
 from domainbed.errors import DomainBedError, one_line
-from domainbed.lib.misc import show_progress
 from domainbed.reports.writers import add_format_arguments
+from domainbed_aux.report.make import (ReportRequest, checks_text, make_report,  # noqa: F401
+                                       regime_text, rule_details)
 
 log = logging.getLogger("domainbed_aux.report")
 
@@ -86,94 +87,22 @@ def _folders(value) -> list:
     return [d for d in (value or "").split(",") if d]
 
 
-def regime_text(regime, fmt: str) -> str:
-    """The regime section in the report's format (LaTeX: as comment lines)."""
-    from domainbed_aux.report.regime import render_regime
-    if fmt == "json":
-        return ""
-    text = render_regime(regime, markdown=fmt == "markdown")
-    if fmt == "latex":
-        return "".join(f"% {line}\n" if line else "%\n" for line in text.splitlines())
-    return text
-
-
-def checks_text(checks, fmt: str) -> str:
-    """The checks-before-merging section in the report's format (LaTeX: comment lines)."""
-    from domainbed_aux.report.checks import render_checks
-    text = render_checks(checks, markdown=fmt == "markdown")
-    if not text:
-        return ""
-    text = "\n" + text
-    if fmt == "latex":
-        return "".join(f"% {line}\n" if line else "%\n" for line in text.splitlines())
-    return text
-
-
-def rule_details(provider) -> dict:
-    """``{cell: {"rule", "hparams", "selection"}}`` of the rows of merge rules (JSON)."""
-    out = {}
-    for key, detail in sorted(provider.details.items()):
-        if isinstance(detail, dict) and "hparams" in detail:
-            out[key] = {"rule": detail.get("rule"), "hparams": detail["hparams"],
-                        "selection": (detail.get("details") or {}).get("selection")}
-    return out
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    from domainbed.lib.device import get_device
-    from domainbed.lib.misc import atomic_write_text
-    from domainbed.reports import render
-    from domainbed_aux.report import build_table1
-    from domainbed_aux.report.regime import (check_regime, read_curves, regime_to_dict,
-                                             warn_regime)
     try:
-        report, provider = build_table1(
-            [d for d in args.input_dir.split(",") if d], args.data_dir, args.full_domain,
-            None if args.no_cache else args.cache_dir, progress=show_progress(args.no_progress),
-            device=get_device(), weights=args.weights, rules=parse_rules(args.rules),
-            probe=args.probe, probe_dir=args.output_dir_lp)
-        checks = {}
-        if not args.no_checks:
-            from domainbed_aux.report.checks import premerge_cells
-            checks = premerge_cells(provider, args.probe, args.output_dir_lp)
-            for cell, found in checks.items():
-                if found.get("warning"):
-                    log.warning("%s: %s", cell, found["warning"])
-        stages = [_folders(args.foundation_dir), _folders(args.probe_dir),
-                  _folders(args.aux_dir)]
-        regime = check_regime(provider.runs, *(read_curves(f) for f in stages),
-                              with_stages=any(stages))
-        warn_regime(regime)
-        text = render(report, args.fmt)
-        if args.fmt == "json":
-            import json
-            data = json.loads(text)
-            data["regime"] = regime_to_dict(regime)
-            data["checks"] = checks
-            data["rules"] = rule_details(provider)
-            text = json.dumps(data, indent=2) + "\n"
-        else:
-            text += regime_text(regime, args.fmt)
-            text += checks_text(checks, args.fmt)
-        if args.output:
-            atomic_write_text(args.output, text)
-        if args.save_models:
-            from domainbed_aux.scoring.save import save_table1_models
-            saved = save_table1_models(provider, args.save_models,
-                                       [d for d in args.input_dir.split(",") if d])
-            print(f"{len(saved)} model folders written under {args.save_models}",
-                  file=sys.stderr)
+        request = ReportRequest(
+            input_dirs=_folders(args.input_dir), data_dir=args.data_dir, fmt=args.fmt,
+            full_domain=args.full_domain, weights=args.weights,
+            cache_dir=None if args.no_cache else args.cache_dir, output=args.output,
+            save_models=args.save_models, no_progress=args.no_progress,
+            foundation_dirs=_folders(args.foundation_dir), probe_dirs=_folders(args.probe_dir),
+            aux_dirs=_folders(args.aux_dir), rules=parse_rules(args.rules), probe=args.probe,
+            output_dir_lp=args.output_dir_lp, checks=not args.no_checks)
     except DomainBedError as exc:
-        message = one_line(exc, last=False)
-        print(f"report: error: {message}", file=sys.stderr)
+        print(f"report: error: {one_line(exc, last=False)}", file=sys.stderr)
         return 1
-    sys.stdout.write(text)
-    counts = provider.counts
-    print(f"({counts['computed']} evaluations computed, {counts['cached']} read from cache)",
-          file=sys.stderr)
-    return 0
+    return make_report(request)
 
 
 if __name__ == "__main__":

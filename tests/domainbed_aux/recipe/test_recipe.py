@@ -256,3 +256,29 @@ def test_sweep_launch_recipe_on_slurm_submits_stage_jobs_of_the_same_command(tmp
     spec, launcher_name, options = read_source(command[-2])
     assert (spec.recipe, spec.output_dir) == (path, str(tmp_path / "out"))
     assert launcher_name == "slurm" and options["partition"] == "p1"
+
+
+def test_the_default_report_stage_is_a_typed_call_in_this_process(tmp_path, monkeypatch):
+    """Our report provider with its default arguments is called as
+    ``make_report(ReportRequest)``: no command line is built or run; the same request
+    the command line's flags would give (targets, report.txt, the other stages' folders)."""
+    import subprocess
+    from domainbed_aux.init.probe import RUNS_DIR
+    from domainbed_aux.report import make
+    path = _tiny_recipe(tmp_path, report={}, pretrain={"dataset": "AuxDebugA", "steps": 4})
+    recipe = recipe_lib.load_recipe(path)
+    seen = []
+    monkeypatch.setattr(make, "make_report", lambda request: seen.append(request) or 0)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("a subprocess ran"))
+    plan = recipe_lib.recipe_plan(recipe)
+    plan.stage("report").step()
+    (request,) = seen
+    out = tmp_path / "out"
+    assert request.input_dirs == [s.output_dir for s in plan.stage("target").sweeps]
+    assert request.output == str(out / "report.txt")
+    assert request.probe_dirs == [str(out / "lp" / RUNS_DIR)]
+    assert request.foundation_dirs == [str(out / "pretrain")]
+    assert request.aux_dirs == [str(out / "aux")]
+    # a report section with its own arguments stays its provider's command line
+    custom = recipe_lib.load_recipe(_tiny_recipe(tmp_path, report={"args": ["--help"]}))
+    assert recipe_lib.recipe_plan(custom).stage("report").unit == "report command"
