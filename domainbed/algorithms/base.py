@@ -28,7 +28,19 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], hparams,
 
 
 class Algorithm(nn.Module):
-    """Base class: subclasses implement ``update`` and ``predict``."""
+    """Base class: subclasses implement ``update`` and ``predict``.
+
+    The training loop (``domainbed.training``) calls these hooks on every algorithm, in
+    this order; each has a default here that does nothing, so an algorithm overrides only
+    the ones it needs:
+
+    - :meth:`after_init` once at the start of a fresh run (not on resume);
+    - :meth:`stop_training` before every step;
+    - :meth:`on_evaluation` at every evaluation, its dict added to the record;
+    - :meth:`final_evaluation` once after the last step.
+
+    Checkpoints use :meth:`extra_state`, :meth:`load_extra_state` and :meth:`optimizers`.
+    """
 
     #: whether the training loop keeps ``model_best.safetensors`` (the weights at the best
     #: ID-validation evaluation); False where the model is an average over the trajectory
@@ -57,6 +69,18 @@ class Algorithm(nn.Module):
 
         ``init`` is what the run records about its initialisation (None without a file).
         """
+
+    def stop_training(self) -> bool:
+        """Asked before every step: True ends training before it (e.g. SWAD once its loss
+        valley is over). The default, False, trains to the last step."""
+        return False
+
+    def on_evaluation(self, record: dict, val_loaders) -> Optional[dict]:
+        """Called at every evaluation with its record so far (``step``, step values and
+        the scored splits) and ``val_loaders``, the training environments' ``out`` splits
+        as ``(name, loader)`` pairs, built on first use. A dict it returns is added to the
+        record (e.g. SWAD's validation loss and window); the default, None, adds nothing."""
+        return None
 
     def final_evaluation(self) -> Optional[dict]:
         """Called once after the last update. Return None (the default) when the records

@@ -18,9 +18,8 @@ log = logging.getLogger("domainbed.train")
 
 def final_record(setup: RunSetup, feeds: Feeds, end: LoopEnd) -> Optional[Dict[str, Any]]:
     """The record of the algorithm's ``final_evaluation`` hook (every split scored once
-    more), or None when it has none or the run wrote no record."""
-    hook = getattr(setup.algorithm, "final_evaluation", None)
-    final = hook() if hook is not None and end.n_records else None
+    more), or None when the hook returns None (the default) or the run wrote no record."""
+    final = setup.algorithm.final_evaluation() if end.n_records else None
     if final is None:
         return None
     last_step = end.last_step

@@ -54,9 +54,8 @@ def evaluation_record(setup: RunSetup, feeds: Feeds, step: int,
         lambda a: best.is_improvement(id_val_accuracy(a, train_envs)))
     record.update(accs)
     record["evaluation"] = "full" if complete else "selection"
-    hook = getattr(setup.algorithm, "on_evaluation", None)
-    if hook is not None:  # e.g. SWAD's selector needs the validation loss
-        record.update(hook(record, feeds.scorer.val_loaders()) or {})
+    # e.g. SWAD's selector needs the validation loss (the loaders are built on first use)
+    record.update(setup.algorithm.on_evaluation(record, feeds.scorer.val_loaders()) or {})
     record["mem_gb"] = peak_mem_gb(setup.device)
     return record
 
@@ -81,10 +80,9 @@ def run_steps(setup: RunSetup, feeds: Feeds, start: StartPoint) -> LoopEnd:
     step_vals: Dict[str, List[float]] = {}
     last_keys: Optional[List[str]] = None
     progress = run_dir.ProgressFile(setup.out_dir, n_steps)
-    stop_hook = getattr(setup.algorithm, "stop_training", None)
     last_step = start.step - 1
     for step in range(start.step, n_steps):
-        if stop_hook is not None and stop_hook():
+        if setup.algorithm.stop_training():
             break
         last_step = step
         step_start = time.time()

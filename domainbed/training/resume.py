@@ -58,9 +58,7 @@ def start_fresh(setup: RunSetup) -> StartPoint:
     if config.init_from:
         loaded = apply_init(setup.algorithm, config.init_from, config.init_part, setup.device)
         log.info("initialised %s from %s", " and ".join(loaded), config.init_from)
-    hook = getattr(setup.algorithm, "after_init", None)
-    if hook is not None:
-        hook(setup.init)
+    setup.algorithm.after_init(setup.init)
     return StartPoint()
 
 

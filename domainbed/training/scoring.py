@@ -8,8 +8,10 @@ evaluation train the same weights), and a split scored after training from a che
 weights gets the score it would have had at that step.
 """
 
+import collections.abc
 from contextlib import contextmanager
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
+                    Tuple)
 
 import torch
 
@@ -105,7 +107,29 @@ class SplitScorer:
             accs.setdefault(name + "_acc", None)
         return accs, False
 
-    def val_loaders(self) -> List[Tuple[str, Any]]:
-        """The training envs' ``out`` loaders (e.g. SWAD's validation loss)."""
-        return [(f"env{i}_out", eval_loader(self.sets[f"env{i}_out"][0], EVAL_BATCH_SIZE,
-                                            self.n_workers)) for i in self.train_envs]
+    def val_loaders(self) -> "ValLoaders":
+        """The training envs' ``out`` loaders (e.g. SWAD's validation loss), as a sequence
+        of ``(name, loader)`` pairs built on first use (the loop hands it to every
+        algorithm's ``on_evaluation``; most never read it)."""
+        return ValLoaders(lambda: [
+            (f"env{i}_out", eval_loader(self.sets[f"env{i}_out"][0], EVAL_BATCH_SIZE,
+                                        self.n_workers)) for i in self.train_envs])
+
+
+class ValLoaders(collections.abc.Sequence):
+    """A sequence of ``(name, loader)`` pairs that ``build()`` makes on first access."""
+
+    def __init__(self, build: Callable[[], List[Tuple[str, Any]]]):
+        self._build = build
+        self._pairs: Optional[List[Tuple[str, Any]]] = None
+
+    def _items(self) -> List[Tuple[str, Any]]:
+        if self._pairs is None:
+            self._pairs = self._build()
+        return self._pairs
+
+    def __getitem__(self, index):
+        return self._items()[index]
+
+    def __len__(self) -> int:
+        return len(self._items())

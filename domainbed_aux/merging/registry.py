@@ -4,12 +4,13 @@
 it under its ``name``; the first lookup imports every module of the rules package, so adding
 a rule is adding a file there (a plugin or a test may also register a rule from its own
 module). Everyone reads the names from here: ``inference --weight_selection``, ``merge
---weight_selection``, ``report --rules``, the analyses, ``scoring.soups.soup_rules()``.
+--weight_selection``, ``report --rules``, the analyses, the soups of runs
+(``scoring.soups``).
 """
 
 import importlib
 import pkgutil
-from typing import List, Type
+from typing import List, Optional, Type
 
 from domainbed.errors import DomainBedError
 from domainbed.registry import Registry
@@ -43,10 +44,15 @@ def discover() -> None:
     _discovered = True
 
 
-def rule_names() -> List[str]:
-    """Every registered rule, in listing order (``order``, then name)."""
+def rule_names(pooled: Optional[bool] = None) -> List[str]:
+    """Every registered rule, in listing order (``order``, then name), read when asked (a
+    rule registered later is included); ``pooled=False``: only the rules of one trial
+    seed's runs, ``pooled=True``: only those of every trial seed's (the dagger soup)."""
     discover()
-    return sorted(MERGE_RULES.names(), key=lambda n: (MERGE_RULES.get(n).order, n))
+    names = sorted(MERGE_RULES.names(), key=lambda n: (MERGE_RULES.get(n).order, n))
+    if pooled is None:
+        return names
+    return [n for n in names if bool(MERGE_RULES.get(n).pooled) == pooled]
 
 
 def get_rule(name: str):

@@ -12,15 +12,8 @@ ENSEMBLE = "ensemble"
 def selections() -> Tuple[str, ...]:
     """What ``--weight_selection`` accepts: every merge rule of one trial seed's runs (the
     registry's; the dagger soup is ``uniform`` with ``--trial_seed -1``) and ``ensemble``."""
-    from domainbed_aux.merging import get_rule
-    from domainbed_aux.scoring.soups import soup_rules
-    return tuple(n for n in soup_rules() if not get_rule(n).pooled) + (ENSEMBLE,)
-
-
-def __getattr__(name: str):
-    if name == "SELECTIONS":  # derived from the registry, never a second list of names
-        return selections()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from domainbed_aux.merging import rule_names
+    return tuple(rule_names(pooled=False)) + (ENSEMBLE,)
 
 
 def _recycled(run) -> bool:

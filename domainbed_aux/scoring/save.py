@@ -232,12 +232,14 @@ def save_table1_models(provider, output_dir: str, input_dirs: Sequence[str]) -> 
     hence the same weights; a merge rule's row: the rule at the hyperparameters the cell
     chose) and records the cell's scores; returns the folders."""
     from domainbed_aux.averaging import uniform_soup
-    from domainbed_aux.scoring.soups import average_runs, soup_rules
+    from domainbed_aux.merging import rule_names
+    from domainbed_aux.scoring.soups import average_runs
     # a cached cell names its runs as the report that computed it found them
     by_dir = {os.path.realpath(r.run_dir): r for r in provider.runs}
     written = []
+    rules = rule_names()
     for key, detail in sorted(provider.details.items()):
-        if not isinstance(detail, dict) or detail.get("rule") not in soup_rules():
+        if not isinstance(detail, dict) or detail.get("rule") not in rules:
             continue  # an ensemble or an ID-val row: no averaged network
         dataset, row, env, trial = key.split("/")
         runs = [by_dir[os.path.realpath(d)] for d in detail.get("candidates")

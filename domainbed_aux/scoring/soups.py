@@ -26,18 +26,6 @@ from domainbed_aux.scoring.runs import RunInfo
 
 log = logging.getLogger(__name__)
 
-def soup_rules() -> Tuple[str, ...]:
-    """Every rule a soup of runs may use: the registered merge rules
-    (``domainbed_aux.merging``), read when asked (a rule registered later is included)."""
-    from domainbed_aux.merging import rule_names
-    return tuple(rule_names())
-
-
-def __getattr__(name: str):
-    if name == "SOUP_RULES":  # derived from the registry, never a second list of names
-        return soup_rules()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 def check_runs(runs: Sequence[RunInfo], what: str, single_trial: bool) -> None:
     """Raise a one-line ``DomainBedError`` unless ``runs`` can be averaged/ensembled together."""
@@ -103,10 +91,11 @@ def average_runs(runs: Sequence[RunInfo], rule: str,
     of ``runs`` merged with ``rule`` (see ``soup``), not yet scored. Hyperparameters not in
     ``hparams``, and the members of a ``greedy`` ("paper" / "strict") merge, are chosen on
     the pooled ID-validation split, and nothing else is read: the test domain never."""
-    from domainbed_aux.merging import MergeInputs, get_rule, merge_with
-    if rule not in soup_rules():
+    from domainbed_aux.merging import MergeInputs, get_rule, merge_with, rule_names
+    known = rule_names()
+    if rule not in known:
         raise DomainBedError(f"unknown weight selection {rule!r}; known: "
-                             f"{', '.join(soup_rules())}")
+                             f"{', '.join(known)}")
     merge_rule = get_rule(rule)
     check_runs(runs, f"{rule} soup", single_trial=not merge_rule.pooled)
     evaluators = evaluators if evaluators is not None else EvaluatorCache()
@@ -142,7 +131,7 @@ def average_runs(runs: Sequence[RunInfo], rule: str,
 def soup(runs: Sequence[RunInfo], rule: str, evaluators: Optional[EvaluatorCache] = None,
          splits: Sequence[str] = ("test_in",), progress: bool = False,
          **merge: Any) -> Dict[str, Any]:
-    """Merge ``runs`` with ``rule`` (any of ``soup_rules()``) and score the result.
+    """Merge ``runs`` with ``rule`` (any registered merge rule: ``merging.rule_names()``) and score the result.
 
     Returns a JSON-ready dict: ``rule``, ``dataset``, ``test_env``, ``trial_seeds``,
     ``candidates`` (run dirs, in the order tried), ``members`` (kept run dirs, in order),

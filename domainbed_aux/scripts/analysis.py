@@ -298,8 +298,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n_repeats", type=int, default=1)
     p.add_argument("--n_total", type=int, default=None, help="aux_share: runs per soup")
-    from domainbed_aux.scoring.soups import soup_rules
-    p.add_argument("--rule", default="uniform", choices=soup_rules(),
+    from domainbed_aux.merging import rule_names
+    p.add_argument("--rule", default="uniform", choices=tuple(rule_names()),
                    help="the merge rule of each subset (default uniform; hyperparameters "
                         "chosen on the subset's ID validation)")
     return parser.parse_args(argv)

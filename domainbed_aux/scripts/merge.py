@@ -29,8 +29,8 @@ BEST_RUN = "best_run"
 
 def choices():
     """``--weight_selection``: every registered merge rule, and ``best_run``."""
-    from domainbed_aux.scoring.soups import soup_rules
-    return soup_rules() + (BEST_RUN,)
+    from domainbed_aux.merging import rule_names
+    return tuple(rule_names()) + (BEST_RUN,)
 
 log = logging.getLogger("domainbed_aux.merge")
 

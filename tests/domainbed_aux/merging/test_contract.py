@@ -42,21 +42,28 @@ def toy_rule():
 
 
 def test_a_rule_registered_from_a_test_module_is_in_every_list_of_rules(toy_rule):
-    from domainbed_aux.scoring import soups
-    from domainbed_aux.scoring.inference import SELECTIONS, selections
+    from domainbed_aux.scoring.inference import selections
     from domainbed_aux.scripts import merge as merge_cli
     from domainbed_aux.scripts import report as report_cli
     assert TOY in rule_names() and isinstance(get_rule(TOY), FirstMember)
-    assert TOY in soups.SOUP_RULES and TOY in soups.soup_rules()
-    assert TOY in selections() and TOY in SELECTIONS
+    assert TOY in rule_names(pooled=False) and TOY not in rule_names(pooled=True)
+    assert TOY in selections()
     assert TOY in merge_cli.choices() and TOY in report_cli.rule_choices()
     from domainbed_aux.merging.options import rules_help
     assert f"  {TOY}: theta = the first member" in rules_help()
 
 
 def test_after_unregistering_the_rule_is_gone():
-    from domainbed_aux.scoring import soups
-    assert TOY not in MERGE_RULES and TOY not in soups.SOUP_RULES
+    from domainbed_aux.scoring.inference import selections
+    assert TOY not in MERGE_RULES and TOY not in rule_names() and TOY not in selections()
+
+
+def test_the_lists_of_rules_are_asked_of_the_registry_not_kept_in_the_modules():
+    from domainbed_aux.scoring import inference, soups
+    assert not hasattr(soups, "SOUP_RULES") and not hasattr(soups, "soup_rules")
+    assert not hasattr(inference, "SELECTIONS")
+    assert rule_names(pooled=True) == ["dagger"]  # the uniform soup of every trial's runs
+    assert inference.selections() == tuple(rule_names(pooled=False)) + ("ensemble",)
 
 
 def test_every_rule_file_registers_a_rule_and_the_package_is_scanned():
