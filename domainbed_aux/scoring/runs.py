@@ -18,7 +18,7 @@ def algorithm_class(name: str):
         return algorithms.get_algorithm_class(name)
     except KeyError:
         pass
-    import domainbed_aux.plugin  # noqa: F401  (registers the ratatouille family's algorithms)
+    import domainbed_aux.algorithms  # noqa: F401  (registers the ratatouille family's algorithms)
     try:
         return algorithms.get_algorithm_class(name)
     except KeyError:
