@@ -4,7 +4,7 @@ the machine allows it) or inside this process, showing each running job's steps.
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 from domainbed.command_launchers import in_process as _in_process
 from domainbed.command_launchers import resources

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set
 from domainbed.command_launchers.base import Launcher, Task, as_task, register_launcher
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
-from domainbed.lib.options import option
+from domainbed.lib import options as opts
 
 log = logging.getLogger(__name__)
 
@@ -156,21 +156,21 @@ class SlurmOptions:
     """The slurm launcher's command-line options (``launch_options`` maps them to
     ``submit``'s keywords)."""
 
-    slurm_partition: Optional[str] = option(None)
-    slurm_account: Optional[str] = option(None)
-    slurm_time: int = option(24 * 60, help="time limit of each job in minutes; a job that "
-                                           "reaches it is requeued and resumes from its "
-                                           "checkpoint")
-    slurm_gpus_per_node: int = option(0)
-    slurm_cpus_per_task: Optional[int] = option(None)
-    slurm_mem_gb: Optional[float] = option(None)
-    slurm_array_parallelism: int = option(256, help="at most this many jobs of the array run "
-                                                    "at once")
-    slurm_log_dir: Optional[str] = option(None, help="where submitit writes per-job logs "
-                                                     "(default: <output_dir>/slurm_logs)")
-    slurm_dependency: Optional[str] = option(None, help="SLURM dependency of every job, e.g. "
-                                                        "afterok:123:124")
-    slurm_wait: bool = option(False, help="wait for the jobs to end and report each one")
+    slurm_partition: Optional[str] = opts.option(None)
+    slurm_account: Optional[str] = opts.option(None)
+    slurm_time: int = opts.option(
+        24 * 60, help="time limit of each job in minutes; a job that reaches it is requeued "
+                      "and resumes from its checkpoint")
+    slurm_gpus_per_node: int = opts.option(0)
+    slurm_cpus_per_task: Optional[int] = opts.option(None)
+    slurm_mem_gb: Optional[float] = opts.option(None)
+    slurm_array_parallelism: int = opts.option(
+        256, help="at most this many jobs of the array run at once")
+    slurm_log_dir: Optional[str] = opts.option(
+        None, help="where submitit writes per-job logs (default: <output_dir>/slurm_logs)")
+    slurm_dependency: Optional[str] = opts.option(
+        None, help="SLURM dependency of every job, e.g. afterok:123:124")
+    slurm_wait: bool = opts.option(False, help="wait for the jobs to end and report each one")
 
 
 @register_launcher("slurm", capabilities=("queue", "dependencies"))
