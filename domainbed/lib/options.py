@@ -21,20 +21,19 @@ from the field's annotation:
     add_dataclass_arguments(parser, Options)
     options = from_namespace(Options, parser.parse_args())
 
-Torch-free: argparse, dataclasses and typing only.
+Torch-free: dataclasses and typing only (it calls the add_argument of the parser it is given).
 """
 
-import argparse
 import dataclasses
 import typing
-from typing import (Any, Callable, Dict, Iterator, List, MutableSet, Optional, Sequence,
-                    Tuple, Type, TypeVar, Union)
+from typing import (Any, Callable, Dict, List, MutableSet, Optional, Sequence, Tuple, Type,
+                    TypeVar, Union)
 
 METADATA_KEY = "domainbed.option"  # the key of a field's ``Flag`` in its metadata
 
 T = TypeVar("T")
 _FROM_FIELD = object()  # ``cli_default`` not given: the flag defaults to the field's default
-_Target = Union[argparse.ArgumentParser, "argparse._ArgumentGroup"]
+_Target = Any  # a parser or one of its argument groups: anything with ``add_argument``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,8 +184,3 @@ def from_namespace(cls: Type[T], ns: Any) -> T:
     return cls(**{f.name: getattr(ns, f.name) for f in option_fields(cls)
                   if hasattr(ns, f.name)})
 
-
-def iter_flags(cls: type) -> Iterator[Tuple[str, Flag]]:
-    """(name, Flag) of each ``option`` field of ``cls``."""
-    for f in option_fields(cls):
-        yield f.name, flag_of(f)
