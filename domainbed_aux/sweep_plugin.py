@@ -33,9 +33,11 @@ import argparse
 import json
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Optional, Tuple
 
 from domainbed.algorithms.registry import init_kind as declared_init
+from domainbed.lib.options import option
 from domainbed.sweep import hooks
 from domainbed.sweep.validate import register_sweep_rule
 from domainbed.validation import Rule
@@ -85,35 +87,40 @@ register_sweep_rule("lp_steps_total", Rule("int", minimum=1, nullable=True, hide
 register_sweep_rule("fusing_range", Rule("number", fix="r >= 0 switches to fusing; -1: off"))
 
 
-def _has_option(parser: argparse.ArgumentParser, option: str) -> bool:
-    return option in parser._option_string_actions
+@hooks.register_sweep_options("ratatouille")
+@dataclass
+class RatatouilleOptions:
+    """The sweep options of the ratatouille family (see the module docstring)."""
 
+    GROUP: ClassVar[str] = "model ratatouille (domainbed_aux)"
 
-@hooks.register_sweep_arguments("ratatouille")
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model ratatouille (domainbed_aux)")
-    group.add_argument("--aux_dir", default=None, action=_StoreAndDefault,
-                       help="auxiliary sweeps (AUX/<Dataset>_notest/<run>/) or a pool "
-                            "folder/pool.json; 'none' = no pool")
-    group.add_argument("--output_dir_lp", default=None, action=_StoreAndDefault,
-                       help="where the shared linear probes are trained (once) and reused")
-    group.add_argument("--fusing_range", type=float, default=-1.0, action=_StoreAndDefault,
-                       help="r >= 0 switches to fusing: lambda = softmax(r u)")
-    group.add_argument("--pretrained_featurizer", default=None, metavar="FILE",
-                       help="explicit pretrained featurizer phi_pt (default: the core's "
-                            "network for the dataset)")
-    group.add_argument("--aux_pool_kind", choices=POOL_KINDS, default="standard",
-                       help="robust: build the pool from moving-average (MA) auxiliary runs")
-    group.add_argument("--lp_steps_total", type=int, default=None,
-                       help="training steps of the linear probe (default: --steps, else the "
-                            "dataset's N_STEPS)")
-    group.add_argument("--lp_checkpoint_freq", type=int, default=None,
-                       help="evaluation frequency of the linear probe (default: "
-                            "--checkpoint_freq, else the dataset's CHECKPOINT_FREQ)")
-    if not _has_option(parser, "--hparams_space"):
-        group.add_argument("--hparams_space", default=None,
-                           help="hparams distributions of every job: upstream or mild (the "
-                                "paper's Table 3); default: the training default")
+    aux_dir: Optional[str] = option(
+        None, action=_StoreAndDefault,
+        help="auxiliary sweeps (AUX/<Dataset>_notest/<run>/) or a pool folder/pool.json; "
+             "'none' = no pool")
+    output_dir_lp: Optional[str] = option(
+        None, action=_StoreAndDefault,
+        help="where the shared linear probes are trained (once) and reused")
+    fusing_range: float = option(-1.0, action=_StoreAndDefault,
+                                 help="r >= 0 switches to fusing: lambda = softmax(r u)")
+    pretrained_featurizer: Optional[str] = option(
+        None, metavar="FILE",
+        help="explicit pretrained featurizer phi_pt (default: the core's network for the "
+             "dataset)")
+    aux_pool_kind: str = option(
+        "standard", choices=POOL_KINDS,
+        help="robust: build the pool from moving-average (MA) auxiliary runs")
+    lp_steps_total: Optional[int] = option(
+        None, help="training steps of the linear probe (default: --steps, else the dataset's "
+                   "N_STEPS)")
+    lp_checkpoint_freq: Optional[int] = option(
+        None, help="evaluation frequency of the linear probe (default: --checkpoint_freq, else "
+                   "the dataset's CHECKPOINT_FREQ)")
+    # shared: when the core or another extension declares --hparams_space, that flag is read
+    hparams_space: Optional[str] = option(
+        None, shared=True,
+        help="hparams distributions of every job: upstream or mild (the paper's Table 3); "
+             "default: the training default")
 
 
 # ------------------------------------------------------------------------ planning

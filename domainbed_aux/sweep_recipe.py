@@ -7,23 +7,27 @@ chained with afterok); ``--output_dir`` and ``--data_dir`` override the recipe's
 ``output_root`` and ``data_dir``; ``--only`` / ``--stage`` select stages.
 """
 
-import argparse
 import os
-from typing import Optional
+from dataclasses import dataclass
+from typing import List, Optional
 
+from domainbed.lib.options import option
 from domainbed.sweep import hooks
 
 
-@hooks.register_sweep_arguments("recipe")
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--recipe", default=None, metavar="FILE",
-                        help="run a multi-stage recipe (e.g. sweeps/embedded.json) instead of "
-                             "a single sweep; only with launch")
-    parser.add_argument("--allow_report_module", action="append", default=None,
-                        metavar="MODULE",
-                        help="let the recipe's report stage run MODULE (python -m MODULE "
-                             "ARGS) although it is not a registered report provider; a "
-                             "recipe file alone runs no code it names")
+@hooks.register_sweep_options("recipe")
+@dataclass
+class RecipeOptions:
+    """``sweep``'s options of a multi-stage recipe (in the main section of ``--help``)."""
+
+    recipe: Optional[str] = option(
+        None, metavar="FILE",
+        help="run a multi-stage recipe (e.g. sweeps/embedded.json) instead of a single sweep; "
+             "only with launch")
+    allow_report_module: Optional[List[str]] = option(
+        None, action="append", metavar="MODULE",
+        help="let the recipe's report stage run MODULE (python -m MODULE ARGS) although it is "
+             "not a registered report provider; a recipe file alone runs no code it names")
 
 
 def _make_data_dir_for_generated_data(recipe: dict) -> None:

@@ -41,3 +41,20 @@ def test_the_scan_sees_the_packages_and_would_see_a_private_name():
 def test_seed_hash_is_defined_once():
     where = [path for path, text in _sources() if re.search(r"^def seed_hash\(", text, re.M)]
     assert [p.replace(os.sep, "/") for p in where] == ["domainbed/lib/seeds.py"]
+
+
+# argparse's private attributes: parsers are generated from typed options
+# (domainbed.lib.options), whose names and defaults are read from the dataclasses instead
+PRIVATE_ARGPARSE = [r"\._actions\b", r"\._option_string_actions\b"]
+
+
+def test_the_packages_use_no_private_argparse_api():
+    found = [f"{path}:{text[:m.start()].count(chr(10)) + 1}: {m.group(0)}"
+             for path, text in _sources() for pattern in PRIVATE_ARGPARSE
+             for m in re.finditer(pattern, text)]
+    assert found == []
+
+
+def test_the_argparse_scan_would_see_a_private_name():
+    planted = "a = parser._actions\nb = parser._option_string_actions['--x']\nc = x._actions_\n"
+    assert sum(len(re.findall(p, planted)) for p in PRIVATE_ARGPARSE) == 2

@@ -1,10 +1,10 @@
 """The ``local`` launcher: jobs run on this machine as subprocesses (several at a time when
 the machine allows it) or inside this process, showing each running job's steps."""
 
-import argparse
 import logging
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence
 
 from domainbed.command_launchers import in_process as _in_process
 from domainbed.command_launchers import resources
@@ -16,8 +16,29 @@ from domainbed.command_launchers.process import (StepProgress, describe_exit,
                                                  thread_overrides)
 from domainbed.command_launchers.workers import run_in_workers
 from domainbed.errors import DomainBedError
+from domainbed.lib.options import option
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class LocalOptions:
+    """The local launcher's command-line options (``launch``'s keywords of the same names;
+    None: not given)."""
+
+    max_parallel: Optional[int] = option(
+        None, metavar="N",
+        help="jobs run at once (default: one per visible GPU; on a CPU-only machine 1 up to 4 "
+             "cores, else one per 4 cores)")
+    threads_per_job: Optional[int] = option(
+        None, metavar="T",
+        help="math threads of each job (default: the cores split between the jobs that run at "
+             "once; an OMP_NUM_THREADS you set wins)")
+    in_process: Optional[bool] = option(
+        None, negative=("--no_in_process", "run every job as a subprocess"),
+        help="run our training jobs in-process, isolating what each run changes globally: one "
+             "at a time in the launcher's process, or on --max_parallel worker processes "
+             "(torch is imported once per process, not once per job)")
 
 
 @register_launcher("local")
@@ -27,26 +48,7 @@ class LocalLauncher(Launcher):
     in this process when one at a time, else on as many worker processes); a failing job
     is reported and the others still run."""
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        group = parser.add_argument_group("local launcher")
-        group.add_argument("--max_parallel", type=int, default=None, metavar="N",
-                           help="jobs run at once (default: one per visible GPU; on a "
-                                "CPU-only machine 1 up to 4 cores, else one per 4 cores)")
-        group.add_argument("--threads_per_job", type=int, default=None, metavar="T",
-                           help="math threads of each job (default: the cores split between "
-                                "the jobs that run at once; an OMP_NUM_THREADS you set wins)")
-        group.add_argument("--in_process", dest="in_process", action="store_const",
-                           const=True, default=None,
-                           help="run our training jobs in-process, isolating what each run "
-                                "changes globally: one at a time in the launcher's process, "
-                                "or on --max_parallel worker processes (torch is imported "
-                                "once per process, not once per job)")
-        group.add_argument("--no_in_process", dest="in_process", action="store_const",
-                           const=False, help="run every job as a subprocess")
-
-    def options_from_args(self, args: argparse.Namespace) -> Dict[str, Any]:
-        keys = ("max_parallel", "threads_per_job", "in_process")
-        return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    options_class = LocalOptions
 
     def launch(self, jobs: Sequence[Any], max_parallel: Optional[int] = None,
                threads_per_job: Optional[int] = None, in_process: bool = False,

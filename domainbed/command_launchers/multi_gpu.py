@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 from domainbed.command_launchers.base import Launcher, as_task, register_launcher
@@ -12,6 +13,7 @@ from domainbed.command_launchers.parallel import Slot, run_tasks
 # visible_gpus lives with the other machine facts; this module's name for it is kept
 from domainbed.command_launchers.resources import visible_gpus
 from domainbed.errors import DomainBedError
+from domainbed.lib.options import option
 
 log = logging.getLogger(__name__)
 
@@ -24,30 +26,37 @@ def gpu_slots(gpus: Sequence[str], jobs_per_gpu: int = 1,
             for _ in range(jobs_per_gpu) for gpu in gpus]
 
 
+@dataclass
+class MultiGPUOptions:
+    """The multi_gpu launcher's command-line options (``--threads_per_job`` is the local
+    launcher's, read by this one too)."""
+
+    gpus: Optional[str] = option(None, help="comma-separated GPU ids to use (default: "
+                                            "CUDA_VISIBLE_DEVICES, else every GPU)")
+    jobs_per_gpu: Optional[int] = option(
+        None, metavar="K",
+        help="runs packed on each GPU at once (default 1); small models leave a GPU mostly "
+             "idle, several runs fill it")
+
+
 @register_launcher("multi_gpu")
 class MultiGPULauncher(Launcher):
     """``jobs_per_gpu`` workers per visible GPU; each job sees only its GPU through
     CUDA_VISIBLE_DEVICES, and the CPU cores are split between the jobs that run at once."""
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        group = parser.add_argument_group("multi_gpu launcher")
-        group.add_argument("--gpus", default=None,
-                           help="comma-separated GPU ids to use (default: CUDA_VISIBLE_DEVICES, "
-                                "else every GPU)")
-        group.add_argument("--jobs_per_gpu", type=int, default=None, metavar="K",
-                           help="runs packed on each GPU at once (default 1); small models "
-                                "leave a GPU mostly idle, several runs fill it")
+    options_class = MultiGPUOptions
 
-    def options_from_args(self, args: argparse.Namespace) -> Dict[str, Any]:
-        options: Dict[str, Any] = {}
-        gpus = getattr(args, "gpus", None)
-        if gpus:
-            options["gpus"] = [g.strip() for g in gpus.split(",") if g.strip()]
-        if getattr(args, "jobs_per_gpu", None) is not None:
-            options["jobs_per_gpu"] = args.jobs_per_gpu
+    def launch_options(self, options: "MultiGPUOptions",
+                       args: argparse.Namespace) -> Dict[str, Any]:
+        """``gpus`` as a list of ids; ``threads_per_job`` is the local launcher's option."""
+        result: Dict[str, Any] = {}
+        if options.gpus:
+            result["gpus"] = [g.strip() for g in options.gpus.split(",") if g.strip()]
+        if options.jobs_per_gpu is not None:
+            result["jobs_per_gpu"] = options.jobs_per_gpu
         if getattr(args, "threads_per_job", None) is not None:
-            options["threads_per_job"] = args.threads_per_job
-        return options
+            result["threads_per_job"] = args.threads_per_job
+        return result
 
     def launch(self, jobs: Sequence[Any], gpus: Optional[Sequence[str]] = None,
                jobs_per_gpu: int = 1, threads_per_job: Optional[int] = None,

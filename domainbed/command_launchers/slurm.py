@@ -17,11 +17,13 @@ import shutil
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set
 
 from domainbed.command_launchers.base import Launcher, Task, as_task, register_launcher
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
+from domainbed.lib import options as opts
 
 log = logging.getLogger(__name__)
 
@@ -149,41 +151,46 @@ def explain_sbatch_error(text: str) -> str:
     return f"SLURM refused the jobs: {message} -> check the --slurm_* options"
 
 
+@dataclass
+class SlurmOptions:
+    """The slurm launcher's command-line options (``launch_options`` maps them to
+    ``submit``'s keywords)."""
+
+    slurm_partition: Optional[str] = opts.option(None)
+    slurm_account: Optional[str] = opts.option(None)
+    slurm_time: int = opts.option(
+        24 * 60, help="time limit of each job in minutes; a job that reaches it is requeued "
+                      "and resumes from its checkpoint")
+    slurm_gpus_per_node: int = opts.option(0)
+    slurm_cpus_per_task: Optional[int] = opts.option(None)
+    slurm_mem_gb: Optional[float] = opts.option(None)
+    slurm_array_parallelism: int = opts.option(
+        256, help="at most this many jobs of the array run at once")
+    slurm_log_dir: Optional[str] = opts.option(
+        None, help="where submitit writes per-job logs (default: <output_dir>/slurm_logs)")
+    slurm_dependency: Optional[str] = opts.option(
+        None, help="SLURM dependency of every job, e.g. afterok:123:124")
+    slurm_wait: bool = opts.option(False, help="wait for the jobs to end and report each one")
+
+
 @register_launcher("slurm", capabilities=("queue", "dependencies"))
 class SlurmLauncher(Launcher):
     """Submits all jobs as one SLURM job array through submitit."""
 
     queue_name = "SLURM"
+    options_class = SlurmOptions
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        group = parser.add_argument_group("slurm launcher")
-        group.add_argument("--slurm_partition", default=None)
-        group.add_argument("--slurm_account", default=None)
-        group.add_argument("--slurm_time", type=int, default=24 * 60,
-                           help="time limit of each job in minutes; a job that reaches it is "
-                                "requeued and resumes from its checkpoint")
-        group.add_argument("--slurm_gpus_per_node", type=int, default=0)
-        group.add_argument("--slurm_cpus_per_task", type=int, default=None)
-        group.add_argument("--slurm_mem_gb", type=float, default=None)
-        group.add_argument("--slurm_array_parallelism", type=int, default=256,
-                           help="at most this many jobs of the array run at once")
-        group.add_argument("--slurm_log_dir", default=None,
-                           help="where submitit writes per-job logs (default: "
-                                "<output_dir>/slurm_logs)")
-        group.add_argument("--slurm_dependency", default=None,
-                           help="SLURM dependency of every job, e.g. afterok:123:124")
-        group.add_argument("--slurm_wait", action="store_true",
-                           help="wait for the jobs to end and report each one")
-
-    def options_from_args(self, args: argparse.Namespace) -> Dict[str, Any]:
-        log_dir = args.slurm_log_dir
+    def launch_options(self, options: "SlurmOptions",
+                       args: argparse.Namespace) -> Dict[str, Any]:
+        """``submit``'s keywords; the logs go to ``<output_dir>/slurm_logs`` by default."""
+        log_dir = options.slurm_log_dir
         if log_dir is None and getattr(args, "output_dir", None):
             log_dir = os.path.join(os.path.abspath(args.output_dir), "slurm_logs")
-        return {"partition": args.slurm_partition, "account": args.slurm_account,
-                "time_min": args.slurm_time, "gpus_per_node": args.slurm_gpus_per_node,
-                "cpus_per_task": args.slurm_cpus_per_task, "mem_gb": args.slurm_mem_gb,
-                "array_parallelism": args.slurm_array_parallelism, "log_dir": log_dir,
-                "dependency": args.slurm_dependency, "wait": args.slurm_wait}
+        return {"partition": options.slurm_partition, "account": options.slurm_account,
+                "time_min": options.slurm_time, "gpus_per_node": options.slurm_gpus_per_node,
+                "cpus_per_task": options.slurm_cpus_per_task, "mem_gb": options.slurm_mem_gb,
+                "array_parallelism": options.slurm_array_parallelism, "log_dir": log_dir,
+                "dependency": options.slurm_dependency, "wait": options.slurm_wait}
 
     def submit(self, jobs: Sequence[Any], log_dir: Optional[str] = None,
                partition: Optional[str] = None, account: Optional[str] = None,

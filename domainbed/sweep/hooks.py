@@ -1,6 +1,10 @@
 """Extension points of the sweep: extensions (e.g. ``domainbed_aux``) register here.
 
-- ``SWEEP_ARGUMENTS``: ``fn(parser)`` adds command-line options to ``sweep``.
+- ``SWEEP_ARGUMENTS``: a dataclass whose fields, declared with
+  ``domainbed.lib.options.option``, are options of ``sweep`` (``--<field>``, with their help):
+  the parser's flags are generated from them and their defaults are known without a parser
+  (``options.extension_defaults``). An optional class attribute ``GROUP`` titles their
+  section of ``--help``. Register it with ``@register_sweep_options("name")``.
 - ``JOB_TRANSFORMERS``: ``fn(train_args: dict, spec: SweepSpec) -> dict`` edits each job's
   training arguments before the job is hashed (e.g. adds ``init_from``); every key of the
   returned dict becomes a ``--key value`` flag of the training command.
@@ -16,12 +20,13 @@ found by ``domainbed.plugins.load_plugins``.
 
 from domainbed.registry import Registry
 
-SWEEP_ARGUMENTS: Registry = Registry("sweep argument extender")
+SWEEP_ARGUMENTS: Registry = Registry("sweep options")
 JOB_TRANSFORMERS: Registry = Registry("job transformer")
 BEFORE_LAUNCH: Registry = Registry("before-launch hook")
 PLAN_READERS: Registry = Registry("plan reader")
 
-register_sweep_arguments = SWEEP_ARGUMENTS.register
+register_sweep_options = SWEEP_ARGUMENTS.register
+register_sweep_arguments = register_sweep_options  # the former name
 register_job_transformer = JOB_TRANSFORMERS.register
 register_before_launch = BEFORE_LAUNCH.register
 register_plan_reader = PLAN_READERS.register

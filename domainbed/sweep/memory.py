@@ -69,21 +69,29 @@ def read_spec(output_dir: str) -> Optional[Dict[str, Any]]:
     return data["spec"]
 
 
+class _Unset(list):
+    """What a ``_Given`` namespace answers for an option not parsed yet: not None (an action
+    that fills in another option's default when that one is None leaves it alone) and a list
+    (an ``append`` action can add to it)."""
+
+
+class _Given(argparse.Namespace):
+    """A namespace that has every attribute, so that argparse fills in no default: once the
+    command line is parsed into it, it holds exactly the options written there."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # argparse's own bookkeeping, Python's special names
+            raise AttributeError(name)
+        return _Unset()
+
+
 def typed_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Set[str]:
     """The destinations of the options written on the command line (``--flag``,
-    ``--flag=value`` and unambiguous abbreviations)."""
-    strings = parser._option_string_actions
-    typed = set()
-    for token in argv:
-        if not token.startswith("--"):
-            continue
-        flag = token.split("=", 1)[0]
-        action = strings.get(flag)
-        if action is None:
-            matches = {strings[s] for s in strings if s.startswith(flag)}
-            action = matches.pop() if len(matches) == 1 else None
-        if action is not None:
-            typed.add(action.dest)
+    ``--flag=value`` and unambiguous abbreviations, as the parser reads them) of a command
+    line the parser accepted."""
+    given = _Given()
+    parser.parse_args(list(argv), namespace=given)
+    typed = set(vars(given))
     if "dataset" in typed:
         typed.add("datasets")
     return typed

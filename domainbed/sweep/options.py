@@ -1,74 +1,71 @@
 """The ``sweep`` command line: its options and the job list they describe.
 
 Upstream DomainBed's flags are kept; the paper's code words ``--dataset D`` and
-``--test_env k`` are accepted too. Launchers and extensions add their own options.
+``--test_env k`` are accepted too. The flags of the sweep's options are generated from the
+fields of ``SweepSpec``; launchers and extensions add their own options, which extensions
+declare as dataclasses (``hooks.SWEEP_ARGUMENTS``).
 """
 
 import argparse
 import difflib
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Union
 
 from domainbed.errors import DomainBedError
+from domainbed.lib.options import add_dataclass_arguments, option_defaults
 from domainbed.sweep import hooks
 from domainbed.sweep.jobs import Job, make_args_list, make_jobs
-from domainbed.sweep.spec import TASKS, SweepSpec, spec_fields
+from domainbed.sweep.spec import SweepSpec, spec_fields
 
 # options of the command line that describe neither the jobs nor an extension's planning
 _NOT_SPEC = ("command", "skip_confirmation", "command_launcher", "stage", "only")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``python -m domainbed.scripts.sweep`` with every registered extension."""
+def _load_extensions():
+    """The launcher registry, once the sweep's plugins (options and hooks) are loaded; models
+    load when a job needs them."""
     from domainbed.command_launchers import REGISTRY
     from domainbed.plugins import SWEEP_PLUGINS, load_plugins
-    load_plugins(SWEEP_PLUGINS)  # sweep options and hooks; models load when a job needs them
+    load_plugins(SWEEP_PLUGINS)
+    return REGISTRY
+
+
+def extension_options() -> List[type]:
+    """The options dataclasses the extensions registered (``hooks.SWEEP_ARGUMENTS``), in
+    registration order."""
+    _load_extensions()
+    return [hooks.SWEEP_ARGUMENTS.get(name) for name in hooks.SWEEP_ARGUMENTS.names()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m domainbed.scripts.sweep`` with every registered extension:
+    the spec's fields, the command's own flags, then the launchers' and the extensions'
+    options."""
+    registry = _load_extensions()
     parser = argparse.ArgumentParser(
         prog="python -m domainbed.scripts.sweep",
         description="Run a sweep of training jobs: each (trial seed, dataset, algorithm, test "
                     "envs, hparams seed) is one run directory in --output_dir.")
     parser.add_argument("command", choices=["launch", "delete_incomplete", "status"])
-    parser.add_argument("--datasets", nargs="+", default=None,
-                        help="default: every registered dataset")
+    declared: Set[str] = set()
+    add_dataclass_arguments(parser, SweepSpec, declared)
     parser.add_argument("--dataset", default=None, help="one dataset (same as --datasets D)")
-    parser.add_argument("--algorithms", nargs="+", default=None,
-                        help="default: every registered algorithm")
-    parser.add_argument("--task", choices=TASKS, default="domain_generalization")
-    parser.add_argument("--n_hparams_from", type=int, default=0)
-    parser.add_argument("--n_hparams", type=int, default=20)
-    parser.add_argument("--output_dir", default=None,
-                        help="the sweep folder (required; with --recipe, default: the "
-                             "recipe's output_root)")
-    parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n_trials", type=int, default=3)
     parser.add_argument("--command_launcher", default="local",
-                        help=f"one of: {', '.join(REGISTRY.names())}")
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--checkpoint_freq", type=int, default=None)
-    parser.add_argument("--hparams", default=None, help="JSON object of hparam overrides")
-    parser.add_argument("--holdout_fraction", type=float, default=0.2)
-    parser.add_argument("--single_test_envs", action="store_true")
-    parser.add_argument("--test_env", type=int, default=None,
-                        help="only this test env (-1: no test env, every domain trains)")
-    parser.add_argument("--skip_model_save", action="store_true")
-    parser.add_argument("--train_extra", default=None,
-                        help='JSON object of extra training flags for every job, e.g. '
-                             '\'{"save_model_every_checkpoint": true}\'')
+                        help=f"one of: {', '.join(registry.names())}")
     parser.add_argument("--skip_confirmation", action="store_true")
     parser.add_argument("--stage", default=None, metavar="NAME",
                         help="with a multi-stage plan (e.g. --recipe): run this stage only, "
                              "here (what a SLURM stage job runs)")
     parser.add_argument("--only", nargs="+", default=None, metavar="STAGE",
                         help="with a multi-stage plan run locally: run only these stages")
-    parser.add_argument("--upstream_job_ids", action="store_true",
-                        help="upstream DomainBed's job arguments and ids (paths hashed in), to "
-                             "continue a sweep that upstream's sweep script started")
-    for name in REGISTRY.names():
-        REGISTRY.get(name).add_arguments(parser)
-    for name in hooks.SWEEP_ARGUMENTS.names():
-        hooks.SWEEP_ARGUMENTS.get(name)(parser)
+    declared.update(_NOT_SPEC + ("dataset",))
+    for name in registry.names():
+        registry.get(name).add_arguments(parser)
+    for options_class in extension_options():
+        title = getattr(options_class, "GROUP", None)
+        add_dataclass_arguments(parser.add_argument_group(title) if title else parser,
+                                options_class, declared)
     return parser
 
 
@@ -114,12 +111,20 @@ def parse_train_extra(text: Union[None, str, Dict[str, Any]]) -> Dict[str, Any]:
     return value
 
 
-def extension_defaults(parser: argparse.ArgumentParser) -> Dict[str, Any]:
-    """The defaults of the options the parser has beyond the spec's fields (extensions',
-    launchers')."""
+def extension_defaults() -> Dict[str, Any]:
+    """The defaults of the options beyond the spec's fields (launchers', extensions'), read
+    from their options dataclasses: no parser is built."""
+    registry = _load_extensions()
     known = set(spec_fields()) | {"dataset"} | set(_NOT_SPEC)
-    return {a.dest: a.default for a in parser._actions
-            if a.dest not in known and a.dest != "help" and a.default is not argparse.SUPPRESS}
+    defaults: Dict[str, Any] = {}
+    for name in registry.names():
+        launcher_defaults = getattr(registry.get(name), "option_defaults", None)
+        for key, value in (launcher_defaults() if launcher_defaults else {}).items():
+            defaults.setdefault(key, value)
+    for options_class in extension_options():
+        for key, value in option_defaults(options_class).items():
+            defaults.setdefault(key, value)
+    return {k: v for k, v in defaults.items() if k not in known}
 
 
 def from_namespace(ns: argparse.Namespace, mode: str = "launch") -> SweepSpec:
@@ -139,7 +144,7 @@ def from_namespace(ns: argparse.Namespace, mode: str = "launch") -> SweepSpec:
 def make_spec(output_dir: str, **values: Any) -> SweepSpec:
     """A spec from typed values, extensions' options filled with their defaults; an unknown
     name is an error naming the closest option."""
-    defaults = extension_defaults(build_parser())
+    defaults = extension_defaults()
     fields = set(spec_fields()) | {"mode"}
     unknown = [k for k in values if k not in fields and k not in defaults]
     if unknown:

@@ -18,32 +18,43 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from domainbed.errors import DomainBedError
+from domainbed.lib.options import option, option_fields
 
 MODES = ("launch", "list", "ids")
 TASKS = ("domain_generalization", "domain_adaptation")
 
 @dataclass
 class SweepSpec:
-    """The jobs of one sweep folder (upstream's flags, same defaults)."""
+    """The jobs of one sweep folder (upstream's flags, same defaults). Each field declared
+    with ``option`` is the flag ``--<name>`` of ``sweep`` (``options.build_parser``)."""
 
-    output_dir: str
-    datasets: Optional[List[str]] = None  # None: every registered dataset
-    algorithms: Optional[List[str]] = None  # None: every registered algorithm
-    task: str = "domain_generalization"
-    n_hparams_from: int = 0
-    n_hparams: int = 20
-    data_dir: Optional[str] = None
-    seed: int = 0
-    n_trials: int = 3
-    steps: Optional[int] = None
-    checkpoint_freq: Optional[int] = None
-    hparams: Optional[str] = None  # JSON text, as given (upstream hashes the text)
-    holdout_fraction: float = 0.2
-    single_test_envs: bool = False
-    test_env: Optional[int] = None  # only this test env; -1: none, every domain trains
-    skip_model_save: bool = False
-    train_extra: Dict[str, Any] = field(default_factory=dict)  # flags added to every job
-    upstream_job_ids: bool = False
+    output_dir: str = option(help="the sweep folder (required; with --recipe, default: the "
+                                  "recipe's output_root)")
+    datasets: Optional[List[str]] = option(None, help="default: every registered dataset")
+    algorithms: Optional[List[str]] = option(None, help="default: every registered algorithm")
+    task: str = option("domain_generalization", choices=TASKS)
+    n_hparams_from: int = option(0)
+    n_hparams: int = option(20)
+    data_dir: Optional[str] = option(None)
+    seed: int = option(0)
+    n_trials: int = option(3)
+    steps: Optional[int] = option(None)
+    checkpoint_freq: Optional[int] = option(None)
+    # JSON text, as given (upstream hashes the text)
+    hparams: Optional[str] = option(None, help="JSON object of hparam overrides")
+    holdout_fraction: float = option(0.2)
+    single_test_envs: bool = option(False)
+    test_env: Optional[int] = option(None, help="only this test env (-1: no test env, every "
+                                                "domain trains)")
+    skip_model_save: bool = option(False)
+    # flags added to every job; on the command line a JSON text (``options.parse_train_extra``)
+    train_extra: Dict[str, Any] = option(
+        default_factory=dict, type=str, cli_default=None,
+        help='JSON object of extra training flags for every job, e.g. '
+             '\'{"save_model_every_checkpoint": true}\'')
+    upstream_job_ids: bool = option(
+        False, help="upstream DomainBed's job arguments and ids (paths hashed in), to continue "
+                    "a sweep that upstream's sweep script started")
     mode: str = "launch"
     options: Dict[str, Any] = field(default_factory=dict)  # extensions' options
 
@@ -73,7 +84,9 @@ class SweepSpec:
 
 
 def spec_fields() -> List[str]:
-    return [f.name for f in dataclasses.fields(SweepSpec) if f.name not in ("mode", "options")]
+    """The fields that are options of the command line (every field but mode and options)."""
+    return [f.name for f in option_fields(SweepSpec)]
+
 
 
 def spec_to_dict(spec: SweepSpec) -> Dict[str, Any]:
