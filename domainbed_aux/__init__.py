@@ -2,7 +2,8 @@
 
 The core loads two entry points of this package (setup.py): ``domainbed_aux.plugin``
 (``domainbed.plugins``) registers its algorithms (InterTraining, Ratatouille, Fusing,
-LinearProbe, LPFT) and its sweep options; ``domainbed_aux.sweep_hooks``
+LinearProbe, LPFT) and its sweep options; ``domainbed_aux.hooks``
 (``domainbed.sweep_plugins``) only the sweep options and hooks, without importing torch, for
-commands that list jobs or read records. Importing the package itself registers nothing.
+commands that list jobs or read records. The planning they call is ``planning`` (which job
+starts from what) and ``recipe`` (the recipe's stages). Importing the package itself registers nothing.
 """

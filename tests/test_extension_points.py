@@ -36,12 +36,12 @@ def test_a_recycling_algorithm_added_in_one_file_is_listed_planned_and_reported(
     code, out, heavy = run_command("domainbed.scripts.sweep", argv, plugins=TOYS)
     assert code == 0 and heavy == [], out
     assert out.splitlines()[0].startswith("8 jobs: 0 done")
-    out = _python("from domainbed_aux import sweep_plugin\n"
+    out = _python("from domainbed_aux import planning\n"
                   "from domainbed_aux.report.registry import families\n"
                   "from domainbed.sweep.options import make_spec\n"
                   "spec = make_spec('out', aux_dir='aux')\n"
-                  "print(sweep_plugin.init_kind({'algorithm': 'ToyRecycler', "
-                  "'test_envs': [0]}, spec))\n"
+                  "print(planning.init_kind({'algorithm': 'ToyRecycler', "
+                  "'test_envs': [0]}, planning.InitOptions.of(spec)))\n"
                   "print(families()['inter'])\n")
     assert out.splitlines() == ["pool", "['InterTraining', 'Ratatouille', 'ToyRecycler']"]
     # its records are tabulated in the registry's order, torch-free

@@ -24,13 +24,14 @@ DEFAULT_REPORT_ARGS = ["--input_dir", "{target_dirs}", "--output", "{output_root
 
 def probe_specs(sweeps: Sequence[SweepSpec]) -> List[Tuple[Any, str]]:
     """The distinct linear probes the sweeps' jobs start from: (spec, probe folder)."""
-    from domainbed_aux import sweep_plugin
+    from domainbed_aux.planning import init_kind, lp_root, planner_of
     specs: Dict[Tuple[str, str], Tuple[Any, str]] = {}
     for sweep in sweeps:
+        planner = planner_of(sweep)
         for train_args in train_args_list(sweep):
-            if sweep_plugin.needs_init(train_args, sweep):
-                spec = sweep_plugin.probe_spec(train_args, sweep)
-                folder = sweep_plugin.lp_root(sweep)
+            if init_kind(train_args, planner.options) is not None:
+                spec = planner.probe_spec(train_args)
+                folder = lp_root(planner.options)
                 specs[(folder, spec.key())] = (spec, folder)
     return list(specs.values())
 
@@ -38,12 +39,12 @@ def probe_specs(sweeps: Sequence[SweepSpec]) -> List[Tuple[Any, str]]:
 def count_probes(sweeps: Sequence[SweepSpec]) -> int:
     """How many probes the sweeps need: one per (folder, dataset, test envs, trial seed);
     torch-free (the probe specs themselves hash phi_pt)."""
-    from domainbed_aux import sweep_plugin
+    from domainbed_aux.planning import InitOptions, init_kind, lp_root
     keys = set()
     for sweep in sweeps:
-        keys.update((sweep_plugin.lp_root(sweep), a["dataset"], tuple(a["test_envs"]),
-                     a["trial_seed"]) for a in train_args_list(sweep)
-                    if sweep_plugin.needs_init(a, sweep))
+        options = InitOptions.of(sweep)
+        keys.update((lp_root(options), a["dataset"], tuple(a["test_envs"]), a["trial_seed"])
+                    for a in train_args_list(sweep) if init_kind(a, options) is not None)
     return len(keys)
 
 
@@ -75,17 +76,17 @@ def train_probes(sweeps: Sequence[SweepSpec]) -> None:
 
 def pool_sweeps(sweeps: Sequence[SweepSpec]) -> List[SweepSpec]:
     """The target sweeps that recycle a pool."""
-    from domainbed_aux import sweep_plugin
-    return [s for s in sweeps if sweep_plugin.uses_pool(s)]
+    from domainbed_aux.planning import InitOptions, uses_pool
+    return [s for s in sweeps if uses_pool(InitOptions.of(s))]
 
 
 def build_pools(sweeps: Sequence[SweepSpec]) -> None:
     """Build (or check) the pool of every target sweep from the finished auxiliary runs."""
-    from domainbed_aux import sweep_plugin
+    from domainbed_aux.planning import planner_of
     wanted = pool_sweeps(sweeps)
     for i, sweep in enumerate(wanted):
         for dataset in sweep.datasets:
-            pool = sweep_plugin.ensure_pool(sweep, dataset)
+            pool = planner_of(sweep).ensure_pool(dataset)
             log.info("stage pool: [%d/%d] %s: %d members in %s", i + 1, len(wanted), dataset,
                      len(pool.members), pool.root)
 

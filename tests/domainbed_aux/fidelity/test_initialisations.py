@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from domainbed_aux import recipe as recipe_lib
-from domainbed_aux import sweep_plugin
+from domainbed_aux import planning
 from domainbed_aux.init.probe import probe_path
 from domainbed_aux.pool.members import AuxPool, PoolMember
 from tests.fixtures.paths import SWEEPS
@@ -88,7 +88,7 @@ def test_paper_recipe_listing_gives_no_erm_job_an_auxiliary_init(monkeypatch):
     """Every target job of the paper recipe, listed as the dummy launcher lists them, with a
     pool present: ERM starts from the probe, never from a pool member."""
     from domainbed.sweep.options import list_jobs
-    monkeypatch.setattr(sweep_plugin, "get_pool", lambda args, dataset, verify=False,
+    monkeypatch.setattr(planning.InitPlanner, "pool", lambda self, dataset, verify=False,
                         build=False: _fake_pool())
     recipe = recipe_lib.load_recipe(PAPER, output_root="OUT")
     kinds = {}
@@ -96,13 +96,14 @@ def test_paper_recipe_listing_gives_no_erm_job_an_auxiliary_init(monkeypatch):
         args = spec.replace(mode="list")  # as the dummy launcher lists them
         jobs = list_jobs(args)
         assert len(jobs) == 180
-        requests = sweep_plugin._cache(args)["requests"]
+        requests = planning.planner_of(args).requests
         for job in jobs:
             spec, request, _ = requests[job.train_args["init_from"]]
             member = "probe" if request is None else request.member["kind"]
             kinds.setdefault(job.train_args["algorithm"], set()).add(member)
             if job.train_args["algorithm"] == "ERM":
-                assert job.train_args["init_from"] == probe_path(spec, sweep_plugin.lp_root(args))
+                assert job.train_args["init_from"] == probe_path(
+                    spec, planning.lp_root(planning.planner_of(args).options))
     assert kinds == {"ERM": {"probe"}, "Ratatouille": {"pretrained", "aux"},
                      "Fusing": {"fused"}}
 
@@ -116,5 +117,6 @@ def test_init_kind_of_non_recycling_algorithms_ignores_the_flags(algorithm, flag
     for name, value in zip(flags[::2], flags[1::2]):
         setattr(args, name[2:], float(value) if name == "--fusing_range" else value)
     train_args = {"algorithm": algorithm, "test_envs": [0], "hparams_seed": 1}
-    assert sweep_plugin.init_kind(train_args, args) == "probe"
-    assert sweep_plugin.init_kind(dict(train_args, algorithm="Ratatouille"), args) == "pool"
+    options = planning.InitOptions.of(args)
+    assert planning.init_kind(train_args, options) == "probe"
+    assert planning.init_kind(dict(train_args, algorithm="Ratatouille"), options) == "pool"

@@ -12,7 +12,8 @@ import torch
 
 from domainbed.lib.weights import load_file, read_metadata
 from domainbed.sweep.options import build_parser, jobs_from_args
-from domainbed_aux import sweep_plugin
+from domainbed_aux import hooks as aux_hooks
+from domainbed_aux.planning import planner_of
 from tests.fixtures.aux_datasets import (HPARAMS, make_aux, make_phi_pt, run_job_in_process,
                                          sweep_args, train_aux_run)
 
@@ -54,10 +55,10 @@ def test_ratatouille_jobs_start_from_pool_members(tmp_path):
     assert [j.train_args["algorithm"] for j in jobs] == ["Ratatouille"] * 3
     assert all(j.train_args["hparams_space"] == "mild" for j in jobs)
     assert all(j.train_args["init_from"].startswith(str(tmp_path / "lp")) for j in jobs)
-    pool = sweep_plugin.get_pool(args, "Debug28")
+    pool = planner_of(args).pool("Debug28")
     assert pool.datasets == ["AuxDebugA", "AuxDebugB"]  # the Debug28 run is excluded
 
-    written = sweep_plugin.prepare_inits(jobs, args)
+    written = aux_hooks.prepare_inits(jobs, args)
     assert sorted(set(written)) == sorted({j.train_args["init_from"] for j in jobs})
     inits = [read_metadata(j.train_args["init_from"])["init"] for j in jobs]
     # hparams_seed s -> slot s mod 3: pretrained, AuxDebugA, AuxDebugB
@@ -84,7 +85,7 @@ def test_ratatouille_jobs_start_from_pool_members(tmp_path):
     jobs2 = jobs_from_args(again)
     assert [j.train_args["init_from"] for j in jobs2] == [j.train_args["init_from"] for j in jobs]
     assert [j.job_id for j in jobs2] == [j.job_id for j in jobs]
-    sweep_plugin.prepare_inits(jobs2, again)
+    aux_hooks.prepare_inits(jobs2, again)
     assert len(os.listdir(tmp_path / "lp" / "runs")) == 1
 
 
@@ -94,7 +95,7 @@ def test_fusing_records_lambdas(tmp_path):
     args = recycling_args(tmp_path, aux, phi_pt, "--fusing_range", "4")
     jobs = jobs_from_args(args)
     assert {j.train_args["algorithm"] for j in jobs} == {"Fusing"}
-    sweep_plugin.prepare_inits(jobs, args)
+    aux_hooks.prepare_inits(jobs, args)
     init = read_metadata(jobs[0].train_args["init_from"])["init"]
     assert init["member"]["kind"] == "fused" and init["fusing_range"] == 4.0
     assert len(init["lambdas"]) == 3 and abs(sum(init["lambdas"]) - 1) < 1e-6
@@ -114,7 +115,7 @@ def test_erm_with_lp_starts_from_member_zero(tmp_path):
     jobs = jobs_from_args(args)
     assert {j.train_args["algorithm"] for j in jobs} == {"ERM"}
     assert len({j.train_args["init_from"] for j in jobs}) == 1  # one trial: one init file
-    sweep_plugin.prepare_inits(jobs, args)
+    aux_hooks.prepare_inits(jobs, args)
     init = read_metadata(jobs[0].train_args["init_from"])["init"]
     assert init["member"]["kind"] == "pretrained" and init["lambdas"] is None
     state, _ = load_file(jobs[0].train_args["init_from"])
@@ -135,7 +136,7 @@ def test_lpft_starts_from_the_linear_probe_without_any_recipe_flag(tmp_path):
     assert all(j.train_args["init_part"] == "featurizer" for j in erm)
     lp_root = str(tmp_path / "sweep" / "linear_probe")
     assert all(j.train_args["init_from"].startswith(lp_root) for j in lpft)
-    sweep_plugin.prepare_inits(lpft, args)
+    aux_hooks.prepare_inits(lpft, args)
     state, _ = load_file(lpft[0].train_args["init_from"])
     assert any(k.startswith("classifier.") for k in state)
     records = run_job_in_process(lpft[0])
@@ -165,7 +166,7 @@ def test_aux_jobs_start_from_the_pretrained_featurizer(tmp_path):
     assert len({j.train_args["init_from"] for j in jobs}) == 1
     assert all(j.train_args["init_part"] == "featurizer" for j in jobs)
     assert not os.path.exists(jobs[0].train_args["init_from"])  # listing writes nothing
-    assert sweep_plugin.prepare_inits(jobs, args) == [jobs[0].train_args["init_from"]]
+    assert aux_hooks.prepare_inits(jobs, args) == [jobs[0].train_args["init_from"]]
     stored, _ = load_file(jobs[0].train_args["init_from"])
     original, _ = load_file(phi)
     assert set(stored) == {"featurizer." + k for k in original}
@@ -180,10 +181,10 @@ def test_robust_pool_uses_moving_average_runs(tmp_path):
     args = recycling_args(tmp_path, aux, phi_pt, "--aux_pool_kind", "robust",
                           "--algorithms", "InterTraining")
     jobs = jobs_from_args(args)
-    pool = sweep_plugin.get_pool(args, "Debug28")
+    pool = planner_of(args).pool("Debug28")
     assert pool.datasets == ["AuxDebugB"] and len(pool.aux_members) == 1
     assert pool.aux_members[0].run_dir.endswith("ma")
-    sweep_plugin.prepare_inits(jobs, args)
+    aux_hooks.prepare_inits(jobs, args)
     assert all(read_metadata(j.train_args["init_from"])["init"]["robust"] for j in jobs)
 
 
