@@ -101,3 +101,20 @@ def test_the_rules_would_see_a_violation():
     assert not _names_the_command("is this a model saved by domainbed.scripts.train?")
     compares = [n for n in ast.walk(planted) if isinstance(n, ast.Compare)]
     assert len(compares) == 2
+
+
+def test_the_launcher_backends_import_only_the_core():
+    backends = ("local", "multi_gpu", "slurm", "dummy")
+    found = []
+    for path, tree in _modules():
+        if not path.startswith("domainbed/command_launchers/"):
+            continue
+        own = path.rsplit("/", 1)[-1][:-3]
+        for name in _imported(tree):
+            parts = name.split(".")
+            if parts[:2] != ["domainbed", "command_launchers"] or len(parts) < 3:
+                continue
+            inside_core = path.startswith("domainbed/command_launchers/core/")
+            if parts[2] in backends and (inside_core or own in backends) and parts[2] != own:
+                found.append((path, name))  # a backend or the core importing a backend
+    assert found == []

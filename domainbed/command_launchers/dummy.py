@@ -4,7 +4,7 @@ import shlex
 import sys
 from typing import Any, List, Optional, Sequence, TextIO
 
-from domainbed.command_launchers.base import Launcher, as_task, register_launcher
+from domainbed.command_launchers.core.base import Launcher, as_task, register_launcher
 
 
 @register_launcher("dummy", capabilities=("lists_only",))

@@ -6,15 +6,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence
 
-from domainbed.command_launchers import in_process as _in_process
-from domainbed.command_launchers import resources
-from domainbed.command_launchers.base import Launcher, Task, as_task, register_launcher
-from domainbed.command_launchers.failures import record_failures
-from domainbed.command_launchers.parallel import parallel_slots, run_tasks
-from domainbed.command_launchers.process import (StepProgress, describe_exit,
+from domainbed.command_launchers.core import in_process as _in_process
+from domainbed.command_launchers.core import resources
+from domainbed.command_launchers.core.base import Launcher, Task, as_task, register_launcher
+from domainbed.command_launchers.core.failures import record_failures
+from domainbed.command_launchers.core.parallel import parallel_slots, run_tasks
+from domainbed.command_launchers.core.process import (StepProgress, describe_exit,
                                                  in_process_threads, polling, run_task,
                                                  thread_overrides)
-from domainbed.command_launchers.workers import run_in_workers
+from domainbed.command_launchers.core.workers import run_in_workers
 from domainbed.errors import DomainBedError
 from domainbed.lib.options import option
 

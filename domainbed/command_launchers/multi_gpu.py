@@ -6,12 +6,12 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
-from domainbed.command_launchers.base import Launcher, as_task, register_launcher
-from domainbed.command_launchers.failures import record_failures
-from domainbed.command_launchers.process import thread_overrides
-from domainbed.command_launchers.parallel import Slot, run_tasks
+from domainbed.command_launchers.core.base import Launcher, as_task, register_launcher
+from domainbed.command_launchers.core.failures import record_failures
+from domainbed.command_launchers.core.process import thread_overrides
+from domainbed.command_launchers.core.parallel import Slot, run_tasks
 # visible_gpus lives with the other machine facts; this module's name for it is kept
-from domainbed.command_launchers.resources import visible_gpus
+from domainbed.command_launchers.core.resources import visible_gpus
 from domainbed.errors import DomainBedError
 from domainbed.lib.options import option
 

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set
 
-from domainbed.command_launchers.base import Launcher, Task, as_task, register_launcher
+from domainbed.command_launchers.core.base import Launcher, Task, as_task, register_launcher
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir
 from domainbed.lib import options as opts

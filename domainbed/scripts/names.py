@@ -19,7 +19,7 @@ def listed_registries() -> Dict[str, object]:
     """The listed registries, the core's and those extensions list from their torch-free
     entry points."""
     import domainbed.algorithms.registry  # noqa: F401  (each registry lists itself)
-    import domainbed.command_launchers.base  # noqa: F401
+    import domainbed.command_launchers.core.base  # noqa: F401
     import domainbed.datasets.registry  # noqa: F401
     from domainbed.plugins import SWEEP_PLUGINS, load_plugins
     from domainbed.registry import LISTED

@@ -277,7 +277,7 @@ def submit(plan: Plan, launcher, options: Dict[str, Any], source: str
     stage waits for those too); any other stage is one small job (``stage_job_command``
     with the plan's ``source`` file), which lists and submits its jobs when it starts, then
     waits for them."""
-    from domainbed.command_launchers.base import Task
+    from domainbed.command_launchers.core.base import Task
     options = {k: v for k, v in options.items() if k != "wait"}
     ids: Dict[str, List[str]] = {}
     previous: List[str] = []

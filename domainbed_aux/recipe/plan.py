@@ -32,7 +32,7 @@ def local_launcher_options() -> Dict[str, Any]:
     has cores. One thread per run makes every run's numbers independent of the machine's
     core count (a convolution's sums are split between threads, and the split changes the
     last bits), so the report is the same on 1, 2 or 64 cores of one CPU architecture."""
-    from domainbed.command_launchers.resources import cpu_count
+    from domainbed.command_launchers.core.resources import cpu_count
     return {"in_process": True, "threads_per_job": 1, "max_parallel": cpu_count()}
 
 

@@ -186,7 +186,7 @@ def run_report(command: Sequence[str], allowed_modules: Sequence[str] = ()) -> N
         log.warning("stage report: running %s, which is not a registered report provider "
                     "(allowed by --allow_report_module): %s", module, " ".join(command))
     log.info("stage report: %s", " ".join(command))
-    from domainbed.command_launchers.resources import thread_env
+    from domainbed.command_launchers.core.resources import thread_env
     # one math thread, as every run: the scores of averaged weights do not depend on cores
     env = dict(os.environ, **thread_env(1))
     if subprocess.run(list(command), env=env).returncode != 0:

@@ -77,7 +77,7 @@ for step in range(1, 5):
 
 
 def test_local_shows_the_steps_of_the_running_job(tmp_path, caplog, monkeypatch):
-    from domainbed.command_launchers import process
+    from domainbed.command_launchers.core import process
     monkeypatch.setattr(process, "POLL_SECONDS", 0.05)
     monkeypatch.setattr(process, "LOG_EVERY_SECONDS", 0.0)
     monkeypatch.setenv("PYTHONPATH", os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -92,7 +92,7 @@ def test_local_shows_the_steps_of_the_running_job(tmp_path, caplog, monkeypatch)
 
 
 def test_step_progress_draws_a_bar_on_a_terminal(tmp_path, capsys):
-    from domainbed.command_launchers.process import StepProgress
+    from domainbed.command_launchers.core.process import StepProgress
     run = tmp_path / "run"
     task = Task(["true"], str(run), "job")
     progress = StepProgress(task, "[2/5]", tty=True)

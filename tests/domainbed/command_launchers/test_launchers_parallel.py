@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from domainbed.command_launchers import LAUNCHER_LOG, REGISTRY, Task, in_process, resources
-from domainbed.command_launchers.process import thread_overrides
+from domainbed.command_launchers import LAUNCHER_LOG, REGISTRY, Task
+from domainbed.command_launchers.core import in_process, resources
+from domainbed.command_launchers.core.process import thread_overrides
 from domainbed.command_launchers.multi_gpu import gpu_slots
 from domainbed.errors import DomainBedError
 from domainbed.lib import run_dir

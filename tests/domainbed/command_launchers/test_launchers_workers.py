@@ -15,9 +15,10 @@ import time
 import pytest
 import torch
 
-from domainbed.command_launchers import LAUNCHER_LOG, REGISTRY, Task, resources
-from domainbed.command_launchers.parallel import Slot
-from domainbed.command_launchers.workers import run_in_workers
+from domainbed.command_launchers import LAUNCHER_LOG, REGISTRY, Task
+from domainbed.command_launchers.core import resources
+from domainbed.command_launchers.core.parallel import Slot
+from domainbed.command_launchers.core.workers import run_in_workers
 from domainbed.lib import run_dir
 from tests.fixtures.paths import REPO
 from tests.fixtures.recipe_runs import comparable_records as _records

@@ -210,7 +210,7 @@ def test_sweep_launch_recipe_forwards_the_launcher_options(tmp_path, monkeypatch
     """``sweep launch --recipe``: the plan's launcher defaults (in-process, one thread per
     run, a run per core) apply when the user gives no launcher option; options typed on the
     command line replace those defaults one by one."""
-    from domainbed.command_launchers.resources import cpu_count
+    from domainbed.command_launchers.core.resources import cpu_count
     from domainbed.scripts import sweep as sweep_cli
     from domainbed.sweep import plan as plans
     path = _tiny_recipe(tmp_path)

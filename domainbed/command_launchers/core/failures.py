@@ -10,7 +10,7 @@ import json
 import os
 from typing import Optional, Sequence
 
-from domainbed.command_launchers.base import LAUNCHER_LOG, Task
+from domainbed.command_launchers.core.base import LAUNCHER_LOG, Task
 from domainbed.lib import run_dir
 
 HEADER = "=== "  # launcher.log: the line each attempt starts with

@@ -14,8 +14,8 @@ import time
 from datetime import datetime
 from typing import IO, Callable, Dict, Optional, Tuple
 
-from domainbed.command_launchers import resources
-from domainbed.command_launchers.base import LAUNCHER_LOG, Task
+from domainbed.command_launchers.core import resources
+from domainbed.command_launchers.core.base import LAUNCHER_LOG, Task
 from domainbed.lib import run_dir
 
 log = logging.getLogger(__name__)

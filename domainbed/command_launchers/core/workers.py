@@ -23,8 +23,8 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from domainbed.command_launchers.base import Task
-from domainbed.command_launchers.parallel import Slot, _Run, run_tasks
+from domainbed.command_launchers.core.base import Task
+from domainbed.command_launchers.core.parallel import Slot, _Run, run_tasks
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def _worker_main(conn: Any, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent(parent_pid)
     import torch  # noqa: F401  imported once, before the first job
-    from domainbed.command_launchers import in_process
+    from domainbed.command_launchers.core import in_process
     how = f"in-process (worker pid {os.getpid()})"
     while True:
         try:
@@ -72,7 +72,7 @@ class Worker:
     """One worker process, started with the slot's environment (before it imports torch:
     thread pools and CUDA read it then), and the launcher's end of its pipe.
 
-    The worker is ``python -m domainbed.command_launchers.workers FD PID``, not a
+    The worker is ``python -m domainbed.command_launchers.core.workers FD PID``, not a
     ``multiprocessing`` child: that would import the launcher's main module again, which a
     script that calls the launcher without a ``__main__`` guard cannot survive."""
 
@@ -193,6 +193,6 @@ def run_in_workers(tasks: Sequence[Task], slots: Sequence[Slot], n_threads: Opti
         return run_tasks(tasks, slots, tty=tty, starter=pool.start)
 
 
-if __name__ == "__main__":  # a worker: python -m domainbed.command_launchers.workers FD PID
+if __name__ == "__main__":  # a worker: python -m domainbed.command_launchers.core.workers FD PID
     from multiprocessing.connection import Connection
     _worker_main(Connection(int(sys.argv[1])), int(sys.argv[2]))

@@ -25,8 +25,8 @@ import traceback
 import warnings
 from typing import Dict, Iterator, Optional
 
-from domainbed.command_launchers.base import Task
-from domainbed.command_launchers.process import open_launcher_log
+from domainbed.command_launchers.core.base import Task
+from domainbed.command_launchers.core.process import open_launcher_log
 from domainbed.lib import run_dir
 
 log = logging.getLogger(__name__)

@@ -11,10 +11,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
-from domainbed.command_launchers import process as _process
-from domainbed.command_launchers import resources
-from domainbed.command_launchers.base import Task
-from domainbed.command_launchers.process import (StepProgress, describe_exit, start_task,
+from domainbed.command_launchers.core import process as _process
+from domainbed.command_launchers.core import resources
+from domainbed.command_launchers.core.base import Task
+from domainbed.command_launchers.core.process import (StepProgress, describe_exit, start_task,
                                                  thread_overrides)
 from domainbed.lib import run_dir
 
