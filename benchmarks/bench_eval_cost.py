@@ -6,7 +6,7 @@
 Defaults: a PACS-sized run (4 environments of 2048, 2344, 1670 and 3929 images, 20% of each
 held out as its ``out`` split, 5,001 steps, an evaluation every 100 steps and at the last
 step). Which splits an evaluation scores comes from the training loop's own
-``domainbed.training.evaluation_plan.splits_to_score(step, n_steps, test_envs, n_envs,
+``domainbed.training.evaluation.splits_to_score(step, n_steps, test_envs, n_envs,
 full_evaluation, needs)``; nothing is trained. Two cases:
 
 - default: the test envs' ``in`` splits at every evaluation (leave-one-domain-out selection
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--holdout_fraction", type=float, default=0.2)
     parser.add_argument("--test_envs", type=int, nargs="+", default=[0])
     args = parser.parse_args()
-    from domainbed.training.evaluation_plan import splits_to_score
+    from domainbed.training.evaluation import splits_to_score
 
     n_evals = len(evaluation_steps(args.n_steps, args.checkpoint_freq))
     print(f"{len(args.env_sizes)} environments of {args.env_sizes} images, holdout "

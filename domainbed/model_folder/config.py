@@ -1,7 +1,7 @@
 """``config.json`` of a model folder: what rebuilds the network and its input pipeline
 without any run directory, and what its labels and splits mean.
 
-Built from the metadata a training run saves with its weights (``training.records``:
+Built from the metadata a training run saves with its weights (``training.setup.model_metadata``:
 args, hparams, input shape, class and environment names, input spec, provenance)::
 
     {"format": "domainbed-model", "format_version": 1,

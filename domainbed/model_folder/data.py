@@ -1,6 +1,6 @@
 """A split of a registered dataset's environment, exactly as the model's training split it.
 
-``in`` and ``out`` are the core's splits (``training.splits.make_splits``) with the trial
+``in`` and ``out`` are the core's splits (``training.setup.make_splits``) with the trial
 seed, holdout fractions and test environments that ``config.json`` records, so ``in`` of
 the test environment is the split every Table 1 row reports; ``all`` is the whole
 environment. Every split is read through the dataset's evaluation view (no augmentation).
@@ -64,7 +64,7 @@ def dataset_split(config: Mapping[str, Any], data_dir: Optional[str], env: str,
                   dataset_name: Optional[str] = None) -> Tuple[Any, str]:
     """``(split dataset, description)`` of environment ``env`` (index or name) of the
     model's dataset (or ``dataset_name``)."""
-    from domainbed.training.splits import make_splits
+    from domainbed.training.setup import make_splits
     if split not in SPLITS:
         raise DomainBedError(f"unknown --split {split!r}; known: {', '.join(SPLITS)}")
     name = dataset_name or config["dataset"]

@@ -15,7 +15,7 @@ import torch
 
 from domainbed.errors import DomainBedError
 from domainbed.lib.weights import extract_state_dict, load_file
-from domainbed.training.init_from import load_init_state
+from domainbed.training.start import load_init_state
 from domainbed_aux.parts import PART_PREFIXES
 
 StateDict = Dict[str, torch.Tensor]

@@ -66,7 +66,7 @@ class RunEvaluator:
     def __init__(self, run: RunInfo, data_dir: Optional[str] = None, device=None,
                  data: Optional[Tuple[Any, Any]] = None):
         from domainbed import datasets
-        from domainbed.training.splits import make_splits
+        from domainbed.training.setup import make_splits
         self.run = run
         self.identity = split_identity(run, data_dir)
         self.device = torch.device(device) if device is not None else torch.device("cpu")

@@ -145,7 +145,7 @@ class RunInfo:
         return [i for i in range(self.n_envs) if i not in self.test_envs]
 
     def _id_val_of(self, record: dict) -> Optional[float]:
-        from domainbed.training.evaluation_plan import id_val_accuracy
+        from domainbed.training.evaluation import id_val_accuracy
         return id_val_accuracy(record, self.train_envs)
 
     @property

@@ -1,7 +1,7 @@
 """benchmarks/bench_eval_cost.py counts the images of each evaluation the plan lists.
 
 The plan here is a stub with the signature of
-``domainbed.training.evaluation_plan.splits_to_score``; the counts are checked by hand.
+``domainbed.training.evaluation.splits_to_score``; the counts are checked by hand.
 """
 
 import importlib.util

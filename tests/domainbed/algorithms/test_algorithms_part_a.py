@@ -23,7 +23,7 @@ from domainbed import algorithms, datasets, hparams_registry
 from domainbed.algorithms.adversarial import sup_con_loss_lambda
 from domainbed.algorithms.gradient_matching import per_sample_head_gradients
 from domainbed.algorithms.trm import neumann_inverse_hvp
-from domainbed.training.checkpoint import load_checkpoint, save_checkpoint
+from domainbed.training.start import load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from domainbed import algorithms, datasets, hparams_registry
 from domainbed.lib.lars import LARS
 from domainbed.lib.misc import seed_hash
-from domainbed.training.checkpoint import (load_checkpoint, rng_states, save_checkpoint,
-                                           set_rng_states)
+from domainbed.training.start import (load_checkpoint, rng_states, save_checkpoint,
+                                      set_rng_states)
 
 DATASETS = ["Debug28", pytest.param("Debug224", marks=pytest.mark.slow)]
 

@@ -91,7 +91,7 @@ def test_the_cli_lists_and_counts_unreadable_files(model_dir, image_sweep, tmp_p
 def test_the_cli_scores_a_dataset_split_as_the_training_split_it(model_dir, image_sweep,
                                                                  capsys):
     from domainbed.lib import misc
-    from domainbed.training.splits import make_splits
+    from domainbed.training.setup import make_splits
     dataset = datasets.get_dataset_class("ImageFolder")(image_sweep.data, [0],
                                                         dict(FOLDER_HPARAMS))
     splits = make_splits(dataset, [0], 0, 0.2, 0.0, False)

@@ -7,7 +7,7 @@ import pytest
 
 from domainbed.lib import run_dir
 from domainbed.scripts import train as train_script
-from domainbed.training.divergence import nonfinite
+from domainbed.training.loop import nonfinite
 
 # lr 1e30 turns the tiny CNN's loss into NaN at the second step
 EXPLODING = json.dumps({"batch_size": 8, "backbone": "tiny_cnn", "lr": 1e30})

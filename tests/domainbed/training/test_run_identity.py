@@ -6,7 +6,8 @@ import os
 
 from domainbed.lib import run_dir
 from domainbed.scripts import train as train_script
-from domainbed.training.identity import differences, identity_of
+from domainbed.training.run import differences
+from domainbed.training.setup import identity_of
 
 FAST = json.dumps({"batch_size": 8, "backbone": "tiny_cnn"})
 

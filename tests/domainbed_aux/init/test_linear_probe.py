@@ -32,7 +32,7 @@ def _records(run_dir):
 def _out_features(spec, featurizer_state):
     """Eval-mode features and labels of the training envs' out splits of ``spec``'s run."""
     from domainbed import datasets, hparams_registry, networks
-    from domainbed.training.splits import make_splits
+    from domainbed.training.setup import make_splits
     hparams = hparams_registry.default_hparams("LinearProbe", spec.dataset, spec.hparams_space)
     hparams.update(spec.hparams)
     dataset = datasets.get_dataset_class(spec.dataset)("", spec.test_envs, hparams)

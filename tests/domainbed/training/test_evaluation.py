@@ -8,10 +8,10 @@ from domainbed import algorithms
 from domainbed.lib.query import Q
 from domainbed.model_selection import SELECTION_METHODS
 from domainbed.scripts import train as train_script
-from domainbed.training.evaluation_plan import (EVERY, IMPROVING, SELECTED, id_val_accuracy,
-                                                images_forwarded, splits_to_score,
-                                                policy_of_test_in)
-from domainbed.training.selected import SCORED_AFTER_TRAINING
+from domainbed.training.evaluation import (EVERY, IMPROVING, SELECTED, id_val_accuracy,
+                                           images_forwarded, splits_to_score,
+                                           policy_of_test_in)
+from domainbed.training.run import SCORED_AFTER_TRAINING
 from tests.fixtures.recipe_runs import read_records
 
 
