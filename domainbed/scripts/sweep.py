@@ -15,9 +15,10 @@ from typing import Optional, Sequence
 from domainbed.errors import DomainBedError
 from domainbed.scripts.cli import (exit_on_interrupt, os_error_line, print_errors,
                                    typed_launcher_options)
-from domainbed.sweep import actions, memory, plan
+from domainbed.scripts.sweep_args import build_parser, from_namespace, remembered
+from domainbed.sweep import actions, plan
 from domainbed.sweep.jobs import all_test_env_combinations
-from domainbed.sweep.options import build_parser, from_namespace, list_jobs
+from domainbed.sweep.options import list_jobs
 from domainbed.sweep.upstream import Job, ask_for_confirmation, make_args_list
 from domainbed.sweep.validate import launcher_problems, sweep_problems
 from domainbed.validation import error_lines, raise_if_any
@@ -33,16 +34,16 @@ def main(argv: Optional[Sequence[str]] = None,
     try:
         if args.command in ("status", "delete_incomplete"):
             # the options left out come from the sweep folder's sweep.json, if any
-            for line in memory.remembered(parser, args, argv)[1]:
+            for line in remembered(parser, args, argv)[1]:
                 print(f"sweep {args.command}: note: {line}", file=sys.stderr)
         # status and delete_incomplete need the job ids only: extensions plan nothing
         mode = "ids" if args.command in ("status", "delete_incomplete") else "launch"
         spec = from_namespace(args, mode=mode)
         multi_stage = plan.read_plan(spec)  # a recipe is validated as it is read
         if multi_stage is not None:
-            raise_if_any(launcher_problems(args))
+            raise_if_any(launcher_problems(vars(args)))
             return _run_plan(parser, args, spec, multi_stage)
-        raise_if_any(sweep_problems(spec, args))
+        raise_if_any(sweep_problems(spec, vars(args)))
         if args.stage or args.only:
             raise DomainBedError("--stage and --only select stages of a multi-stage plan "
                                  "(e.g. --recipe FILE)")

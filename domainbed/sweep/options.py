@@ -1,28 +1,27 @@
-"""The ``sweep`` command line: its options and the job list they describe.
+"""A sweep's options and the job list they describe, from typed values.
 
-Upstream DomainBed's flags are kept; the paper's code words ``--dataset D`` and
-``--test_env k`` are accepted too. The flags of the sweep's options are generated from the
-fields of ``SweepSpec``; launchers and extensions add their own options, which extensions
-declare as dataclasses (``hooks.SWEEP_ARGUMENTS``).
+The options are the fields of ``SweepSpec`` and the options dataclasses of launchers and
+extensions (``hooks.SWEEP_ARGUMENTS``), whose defaults are read without any parser;
+``make_spec`` builds a spec from typed values, ``list_jobs`` its jobs. The ``sweep`` command
+line (its parser, generated from these declarations) is ``domainbed.scripts.sweep_args``.
 """
 
-import argparse
 import difflib
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Set, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from domainbed.errors import DomainBedError
-from domainbed.lib.options import add_dataclass_arguments, option_defaults
+from domainbed.lib.options import option_defaults
 from domainbed.sweep import hooks
 from domainbed.sweep.jobs import Job, make_args_list, make_jobs
 from domainbed.sweep.spec import SweepSpec, spec_fields
 
 # options of the command line that describe neither the jobs nor an extension's planning
-_NOT_SPEC = ("command", "skip_confirmation", "command_launcher", "stage", "only")
+NOT_SPEC = ("command", "skip_confirmation", "command_launcher", "stage", "only")
 
 
-def _load_extensions():
+def load_extensions():
     """The launcher registry, once the sweep's plugins (options and hooks) are loaded; models
     load when a job needs them."""
     from domainbed.command_launchers import REGISTRY
@@ -34,52 +33,8 @@ def _load_extensions():
 def extension_options() -> List[type]:
     """The options dataclasses the extensions registered (``hooks.SWEEP_ARGUMENTS``), in
     registration order."""
-    _load_extensions()
+    load_extensions()
     return [hooks.SWEEP_ARGUMENTS.get(name) for name in hooks.SWEEP_ARGUMENTS.names()]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``python -m domainbed.scripts.sweep`` with every registered extension:
-    the spec's fields, the command's own flags, then the launchers' and the extensions'
-    options."""
-    registry = _load_extensions()
-    parser = argparse.ArgumentParser(
-        prog="python -m domainbed.scripts.sweep",
-        description="Run a sweep of training jobs: each (trial seed, dataset, algorithm, test "
-                    "envs, hparams seed) is one run directory in --output_dir.")
-    parser.add_argument("command", choices=["launch", "delete_incomplete", "status"])
-    declared: Set[str] = set()
-    add_dataclass_arguments(parser, SweepSpec, declared)
-    parser.add_argument("--dataset", default=None, help="one dataset (same as --datasets D)")
-    parser.add_argument("--command_launcher", default="local",
-                        help=f"one of: {', '.join(registry.names())}")
-    parser.add_argument("--skip_confirmation", action="store_true")
-    parser.add_argument("--stage", default=None, metavar="NAME",
-                        help="with a multi-stage plan (e.g. --recipe): run this stage only, "
-                             "here (what a SLURM stage job runs)")
-    parser.add_argument("--only", nargs="+", default=None, metavar="STAGE",
-                        help="with a multi-stage plan run locally: run only these stages")
-    declared.update(_NOT_SPEC + ("dataset",))
-    for name in registry.names():
-        registry.get(name).add_arguments(parser)
-    for options_class in extension_options():
-        title = getattr(options_class, "GROUP", None)
-        add_dataclass_arguments(parser.add_argument_group(title) if title else parser,
-                                options_class, declared)
-    return parser
-
-
-def datasets_of(args, default: Optional[List[str]] = None) -> Optional[List[str]]:
-    """``--dataset D`` or ``--datasets D1 D2 ...`` of a parsed command line (else
-    ``default``)."""
-    dataset = getattr(args, "dataset", None)
-    if dataset is not None:
-        if args.datasets is not None and list(args.datasets) != [dataset]:
-            raise DomainBedError("give either --dataset D or --datasets D1 D2 ..., not both")
-        return [dataset]
-    if args.datasets is not None:
-        return list(args.datasets)
-    return default
 
 
 def _datasets(spec: SweepSpec) -> List[str]:
@@ -114,8 +69,8 @@ def parse_train_extra(text: Union[None, str, Dict[str, Any]]) -> Dict[str, Any]:
 def extension_defaults() -> Dict[str, Any]:
     """The defaults of the options beyond the spec's fields (launchers', extensions'), read
     from their options dataclasses: no parser is built."""
-    registry = _load_extensions()
-    known = set(spec_fields()) | {"dataset"} | set(_NOT_SPEC)
+    registry = load_extensions()
+    known = set(spec_fields()) | {"dataset"} | set(NOT_SPEC)
     defaults: Dict[str, Any] = {}
     for name in registry.names():
         launcher_defaults = getattr(registry.get(name), "option_defaults", None)
@@ -125,20 +80,6 @@ def extension_defaults() -> Dict[str, Any]:
         for key, value in option_defaults(options_class).items():
             defaults.setdefault(key, value)
     return {k: v for k, v in defaults.items() if k not in known}
-
-
-def from_namespace(ns: argparse.Namespace, mode: str = "launch") -> SweepSpec:
-    """The spec of a parsed ``sweep`` command line (``--dataset D`` = ``--datasets D``)."""
-    values = vars(ns)
-    fields = set(spec_fields())
-    core = {k: values[k] for k in fields if k in values}
-    core["datasets"] = datasets_of(ns, default=None)
-    core["train_extra"] = parse_train_extra(values.get("train_extra"))
-    if core.get("algorithms") is not None:
-        core["algorithms"] = list(core["algorithms"])
-    options = {k: v for k, v in values.items()
-               if k not in fields and k not in _NOT_SPEC and k != "dataset"}
-    return SweepSpec(mode=mode, options=options, **core)
 
 
 def make_spec(output_dir: str, **values: Any) -> SweepSpec:
@@ -157,13 +98,8 @@ def make_spec(output_dir: str, **values: Any) -> SweepSpec:
                      **{k: v for k, v in values.items() if k in fields})
 
 
-def _as_spec(spec: Union[SweepSpec, argparse.Namespace]) -> SweepSpec:
-    return spec if isinstance(spec, SweepSpec) else from_namespace(spec)
-
-
-def train_args_list(spec: Union[SweepSpec, argparse.Namespace]) -> List[Dict[str, Any]]:
+def train_args_list(spec: SweepSpec) -> List[Dict[str, Any]]:
     """The training arguments of the sweep's jobs, before any job transformer."""
-    spec = _as_spec(spec)
     return make_args_list(
         n_trials=spec.n_trials, dataset_names=_datasets(spec), algorithms=_algorithms(spec),
         n_hparams_from=spec.n_hparams_from, n_hparams=spec.n_hparams, steps=spec.steps,
@@ -183,12 +119,6 @@ def list_jobs(spec: SweepSpec, train_command: Optional[Sequence[str]] = None) ->
         args_list = [transform(dict(a), spec) for a in args_list]
     return make_jobs(args_list, spec.output_dir, train_command,
                      hash_paths=spec.upstream_job_ids)
-
-
-def jobs_from_args(args: argparse.Namespace,
-                   train_command: Optional[Sequence[str]] = None) -> List[Job]:
-    """The jobs of a parsed command line (see ``list_jobs``)."""
-    return list_jobs(_as_spec(args), train_command)
 
 
 def check_data_dir(data_dir: Optional[str]) -> None:

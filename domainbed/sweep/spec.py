@@ -10,7 +10,8 @@ need), ``"list"`` (the dummy launcher: full commands, nothing written) or ``"ids
 (``status`` and ``delete_incomplete``: job ids only, extensions plan nothing).
 
 A spec is made from typed values with ``options.make_spec`` (extensions' options filled with
-their defaults) or from a parsed command line with ``options.from_namespace``.
+their defaults) or from a parsed command line with
+``domainbed.scripts.sweep_args.from_namespace``.
 """
 
 import dataclasses
@@ -26,7 +27,8 @@ TASKS = ("domain_generalization", "domain_adaptation")
 @dataclass
 class SweepSpec:
     """The jobs of one sweep folder (upstream's flags, same defaults). Each field declared
-    with ``option`` is the flag ``--<name>`` of ``sweep`` (``options.build_parser``)."""
+    with ``option`` is the flag ``--<name>`` of ``sweep``
+    (``domainbed.scripts.sweep_args.build_parser``)."""
 
     output_dir: str = option(help="the sweep folder (required; with --recipe, default: the "
                                   "recipe's output_root)")

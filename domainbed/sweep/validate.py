@@ -8,8 +8,7 @@ for that only when jobs are launched or listed: ``status`` stays torch-free) and
 ``--train_extra`` flags.
 """
 
-import argparse
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from domainbed.sweep.spec import SweepSpec
 from domainbed.validation import Rule, check, closest
@@ -76,11 +75,12 @@ def option_problems(spec: SweepSpec) -> List[str]:
     return problems
 
 
-def launcher_problems(args: argparse.Namespace) -> List[str]:
-    """Launcher options against ``LAUNCHER_RULES`` (those the parser has)."""
+def launcher_problems(values: Mapping[str, Any]) -> List[str]:
+    """Launcher options (option name -> value, e.g. a parsed command line's) against
+    ``LAUNCHER_RULES``."""
     problems = []
     for name, rule in LAUNCHER_RULES.items():
-        value = getattr(args, name, None)
+        value = values.get(name)
         if value is not None:
             problems += check(value, rule, f"--{name}")
     return problems
@@ -126,7 +126,8 @@ def hparams_problems(spec: SweepSpec, with_registry: bool) -> List[str]:
     return list(dict.fromkeys(problems))
 
 
-def sweep_problems(spec: SweepSpec, args: Optional[argparse.Namespace] = None) -> List[str]:
+def sweep_problems(spec: SweepSpec,
+                   launcher_values: Optional[Mapping[str, Any]] = None) -> List[str]:
     """Every problem of the sweep's options, one line each."""
     from domainbed.training.validate import flag_problems
     problems = option_problems(spec)
@@ -135,6 +136,6 @@ def sweep_problems(spec: SweepSpec, args: Optional[argparse.Namespace] = None) -
     if not names:
         problems += hparams_problems(spec, with_registry=spec.mode != "ids")
     problems += flag_problems(spec.train_extra or {}, "--train_extra", RESERVED_FLAGS)
-    if args is not None:
-        problems += launcher_problems(args)
+    if launcher_values is not None:
+        problems += launcher_problems(launcher_values)
     return problems

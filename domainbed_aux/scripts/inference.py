@@ -30,7 +30,7 @@ from typing import Any, Dict
 
 from domainbed.errors import DomainBedError, one_line
 from domainbed.lib.misc import atomic_write_text, show_progress
-from domainbed_aux.merging.options import add_merge_arguments, merge_kwargs
+from domainbed_aux.scripts.merge_options import add_merge_arguments, merge_kwargs
 from domainbed_aux.scoring.inference import infer, selections
 
 log = logging.getLogger("domainbed_aux.inference")

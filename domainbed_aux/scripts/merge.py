@@ -22,7 +22,7 @@ import sys
 
 from domainbed.errors import DomainBedError, one_line
 from domainbed.lib.misc import show_progress
-from domainbed_aux.merging.options import add_merge_arguments, merge_kwargs
+from domainbed_aux.scripts.merge_options import add_merge_arguments, merge_kwargs
 
 BEST_RUN = "best_run"
 

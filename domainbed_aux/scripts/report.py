@@ -58,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                               "(model soups, ratatouille), hyperparameters chosen on ID "
                               "validation per cell; 'all': every rule not already in Table 1 "
                               "(known: %s)" % ", ".join(rule_choices()))
-    from domainbed_aux.merging.options import add_base_and_check_arguments
+    from domainbed_aux.scripts.merge_options import add_base_and_check_arguments
     add_base_and_check_arguments(merging)
     return p.parse_args(argv)
 

@@ -101,7 +101,7 @@ def test_list_top_hparams_imports_no_torch(tmp_path):
 def test_sweep_status_of_the_core_imports_no_torch(tmp_path):
     argv = ["status", "--output_dir", str(tmp_path), "--datasets", "PACS", "Debug28",
             "--algorithms", "ERM", "SWAD", "--n_hparams", "2", "--n_trials", "1"]
-    from domainbed.sweep.options import build_parser, jobs_from_args
+    from domainbed.scripts.sweep_args import build_parser, jobs_from_args
     jobs = jobs_from_args(build_parser().parse_args(argv))
     os.makedirs(jobs[0].output_dir)
     with open(os.path.join(jobs[0].output_dir, "done"), "w") as f:
@@ -119,7 +119,7 @@ def test_sweep_job_ids_and_seeds_do_not_depend_on_torch_being_imported(tmp_path)
     argv = ["status", "--output_dir", str(tmp_path), "--datasets", "VLCS", "--algorithms",
             "ERM", "--n_hparams", "1", "--n_trials", "1", "--upstream_job_ids"]
     code = ("import json, sys\n"
-            "from domainbed.sweep.options import build_parser, jobs_from_args\n"
+            "from domainbed.scripts.sweep_args import build_parser, jobs_from_args\n"
             f"jobs = jobs_from_args(build_parser().parse_args({argv!r}))\n"
             "print(json.dumps([[j.job_id, j.train_args['seed']] for j in jobs]))\n"
             "print('torch' in sys.modules)\n")
@@ -130,7 +130,7 @@ def test_sweep_job_ids_and_seeds_do_not_depend_on_torch_being_imported(tmp_path)
     DATASET_REGISTRY.load()  # in this process the classes answer
     from domainbed.lib.misc import seed_hash
     from domainbed.lib.seeds import seed_hash as torch_free_seed_hash
-    from domainbed.sweep.options import build_parser, jobs_from_args
+    from domainbed.scripts.sweep_args import build_parser, jobs_from_args
     jobs = jobs_from_args(build_parser().parse_args(argv))
     assert json.loads(lines[0]) == [[j.job_id, j.train_args["seed"]] for j in jobs]
     assert len(jobs) == 4 + 6  # VLCS: 4 environments
@@ -198,8 +198,9 @@ def test_sweep_status_of_a_ratatouille_sweep_with_the_plugin_imports_no_torch(tm
 def test_status_job_ids_equal_the_launch_listing(tmp_path):
     """Planning the init files (launch) and skipping it (status) give the same job ids."""
     from domainbed.lib.weights import save_weights
-    from domainbed.sweep.options import build_parser, jobs_from_args, list_jobs
-    from domainbed.sweep.options import from_namespace
+    from domainbed.scripts.sweep_args import build_parser, jobs_from_args
+    from domainbed.sweep.options import list_jobs
+    from domainbed.scripts.sweep_args import from_namespace
     from domainbed import networks
     phi = str(tmp_path / "phi.safetensors")
     save_weights(phi, networks.Featurizer((3, 28, 28), {"backbone": "tiny_cnn"}).state_dict())

@@ -54,8 +54,8 @@ def test_dummy_launch_and_status_leave_the_folders_byte_identical(tmp_path, caps
     # files (pool members planned, not built) for the recycling algorithms
     from domainbed.sweep.options import list_jobs
     from domainbed.sweep.plan import launch_sweep
-    from domainbed.sweep.options import from_namespace
-    from domainbed.sweep.options import build_parser
+    from domainbed.scripts.sweep_args import from_namespace
+    from domainbed.scripts.sweep_args import build_parser
     from domainbed.command_launchers import get_launcher
     spec = from_namespace(build_parser().parse_args(_argv(tmp_path, "launch")))
     launched = []

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from domainbed.lib.weights import load_file, read_metadata
-from domainbed.sweep.options import build_parser, jobs_from_args
+from domainbed.scripts.sweep_args import build_parser, jobs_from_args
 from domainbed_aux import hooks as aux_hooks
 from domainbed_aux.planning import planner_of
 from tests.fixtures.aux_datasets import (HPARAMS, make_aux, make_phi_pt, run_job_in_process,

@@ -208,7 +208,7 @@ def test_train_command_kills_a_child_that_ignores_sigterm(tmp_path):
 
 
 def test_slurm_cli_options_reach_the_launcher(tmp_path):
-    from domainbed.sweep.options import build_parser
+    from domainbed.scripts.sweep_args import build_parser
     args = build_parser().parse_args([
         "launch", "--output_dir", str(tmp_path), "--command_launcher", "slurm",
         "--slurm_partition", "gpu", "--slurm_account", "lab", "--slurm_time", "90",

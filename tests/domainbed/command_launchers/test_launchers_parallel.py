@@ -164,7 +164,7 @@ def test_multi_gpu_with_no_gpu_fails_at_once_whatever_jobs_per_gpu(monkeypatch, 
 
 def test_launcher_flags_reach_the_launchers(tmp_path):
     from domainbed.command_launchers import get_launcher
-    from domainbed.sweep.options import build_parser
+    from domainbed.scripts.sweep_args import build_parser
     args = build_parser().parse_args(["launch", "--output_dir", str(tmp_path), "--max_parallel",
                                       "3", "--threads_per_job", "2", "--jobs_per_gpu", "4",
                                       "--no_in_process"])

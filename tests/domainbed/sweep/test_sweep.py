@@ -275,7 +275,7 @@ def test_launch_needs_an_existing_data_dir_and_a_known_launcher(tmp_path, capsys
     assert sweep_cli.main(base + ["--command_launcher", "dummy", "--data_dir",
                                   str(tmp_path / "missing")]) == 0
     assert "does not exist yet" in caplog.text
-    from domainbed.sweep.options import build_parser
+    from domainbed.scripts.sweep_args import build_parser
     # the paper's README commands give no launcher: they run here
     assert build_parser().parse_args(["launch", "--output_dir", "o"]).command_launcher == "local"
     assert sweep_cli.main(base + ["--data_dir", str(tmp_path), "--command_launcher", "nope"]) == 2

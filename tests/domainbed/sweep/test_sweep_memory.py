@@ -6,6 +6,7 @@ import os
 
 from domainbed.lib import run_dir
 from domainbed.scripts import sweep as sweep_cli
+from domainbed.scripts import sweep_args
 from domainbed.sweep import memory
 from tests.fixtures.sweeps import SWEEP_24, cli_jobs, write_fake_train
 
@@ -64,7 +65,7 @@ def test_listing_with_the_dummy_launcher_writes_no_spec(tmp_path):
 
 def test_typed_options_reads_flags_equals_and_abbreviations():
     parser = sweep_cli.build_parser()
-    typed = memory.typed_options(parser, ["status", "--output_dir", "o", "--n_hparams=3",
+    typed = sweep_args.typed_options(parser, ["status", "--output_dir", "o", "--n_hparams=3",
                                           "--dataset", "VLCS", "--n_tri", "2"])
     assert {"output_dir", "n_hparams", "dataset", "datasets", "n_trials"} <= typed
     assert "algorithms" not in typed

@@ -49,7 +49,7 @@ def test_a_rule_registered_from_a_test_module_is_in_every_list_of_rules(toy_rule
     assert TOY in rule_names(pooled=False) and TOY not in rule_names(pooled=True)
     assert TOY in selections()
     assert TOY in merge_cli.choices() and TOY in report_cli.rule_choices()
-    from domainbed_aux.merging.options import rules_help
+    from domainbed_aux.scripts.merge_options import rules_help
     assert f"  {TOY}: theta = the first member" in rules_help()
 
 
