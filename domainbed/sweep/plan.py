@@ -244,7 +244,10 @@ def read_source(path: str) -> Tuple[SweepSpec, str, Dict[str, Any]]:
         with open(path, encoding="utf-8") as f:
             source = json.load(f)
         return spec_from_dict(source["spec"]), str(source["launcher"]), dict(source["options"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except KeyError as exc:
+        raise PlanError(f"{path} is not a plan source written by a submission (no {exc} "
+                        "key); submit the plan again") from None
+    except (OSError, ValueError, TypeError) as exc:
         raise PlanError(f"cannot read the plan of a stage job from {path}: {exc}") from None
 
 

@@ -70,3 +70,34 @@ def test_launcher_options_keep_what_the_user_typed_and_default_the_rest():
         "in_process": True, "threads_per_job": 1, "max_parallel": 2}
     assert plans.launcher_options(plan, "slurm", {"slurm_time": 5}, typed=["slurm_time"]) == {
         "slurm_time": 5}
+
+
+def test_a_plan_source_round_trips_with_absolute_paths_and_bad_files_are_one_line(
+        tmp_path, monkeypatch):
+    import json
+    import os
+    import subprocess
+    import sys
+    from tests.fixtures.paths import REPO
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipe.json").write_text("{}")
+    spec = make_spec("out", datasets=["Debug28"], data_dir="data", recipe="recipe.json")
+    plan = plans.Plan("tiny", str(tmp_path / "out"), stages=[])
+    path = plans.write_source(plan, spec, "slurm", {"partition": "p1", "wait": True})
+    assert os.path.dirname(path) == str(tmp_path / "out" / plans.SOURCES_DIR)
+    # the same content is one file: submitting again with the same options writes no other
+    assert plans.write_source(plan, spec, "slurm", {"partition": "p1"}) == path
+    again, launcher, options = plans.read_source(path)
+    assert (launcher, options) == ("slurm", {"partition": "p1"})  # ``wait`` is the job's own
+    assert again.output_dir == str(tmp_path / "out")
+    assert again.data_dir == str(tmp_path / "data")
+    assert again.recipe == str(tmp_path / "recipe.json")
+    assert again.datasets == ["Debug28"] and again.n_hparams == spec.n_hparams
+    (tmp_path / "bad.json").write_text(json.dumps({"format": 1}))
+    result = subprocess.run([sys.executable, "-m", "domainbed.scripts.stage",
+                             str(tmp_path / "bad.json"), "target"], capture_output=True,
+                            text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"stage target: error: {tmp_path / 'bad.json'} is not a plan source written by a "
+        "submission (no 'spec' key); submit the plan again"]
