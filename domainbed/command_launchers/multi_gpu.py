@@ -1,6 +1,5 @@
 """Run jobs on the visible GPUs of this machine, ``jobs_per_gpu`` jobs per GPU at a time."""
 
-import argparse
 import logging
 import os
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ class MultiGPULauncher(Launcher):
     options_class = MultiGPUOptions
 
     def launch_options(self, options: "MultiGPUOptions",
-                       args: argparse.Namespace) -> Dict[str, Any]:
+                       args: Any) -> Dict[str, Any]:
         """``gpus`` as a list of ids; ``threads_per_job`` is the local launcher's option."""
         result: Dict[str, Any] = {}
         if options.gpus:

@@ -6,7 +6,6 @@ training command as a child process. On preemption or time-out submitit calls it
 file) and the same command is requeued.
 """
 
-import argparse
 import contextlib
 import getpass
 import io
@@ -181,7 +180,7 @@ class SlurmLauncher(Launcher):
     options_class = SlurmOptions
 
     def launch_options(self, options: "SlurmOptions",
-                       args: argparse.Namespace) -> Dict[str, Any]:
+                       args: Any) -> Dict[str, Any]:
         """``submit``'s keywords; the logs go to ``<output_dir>/slurm_logs`` by default."""
         log_dir = options.slurm_log_dir
         if log_dir is None and getattr(args, "output_dir", None):

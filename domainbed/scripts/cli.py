@@ -44,3 +44,12 @@ def typed_launcher_options(launcher: Any, parser: argparse.ArgumentParser,
     defaults = launcher.options_from_args(parser.parse_args(list(minimal_argv)))
     return options, [k for k in options if options[k] != defaults.get(k)]
 
+
+def add_launcher_arguments(parser: argparse.ArgumentParser, launcher: Any) -> None:
+    """The launcher's command-line options (its ``options_class``), generated in a section
+    of ``--help`` named after it."""
+    from domainbed.lib.options import add_dataclass_arguments
+    if getattr(launcher, "options_class", None) is not None:
+        add_dataclass_arguments(parser.add_argument_group(f"{launcher.name} launcher"),
+                                launcher.options_class)
+

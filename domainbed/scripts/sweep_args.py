@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from domainbed.errors import DomainBedError
 from domainbed.lib.options import add_dataclass_arguments
+from domainbed.scripts.cli import add_launcher_arguments
 from domainbed.sweep.jobs import Job
 from domainbed.sweep.memory import SPEC_FILE, read_spec
 from domainbed.sweep.options import (NOT_SPEC, extension_options, list_jobs, load_extensions,
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with a multi-stage plan run locally: run only these stages")
     declared.update(NOT_SPEC + ("dataset",))
     for name in registry.names():
-        registry.get(name).add_arguments(parser)
+        add_launcher_arguments(parser, registry.get(name))
     for options_class in extension_options():
         title = getattr(options_class, "GROUP", None)
         add_dataclass_arguments(parser.add_argument_group(title) if title else parser,

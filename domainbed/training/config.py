@@ -11,7 +11,6 @@ dict ``vars(namespace)`` gave before, so records stay byte-identical.
 Torch-free.
 """
 
-import argparse
 import dataclasses
 import difflib
 import json
@@ -106,7 +105,7 @@ class TrainConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_namespace(cls, ns: argparse.Namespace) -> "TrainConfig":
+    def from_namespace(cls, ns: Any) -> "TrainConfig":
         """The config of a parsed ``domainbed.scripts.train`` command line (a namespace of
         an older caller may lack the newer flags: they take their defaults)."""
         given = vars(ns)

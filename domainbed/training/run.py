@@ -28,7 +28,6 @@ written after this.
 Next: ``setup``.
 """
 
-import argparse
 import json
 import logging
 import os
@@ -55,14 +54,14 @@ class RunLocked(DomainBedError):
     """Another process is training in the same run directory."""
 
 
-def as_config(config: Union[TrainConfig, argparse.Namespace]) -> TrainConfig:
+def as_config(config: Union[TrainConfig, Any]) -> TrainConfig:
     """A TrainConfig as is; the namespace of an older caller converted."""
     if isinstance(config, TrainConfig):
         return config
     return TrainConfig.from_namespace(config)
 
 
-def train(config: Union[TrainConfig, argparse.Namespace],
+def train(config: Union[TrainConfig, Any],
           restart: bool = False) -> Optional[str]:
     """Run (or resume, or skip when done) the training described by ``config``.
 

@@ -14,7 +14,8 @@ import sys
 from typing import Optional, Sequence
 
 from domainbed.errors import DomainBedError
-from domainbed.scripts.cli import exit_on_interrupt, os_error_line, typed_launcher_options
+from domainbed.scripts.cli import (add_launcher_arguments, exit_on_interrupt, os_error_line,
+                                   typed_launcher_options)
 from domainbed.validation import error_lines
 from domainbed_aux import recipe as recipe_lib
 
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let the report stage run MODULE although it is not a registered "
                         "report provider (a recipe file alone runs no code it names)")
     for name in REGISTRY.names():  # each backend's own options
-        REGISTRY.get(name).add_arguments(p)
+        add_launcher_arguments(p, REGISTRY.get(name))
     return p
 
 

@@ -7,7 +7,6 @@ upstream code that calls ``REGISTRY[name](commands)`` keeps working; a command i
 run as a subprocess, a call may run in the launcher's process.
 """
 
-import argparse
 import dataclasses
 import shlex
 from abc import ABC, abstractmethod
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Set, Type
 
 from domainbed.errors import DomainBedError
-from domainbed.lib.options import add_dataclass_arguments, option_defaults
+from domainbed.lib.options import option_defaults
 from domainbed.lib.options import from_namespace as options_from_namespace
 from domainbed.registry import Registry
 
@@ -80,32 +79,27 @@ class Launcher(ABC):
         return "lists_only" in self.capabilities
 
     # a dataclass of ``domainbed.lib.options.option`` fields: this backend's command-line
-    # options (named with the backend's name), from which ``add_arguments``,
-    # ``option_defaults`` and ``options_from_args`` are generated; None: no options
+    # options (named with the backend's name), from which the command lines generate its
+    # flags (``domainbed.scripts.cli.add_launcher_arguments``) and ``option_defaults`` and
+    # ``options_from_args`` read; None: no options
     options_class: ClassVar[Optional[type]] = None
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        """Add this backend's command-line options (``options_class``), in a section of
-        ``--help`` named after the backend."""
-        if self.options_class is not None:
-            add_dataclass_arguments(parser.add_argument_group(f"{self.name} launcher"),
-                                    self.options_class)
 
     def option_defaults(self) -> Dict[str, Any]:
         """The defaults of this backend's command-line options (no parser needed)."""
         return option_defaults(self.options_class) if self.options_class is not None else {}
 
-    def options_from_args(self, args: argparse.Namespace) -> Dict[str, Any]:
-        """The keyword options of ``launch`` taken from parsed command-line arguments (an
-        option the namespace lacks takes its default)."""
+    def options_from_args(self, args: Any) -> Dict[str, Any]:
+        """The keyword options of ``launch`` taken from parsed command-line values (an
+        object with one attribute per option, e.g. a parsed namespace; an option it lacks
+        takes its default)."""
         if self.options_class is None:
             return {}
         return self.launch_options(options_from_namespace(self.options_class, args), args)
 
-    def launch_options(self, options: Any, args: argparse.Namespace) -> Dict[str, Any]:
+    def launch_options(self, options: Any, args: Any) -> Dict[str, Any]:
         """The keyword options of ``launch`` of this backend's parsed ``options`` (an
-        ``options_class``; ``args``: the whole command line): by default the options that
-        are not None, by field name."""
+        ``options_class``; ``args``: every value of the command line): by default the
+        options that are not None, by field name."""
         return {k: v for k, v in dataclasses.asdict(options).items() if v is not None}
 
     @abstractmethod
