@@ -293,8 +293,8 @@ def submit(plan: Plan, launcher, options: Dict[str, Any], source: str
             waiting = [run_dir.read_submission(j.output_dir) for j in jobs
                        if j.output_dir in queued]
             jobs = [j for j in jobs if j.output_dir not in queued]
-        else:
-            jobs = [Task(stage_job_command(source, stage.name), plan.root,
+        else:  # no run directory: the job succeeded when its command exits 0
+            jobs = [Task(stage_job_command(source, stage.name), None,
                          f"{plan.name} stage {stage.name}")]
         if not jobs and not waiting:
             log.info("stage %s: every job is done", stage.name)

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -124,6 +125,13 @@ def test_slurm_stages_are_chained_with_afterok(tmp_path, monkeypatch):
         spec, launcher_name, options = read_source(command[-2])
         assert launcher_name == "slurm" and options["partition"] == "p1"
         assert spec.recipe == os.path.abspath(path) and os.path.isabs(spec.output_dir)
+        # a stage job has no run directory: on SLURM it succeeds when its command exits 0
+        # (it once waited for a ``done`` file in the plan's root, which nothing writes)
+        from domainbed.command_launchers.slurm import TrainCommand
+        assert jobs[0].output_dir is None
+        ok = TrainCommand([sys.executable, "-c", "pass"], jobs[0].output_dir,
+                          signal_grace_s=0)()
+        assert ok["returncode"] == 0
 
     # submitted again once the pretraining is done, while one aux job waits in the queue:
     # the aux stage is an array of the job not queued, and the target stage waits for both
