@@ -6,8 +6,8 @@
 """
 
 from domainbed.command_launchers.core.base import (LAUNCHER_LOG, REGISTRY, Launcher, Task,
-                                                    as_task, get_launcher, queued_job_ids,
-                                                    register_launcher)
+                                                   as_task, get_launcher, queued_job_ids,
+                                                   register_launcher)
 # backends register themselves on import
 from domainbed.command_launchers import dummy, local, multi_gpu, slurm  # noqa: F401,E402
 

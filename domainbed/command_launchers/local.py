@@ -12,8 +12,8 @@ from domainbed.command_launchers.core.base import Launcher, Task, as_task, regis
 from domainbed.command_launchers.core.failures import record_failures
 from domainbed.command_launchers.core.parallel import parallel_slots, run_tasks
 from domainbed.command_launchers.core.process import (StepProgress, describe_exit,
-                                                 in_process_threads, polling, run_task,
-                                                 thread_overrides)
+                                                      in_process_threads, polling, run_task,
+                                                      thread_overrides)
 from domainbed.command_launchers.core.workers import run_in_workers
 from domainbed.errors import DomainBedError
 from domainbed.lib.options import option

@@ -15,7 +15,7 @@ from domainbed.command_launchers.core import process as _process
 from domainbed.command_launchers.core import resources
 from domainbed.command_launchers.core.base import Task
 from domainbed.command_launchers.core.process import (StepProgress, describe_exit, start_task,
-                                                 thread_overrides)
+                                                      thread_overrides)
 from domainbed.lib import run_dir
 
 log = logging.getLogger(__name__)
