@@ -3,12 +3,13 @@
 A job that carries a call (``Task.call``: a sweep's training job carries
 ``domainbed.training.job.run_job(config)``) can run here instead of as its command line's
 subprocess, so that N short runs pay the import of torch once instead of N times. What a
-run changes in the process is put back afterwards (see ``isolated``): logging handlers, torch threads, every RNG, cuDNN and matmul flags, grad mode,
-the default dtype, the working directory, the environment, ``sys.argv``, warning filters,
-signal handlers, stdout / stderr. A run that raises is reported like a failed subprocess
-(exit status 1, ``failed`` in its run directory); the next job still runs. What no
-in-process run can be isolated from: ``os._exit``, a crash of the interpreter itself, and
-``mem_gb`` in results.jsonl, which is the launcher process's peak memory so far.
+run changes in the process is put back afterwards (see ``isolated``): logging handlers,
+torch threads, every RNG, cuDNN and matmul flags, grad mode, the default dtype, the working
+directory, the environment, ``sys.argv``, warning filters, signal handlers, stdout /
+stderr. A run that raises is reported like a failed subprocess (exit status 1, ``failed``
+in its run directory); the next job still runs. What no in-process run can be isolated
+from: ``os._exit``, a crash of the interpreter itself, and ``mem_gb`` in results.jsonl,
+which is the launcher process's peak memory so far.
 """
 
 import contextlib
