@@ -10,25 +10,17 @@
 """
 
 import ast
-import os
 
-from tests.fixtures.paths import REPO
+from tests.fixtures.paths import package_sources
 
-PACKAGES = ("domainbed", "domainbed_aux")
 TRAIN_MODULE = "domainbed.scripts.train"
 LAUNCHER_NAMES = {"local", "slurm", "dummy", "multi_gpu"}
 RENDERING = {"domainbed/sweep/jobs.py", "domainbed/sweep/upstream.py"}
 
 
 def _modules():
-    for package in PACKAGES:
-        for root, _, names in os.walk(os.path.join(REPO, package)):
-            for name in sorted(names):
-                if name.endswith(".py"):
-                    path = os.path.join(root, name)
-                    with open(path, encoding="utf-8") as f:
-                        tree = ast.parse(f.read(), path)
-                    yield os.path.relpath(path, REPO).replace(os.sep, "/"), tree
+    for path, text in package_sources():
+        yield path, ast.parse(text, path)
 
 
 def _imported(tree):

@@ -4,9 +4,7 @@ changes it would break training), and each derived-seed function defined once.""
 import os
 import re
 
-from tests.fixtures.paths import REPO
-
-PACKAGES = ("domainbed", "domainbed_aux")
+from tests.fixtures.paths import package_sources
 
 # reference-count and storage internals the input pipeline once relied on, and torch's C
 # extension module as a whole
@@ -15,19 +13,18 @@ PRIVATE_TORCH = [r"sys\.getrefcount", r"\._use_count\b", r"_storage_Use_Count", 
 
 
 def _sources():
-    for package in PACKAGES:
-        for root, _, names in os.walk(os.path.join(REPO, package)):
-            for name in sorted(names):
-                if name.endswith(".py"):
-                    path = os.path.join(root, name)
-                    with open(path, encoding="utf-8") as f:
-                        yield os.path.relpath(path, REPO), f.read()
+    return package_sources()
+
+
+def _occurrences(patterns):
+    """``path:line: match`` of every match of ``patterns`` in the packages."""
+    return [f"{path}:{text[:m.start()].count(chr(10)) + 1}: {m.group(0)}"
+            for path, text in _sources() for pattern in patterns
+            for m in re.finditer(pattern, text)]
 
 
 def test_the_packages_use_no_private_torch_api():
-    found = [f"{path}:{text[:m.start()].count(chr(10)) + 1}: {m.group(0)}"
-             for path, text in _sources() for pattern in PRIVATE_TORCH
-             for m in re.finditer(pattern, text)]
+    found = _occurrences(PRIVATE_TORCH)
     assert found == []
 
 
@@ -49,9 +46,7 @@ PRIVATE_ARGPARSE = [r"\._actions\b", r"\._option_string_actions\b"]
 
 
 def test_the_packages_use_no_private_argparse_api():
-    found = [f"{path}:{text[:m.start()].count(chr(10)) + 1}: {m.group(0)}"
-             for path, text in _sources() for pattern in PRIVATE_ARGPARSE
-             for m in re.finditer(pattern, text)]
+    found = _occurrences(PRIVATE_ARGPARSE)
     assert found == []
 
 

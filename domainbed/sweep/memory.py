@@ -13,7 +13,7 @@ import logging
 import os
 from typing import Any, Dict, Optional
 
-from domainbed.sweep.spec import SweepSpec, spec_fields
+from domainbed.sweep.spec import SweepSpec, jsonable, spec_fields
 
 SPEC_FILE = "sweep.json"
 FORMAT = 1
@@ -23,23 +23,15 @@ NOT_STORED = ("output_dir", "data_dir", "mode")
 log = logging.getLogger(__name__)
 
 
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
 def spec_values(spec: SweepSpec) -> Dict[str, Any]:
     """The options that describe the sweep's jobs: fields and extensions' options."""
     values = {name: getattr(spec, name) for name in spec_fields() if name not in NOT_STORED}
     for name, value in (spec.options or {}).items():
-        if not name.startswith("_") and name not in NOT_STORED and _jsonable(value):
+        if not name.startswith("_") and name not in NOT_STORED and jsonable(value):
             values[name] = value
     if isinstance(values.get("algorithms"), list):
         values["algorithms"] = list(values["algorithms"])  # a plain list, not a subclass
-    return {k: v for k, v in values.items() if _jsonable(v)}
+    return {k: v for k, v in values.items() if jsonable(v)}
 
 
 def write_spec(spec: SweepSpec) -> str:

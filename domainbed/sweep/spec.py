@@ -15,6 +15,7 @@ their defaults) or from a parsed command line with
 """
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -91,17 +92,18 @@ def spec_fields() -> List[str]:
 
 
 
+def jsonable(value: Any) -> bool:
+    """Whether JSON can hold ``value``."""
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def spec_to_dict(spec: SweepSpec) -> Dict[str, Any]:
     """Every field and extension option of ``spec`` that JSON can hold (what a queued job
     reads the spec back from)."""
-    import json
-
-    def jsonable(value: Any) -> bool:
-        try:
-            json.dumps(value)
-            return True
-        except (TypeError, ValueError):
-            return False
     values = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)
               if f.name != "options"}
     values["options"] = {k: v for k, v in spec.options.items()
